@@ -1,0 +1,49 @@
+"""Per-class temperature scaling and decision thresholds, fitted on the validation fold (9)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _nll(log_t: float, logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits / np.exp(log_t)
+    # log(1 + e^z) - y z, computed stably.
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature T > 0 minimising the binary NLL of sigmoid(logits / T) for one class."""
+    res = minimize_scalar(_nll, bounds=(np.log(0.05), np.log(20.0)), args=(logits, y), method="bounded")
+    return float(np.exp(res.x))
+
+
+def fit_temperatures(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """One temperature per column of (n, k) logits; a column without both outcomes keeps T = 1."""
+    out = np.ones(logits.shape[1])
+    for j in range(logits.shape[1]):
+        if 0 < y[:, j].sum() < len(y):
+            out[j] = fit_temperature(logits[:, j], y[:, j])
+    return out
+
+
+def fit_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The probability threshold that maximises F1 for one class (0.5 when the class never occurs)."""
+    if y.sum() == 0:
+        return 0.5
+    order = np.argsort(-p)
+    ps, ys = p[order], y[order]
+    tp = np.cumsum(ys)
+    fp = np.cumsum(1 - ys)
+    f1 = 2 * tp / (tp + fp + ys.sum())
+    best = int(np.argmax(f1))
+    # Midway between the last accepted and the first rejected probability, so ties do not flip.
+    nxt = ps[best + 1] if best + 1 < len(ps) else 0.0
+    return float((ps[best] + nxt) / 2)
+
+
+def fit_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.array([fit_threshold(p[:, j], y[:, j]) for j in range(p.shape[1])])
