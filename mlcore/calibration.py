@@ -45,5 +45,11 @@ def fit_threshold(p: np.ndarray, y: np.ndarray) -> float:
     return float((ps[best] + nxt) / 2)
 
 
-def fit_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.array([fit_threshold(p[:, j], y[:, j]) for j in range(p.shape[1])])
+# A finding shown to a clinician needs at least this calibrated probability. F1-optimal thresholds for rare
+# statements (a handful of positives in fold 9) can fall to a few percent, which would flag noise.
+MIN_THRESHOLD = 0.10
+
+
+def fit_thresholds(p: np.ndarray, y: np.ndarray, floor: float = MIN_THRESHOLD) -> np.ndarray:
+    """Per-class F1-optimal thresholds, never below ``floor``."""
+    return np.array([max(fit_threshold(p[:, j], y[:, j]), floor) for j in range(p.shape[1])])

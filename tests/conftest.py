@@ -15,6 +15,8 @@ from mlcore.labels import LabelSpace
 from mlcore.model import EcgResNet, ModelConfig
 from mlcore.preprocess import LEADS, Standardizer
 
+COMMITTED_WEIGHTS = Path(__file__).resolve().parents[1] / "mlcore" / "weights"
+
 # A few rows of the statement table, typed from scp_statements.csv (code, description, diagnostic, form,
 # rhythm, diagnostic_class); enough to hand-check label aggregation.
 STATEMENT_ROWS = [
@@ -127,3 +129,15 @@ def write_tiny_weights(dest: Path, labels: LabelSpace, n_members: int = 2) -> Pa
 @pytest.fixture
 def tiny_weights(tmp_path: Path, label_space: LabelSpace) -> Path:
     return write_tiny_weights(tmp_path / "weights", label_space)
+
+
+@pytest.fixture
+def weights_dir(tmp_path_factory, settings) -> Path:
+    """The committed ensemble when present (real behaviour), else a tiny untrained one (same code path)."""
+    if (COMMITTED_WEIGHTS / "manifest.json").exists():
+        path = COMMITTED_WEIGHTS
+    else:
+        tmp = tmp_path_factory.mktemp("w")
+        path = write_tiny_weights(tmp / "weights", LabelSpace.from_csv(write_statements(tmp / "s.csv")))
+    settings.ECG_WEIGHTS_DIR = str(path)
+    return path

@@ -1,4 +1,4 @@
-"""python -m training {cache,train,calibrate,export,evaluate} ... (see --help of each)."""
+"""python -m training {cache,train,calibrate,export,evaluate,bench} ... (see --help of each)."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the JSON report here")
     p.add_argument("--bootstrap", type=int, default=200, help="test-set resamples for the 90%% CI")
 
+    p = sub.add_parser("bench", help="latency, throughput, Grad-CAM time and memory of the exported ensemble")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+
     args = ap.parse_args(argv)
     if args.cmd == "cache":
         from mlcore.ptbxl import load_folds
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         folds = tuple(f for group in args.folds for f in group)
         evaluate(weights=args.weights or str(DEFAULT_WEIGHTS), data_dir=args.data_dir, folds=folds,
                  cache_dir=args.cache_dir or None, out=args.out, n_boot=args.bootstrap)
+    elif args.cmd == "bench":
+        from mlcore.ensemble import DEFAULT_WEIGHTS
+        from training.bench import bench
+        bench(args.weights or str(DEFAULT_WEIGHTS), args.threads, args.out)
     return 0
 
 

@@ -32,3 +32,12 @@ def test_macro_auc_skips_unscorable_columns_and_ci_brackets_it():
     assert np.isnan(aucs[2]) and 0.7 < aucs[0] < 1
     lo, hi = bootstrap_macro_auc_ci(y, score, n_resamples=200)
     assert lo < macro_auc(y, score) < hi and hi - lo < 0.1
+
+
+def test_thresholds_never_fall_below_the_floor_for_rare_statements():
+    from mlcore.calibration import MIN_THRESHOLD, fit_thresholds
+
+    p = np.array([[0.03], [0.02], [0.01], [0.01]])
+    y = np.array([[1], [0], [0], [0]])
+    assert fit_threshold(p[:, 0], y[:, 0]) < MIN_THRESHOLD
+    assert fit_thresholds(p, y)[0] == MIN_THRESHOLD

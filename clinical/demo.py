@@ -1,0 +1,118 @@
+"""Synthetic 12-lead ECGs for demo mode (PTB-XL records are not redistributed with the app).
+
+A single rotating heart dipole (Gaussian P, Q, R, S, T waves in 3-D) projected on the 12 lead axes, so
+Einthoven's law holds and the leads relate as on a real tracing. For demos and tests only: not physiology.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlcore.preprocess import LEADS
+
+_DEG = np.pi / 180
+# Frontal-plane lead I and II axes (x: patient's left, y: inferior); precordial axes in the horizontal plane
+# (x: left, z: anterior).
+_I = np.array([1.0, 0.0, 0.0])
+_II = np.array([np.cos(60 * _DEG), np.sin(60 * _DEG), 0.0])
+_PRECORDIAL = {f"V{i + 1}": np.array([np.cos(a * _DEG), 0.15, np.sin(a * _DEG)]) * 1.4
+               for i, a in enumerate((115, 94, 76, 60, 30, 0))}
+
+
+@dataclass(frozen=True)
+class Wave:
+    offset_s: float  # relative to the R peak
+    width_s: float
+    vector: tuple[float, float, float]  # direction x amplitude in mV
+
+
+NORMAL = (
+    Wave(-0.17, 0.025, (0.08, 0.12, 0.03)),  # P
+    Wave(-0.025, 0.010, (-0.10, -0.02, 0.15)),  # Q (septal)
+    Wave(0.0, 0.012, (1.0, 0.85, -0.45)),  # R
+    Wave(0.028, 0.012, (-0.25, -0.35, -0.55)),  # S
+    Wave(0.30, 0.060, (0.25, 0.22, 0.12)),  # T
+)
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    name: str
+    pseudonym: str
+    age: int
+    sex: str
+    heart_rate: float
+    waves: tuple[Wave, ...] = NORMAL
+    irregular: bool = False  # atrial fibrillation: irregular RR, no P waves, fibrillatory baseline
+    qrs_widen: float = 1.0
+    st_vector: tuple[float, float, float] = (0.0, 0.0, 0.0)  # ST-segment shift (injury current), mV
+
+
+CASES = (
+    DemoCase("Normal sinus rhythm", "DEMO-0001", 46, "F", 68),
+    DemoCase("Sinus tachycardia", "DEMO-0002", 33, "M", 112),
+    DemoCase("Anterior ST elevation", "DEMO-0003", 61, "M", 84, st_vector=(0.02, -0.05, 0.30)),
+    DemoCase("Atrial fibrillation", "DEMO-0004", 78, "F", 96, irregular=True,
+             waves=tuple(w for w in NORMAL if w.offset_s > -0.1)),
+    DemoCase("Wide QRS (bundle branch block pattern)", "DEMO-0005", 71, "M", 64, qrs_widen=2.6),
+    DemoCase("Old inferior infarction pattern", "DEMO-0006", 67, "M", 72,
+             waves=(NORMAL[0], Wave(-0.02, 0.016, (0.0, -0.45, 0.05)), *NORMAL[2:])),
+)
+
+
+def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(3, n) heart vector over time."""
+    d = np.zeros((3, len(t)))
+    rr_mean = 60 / case.heart_rate
+    beat = 0.35
+    while beat < t[-1] + 1:
+        rr = rr_mean * (rng.uniform(0.6, 1.4) if case.irregular else rng.normal(1, 0.02))
+        for w in case.waves:
+            stretch = case.qrs_widen if abs(w.offset_s) < 0.05 else 1.0  # widen only the QRS waves
+            g = np.exp(-0.5 * ((t - beat - w.offset_s * stretch) / (w.width_s * stretch)) ** 2)
+            d += np.outer(w.vector, g)
+        if any(case.st_vector):
+            st = ((t > beat + 0.05) & (t < beat + 0.30)).astype(float)
+            d += np.outer(case.st_vector, np.convolve(st, np.ones(15) / 15, mode="same"))
+        beat += rr
+    if case.irregular:
+        f = sum(np.sin(2 * np.pi * rng.uniform(5, 8) * t + rng.uniform(0, 6)) for _ in range(3))
+        d += np.outer((0.02, 0.03, 0.02), f)
+    return d
+
+
+def synthesize(case: DemoCase, fs: int = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
+    """(12, n) float32 mV in standard lead order."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(fs * seconds)) / fs
+    d = _dipole(case, t, rng)
+    lead_i, lead_ii = _I @ d, _II @ d
+    lead_iii = lead_ii - lead_i  # Einthoven
+    limb = {"I": lead_i, "II": lead_ii, "III": lead_iii, "aVR": -(lead_i + lead_ii) / 2,
+            "aVL": lead_i - lead_ii / 2, "aVF": lead_ii - lead_i / 2}
+    pre = {k: v @ d for k, v in _PRECORDIAL.items()}
+    sig = np.stack([limb[k] if k in limb else pre[k] for k in LEADS])
+    wander = 0.05 * np.sin(2 * np.pi * 0.15 * t + rng.uniform(0, 6))
+    return (sig + wander + 0.01 * rng.standard_normal(sig.shape)).astype(np.float32)
+
+
+def as_json(signal: np.ndarray, fs: float) -> bytes:
+    return json.dumps({"fs": fs, "units": "mV",
+                       "leads": {lead: np.round(signal[i], 4).tolist() for i, lead in enumerate(LEADS)}}).encode()
+
+
+def as_csv(signal: np.ndarray) -> bytes:
+    buf = io.StringIO()
+    buf.write(",".join(LEADS) + "\n")
+    np.savetxt(buf, signal.T, delimiter=",", fmt="%.4f")
+    return buf.getvalue().encode()
+
+
+def write_wfdb(signal: np.ndarray, fs: int, record_name: str, directory: str) -> None:
+    import wfdb
+
+    wfdb.wrsamp(record_name, fs=fs, units=["mV"] * 12, sig_name=list(LEADS), p_signal=signal.T.astype(np.float64),
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=directory)

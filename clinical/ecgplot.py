@@ -1,0 +1,302 @@
+"""A 12-lead ECG drawn on standard ECG paper (25 mm/s, 10 mm/mV) as a Plotly figure for the result page.
+
+Everything sits on one x/y axis pair in "paper" units: x in seconds, y in mV, each printed row shifted down by
+3 mV. The page renders the returned figure with the plotly.js that ships inside the plotly package
+(:func:`plotly_js_path`), so the page works without internet access.
+
+No Django here: the web layer calls :func:`ecg_paper_figure` and puts the result into the page as JSON.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import plotly
+import plotly.graph_objects as go
+
+from mlcore.preprocess import LEADS, N_SAMPLES, TARGET_FS, WINDOW_S, resample
+
+# Paper speed and gain of a standard printout. One small box is 1 mm: 0.04 s wide and 0.1 mV tall.
+MM_PER_S = 25.0
+MM_PER_MV = 10.0
+MINOR_S, MAJOR_S = 1 / MM_PER_S, 5 / MM_PER_S  # 0.04 s, 0.2 s
+MINOR_MV, MAJOR_MV = 1 / MM_PER_MV, 5 / MM_PER_MV  # 0.1 mV, 0.5 mV
+# Plotly's scaleratio is (pixels per y unit) / (pixels per x unit); 1 mV must span 10 mm where 1 s spans 25 mm.
+SCALE_RATIO = MM_PER_MV / MM_PER_S  # 0.4
+
+# The standard 3x4 format: column k shows seconds [2.5k, 2.5k + 2.5) of its three leads, then a lead II strip.
+SEGMENT_S = 2.5
+GRID_3X4: tuple[tuple[str, ...], ...] = (
+    ("I", "aVR", "V1", "V4"),
+    ("II", "aVL", "V2", "V5"),
+    ("III", "aVF", "V3", "V6"),
+)
+RHYTHM_LEAD = "II"
+ROW_BASELINES_MV: tuple[float, ...] = (0.0, -3.0, -6.0, -9.0)  # 30 mm per row, as on a printed page
+
+# The visible sheet: a 0.6 s left margin holds the calibration pulse; edges fall on major lines.
+X_RANGE = (-0.6, 10.2)
+Y_RANGE = (-10.5, 1.5)
+CAL_STEPS_S = (-0.5, -0.4, -0.2, -0.1)  # baseline from, step up at, step down at, baseline to (0.2 s wide)
+CAL_MV = 1.0
+
+EVIDENCE_MIN = 0.2  # weaker evidence is left out: it would tint the whole sheet and bloat the JSON
+EVIDENCE_BAND_MV = 2.8  # height of the shaded band behind a lead; rows are 3 mV apart, so bands never touch
+
+INK = "#111111"
+GRID_MINOR = "#f6c9c9"
+GRID_MAJOR = "#e7898b"
+EVIDENCE_COLORSCALE = [
+    [0.0, "rgba(255, 176, 0, 0.22)"],
+    [0.5, "rgba(255, 110, 0, 0.38)"],
+    [1.0, "rgba(214, 25, 25, 0.55)"],
+]
+MARGIN_PX = {"l": 10, "r": 10, "b": 10}
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One finding's evidence, as produced by the explanation step on the model's 10 s, 100 Hz window."""
+
+    label: str  # e.g. "MI" or "AFIB"
+    display: str  # e.g. "Myocardial infarction"
+    lead_maps: np.ndarray  # (12, 1000) in [0, 1], evidence per lead over 10 s at 100 Hz, LEADS order
+    lead_relevance: np.ndarray  # (12,), sums to 1
+
+
+def plotly_js_path() -> Path:
+    """The plotly.min.js bundled with the installed plotly package (the version the figure JSON was built for)."""
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+def ecg_paper_figure(
+    signal: np.ndarray,
+    fs: float,
+    *,
+    overlays: dict[str, Overlay] | None = None,
+    title: str | None = None,
+    width: int = 1100,
+) -> dict:
+    """Draw a 12-lead ECG on ECG paper: 3x4 leads of 2.5 s each plus a 10 s lead II rhythm strip.
+
+    signal: (12, n) in mV, LEADS order, sampled at ``fs`` Hz (plotted at that rate, not resampled). A record
+    longer than 10 s is cropped to the 10 s the model saw (its central window); a shorter one is drawn as is.
+    overlays: finding label -> :class:`Overlay`; each adds hidden traces that shade the evidence behind the leads.
+
+    Returns a JSON-serialisable dict::
+
+        {
+          "figure": {"data": [...], "layout": {...}},      # plotly figure JSON (fig.to_plotly_json())
+          "overlay_traces": {"MI": [14, 15, ...], ...},     # indices into figure["data"] to toggle visible
+          "overlay_lead_relevance": {"MI": [{"lead": "V2", "share": 0.31}, ...], ...},  # sorted, largest first
+        }
+
+    Trace order in figure["data"]: 0-11 the twelve lead segments in LEADS order (I, II, III, aVR, ..., V6),
+    12 the lead II rhythm strip, 13 the calibration pulses, then 13 heatmap traces per overlay (the twelve
+    leads in LEADS order, then the rhythm strip), overlays in the order of the ``overlays`` dict. Overlay traces
+    start with ``visible=False`` and carry ``meta`` and ``legendgroup`` equal to the overlay's key.
+    """
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != len(LEADS) or x.shape[1] < 1:
+        raise ValueError(f"Expected a (12, n) signal, got shape {x.shape}.")
+    if not fs or not np.isfinite(fs) or fs <= 0:
+        raise ValueError(f"Invalid sampling rate: {fs!r}.")
+    overlays = overlays or {}
+
+    first, map_t0 = _display_window(x.shape[1], float(fs))
+    x = x[:, first:first + round(WINDOW_S * fs)]  # (12, n_display) mV
+    t = np.arange(x.shape[1]) / fs  # display seconds; 0 is the first drawn sample
+
+    segments = _segments(t)
+    traces: list[go.Scatter | go.Heatmap] = []
+    for seg in segments:
+        sl = slice(seg.start, seg.stop)
+        traces.append(_lead_trace(seg.lead, t[sl], x[LEADS.index(seg.lead), sl], ROW_BASELINES_MV[seg.row]))
+    traces.append(_calibration_trace())
+
+    overlay_traces: dict[str, list[int]] = {}
+    overlay_relevance: dict[str, list[dict[str, float | str]]] = {}
+    for key, ov in overlays.items():
+        maps = np.asarray(ov.lead_maps, dtype=np.float64)
+        if maps.shape != (len(LEADS), N_SAMPLES):
+            raise ValueError(f"Overlay {key!r}: lead_maps must be (12, {N_SAMPLES}), got {maps.shape}.")
+        rel = np.asarray(ov.lead_relevance, dtype=np.float64).reshape(-1)
+        if rel.shape != (len(LEADS),):
+            raise ValueError(f"Overlay {key!r}: lead_relevance must have 12 values, got {rel.shape}.")
+        indices = []
+        for seg in segments:
+            lead_i = LEADS.index(seg.lead)
+            # An empty segment (a record shorter than 7.5 s) gets an empty band, so trace indices stay fixed.
+            span = (t[seg.start], t[seg.stop - 1] + 1 / fs) if seg.stop > seg.start else (0.0, 0.0)
+            indices.append(len(traces))
+            traces.append(_evidence_trace(key, ov.display, seg.lead, f"{rel[lead_i]:.0%}", maps[lead_i], map_t0,
+                                          span, ROW_BASELINES_MV[seg.row]))
+        overlay_traces[key] = indices
+        order = np.argsort(-rel, kind="stable")
+        overlay_relevance[key] = [{"lead": LEADS[i], "share": round(float(rel[i]), 4)} for i in order]
+
+    fig = go.Figure(data=traces, layout=_paper_layout(title, width))
+    return {
+        "figure": fig.to_plotly_json(),
+        "overlay_traces": overlay_traces,
+        "overlay_lead_relevance": overlay_relevance,
+    }
+
+
+def _display_window(n: int, fs: float) -> tuple[int, float]:
+    """First sample to draw, and the display time (s) of lead_maps[:, 0].
+
+    The overlays come from the model's window (mlcore.preprocess.fit_window: central 10 s at 100 Hz, or the
+    record padded equally on both sides), so the drawn crop follows that window and the maps line up with it.
+    """
+    m = resample(np.zeros((1, n)), fs).shape[-1]  # the record's length at 100 Hz, exactly as the model saw it
+    if m > N_SAMPLES:
+        model_start_s = ((m - N_SAMPLES) // 2) / TARGET_FS
+    else:
+        model_start_s = -((N_SAMPLES - m) // 2) / TARGET_FS  # negative: the model's window starts in padding
+    n_display = round(WINDOW_S * fs)
+    first = min(max(round(model_start_s * fs), 0), n - n_display) if n > n_display else 0
+    return first, model_start_s - first / fs
+
+
+class _Segment(NamedTuple):
+    lead: str
+    row: int
+    start: int  # first sample index (display window)
+    stop: int  # one past the last
+
+
+def _segments(t: np.ndarray) -> list[_Segment]:
+    """The twelve 3x4 segments in LEADS order, then the rhythm strip."""
+    placed: dict[str, _Segment] = {}
+    for row, leads in enumerate(GRID_3X4):
+        for col, lead in enumerate(leads):
+            # Half-open [2.5k, 2.5k + 2.5): the sample at exactly 2.5 s belongs to the next column.
+            start, stop = np.searchsorted(t, [col * SEGMENT_S - 1e-9, (col + 1) * SEGMENT_S - 1e-9])
+            placed[lead] = _Segment(lead, row, int(start), int(stop))
+    return [placed[lead] for lead in LEADS] + [_Segment(RHYTHM_LEAD, len(GRID_3X4), 0, len(t))]
+
+
+def _lead_trace(lead: str, t: np.ndarray, mv: np.ndarray, baseline: float) -> go.Scatter:
+    # SVG Scatter rather than Scattergl: 13 paths of a few thousand points draw fast and print crisply.
+    return go.Scatter(
+        x=np.round(t, 4).tolist(),
+        y=_json_values(mv + baseline, 3),
+        customdata=_json_values(mv, 3),  # the unshifted voltage, for the hover text
+        mode="lines",
+        line={"color": INK, "width": 1.1},
+        name=lead,
+        meta=lead,
+        hovertemplate=f"{lead} · %{{x:.2f}} s · %{{customdata:.2f}} mV<extra></extra>",
+        showlegend=False,
+    )
+
+
+def _json_values(a: np.ndarray, decimals: int) -> list[float | None]:
+    # NaN would be written as the bare token NaN, which browsers' JSON.parse rejects; None draws a gap instead.
+    values = np.round(a, decimals).astype(object)
+    values[~np.isfinite(a)] = None
+    return values.tolist()
+
+
+def _calibration_trace() -> go.Scatter:
+    # One trace, the four pulses separated by None gaps: a 1 mV, 0.2 s step at the start of every row.
+    a, up, down, b = CAL_STEPS_S
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for base in ROW_BASELINES_MV:
+        xs += [a, up, up, down, down, b, None]
+        ys += [base, base, base + CAL_MV, base + CAL_MV, base, base, None]
+    return go.Scatter(
+        x=xs[:-1], y=ys[:-1], mode="lines", line={"color": INK, "width": 1.4},
+        name="1 mV calibration", meta="calibration", hoverinfo="skip", showlegend=False,
+    )
+
+
+def _evidence_trace(
+    key: str, display: str, lead: str, share: str, lead_map: np.ndarray, map_t0: float,
+    span: tuple[float, float], baseline: float,
+) -> go.Heatmap:
+    """A one-row heatmap behind one segment: one cell per 100 Hz map sample, blank where evidence is weak.
+
+    span is the segment's [start, stop) in display seconds; a map sample belongs to it when its centre does.
+    """
+    map_t = map_t0 + np.arange(N_SAMPLES) / TARGET_FS  # display seconds of each map sample
+    eps = 1e-9  # map_t is built by float arithmetic; 5.0 may come out as 4.999999999
+    keep = (map_t >= span[0] - eps) & (map_t < span[1] - eps)
+    z = np.clip(lead_map[keep], 0.0, 1.0)
+    cells = [round(float(v), 3) if v >= EVIDENCE_MIN else None for v in z]
+    return go.Heatmap(
+        z=[cells],
+        x0=round(float(map_t[keep][0]), 4) if keep.any() else 0.0,
+        dx=1 / TARGET_FS,
+        y0=baseline,
+        dy=EVIDENCE_BAND_MV,
+        zmin=EVIDENCE_MIN,
+        zmax=1.0,
+        zsmooth=False,
+        colorscale=EVIDENCE_COLORSCALE,
+        showscale=False,
+        hoverinfo="skip",  # the ECG trace above keeps the hover
+        visible=False,
+        name=f"{display} · {lead} ({share})",
+        meta=key,
+        legendgroup=key,
+        showlegend=False,
+    )
+
+
+def _paper_layout(title: str | None, width: int) -> go.Layout:
+    top = 40 if title else 10
+    px_per_s = (width - MARGIN_PX["l"] - MARGIN_PX["r"]) / (X_RANGE[1] - X_RANGE[0])
+    plot_height = px_per_s * SCALE_RATIO * (Y_RANGE[1] - Y_RANGE[0])  # keeps 1 mm == 1 mm on screen
+    axis_common = {"showticklabels": False, "ticks": "", "zeroline": False, "showline": False, "tick0": 0}
+    annotations = [
+        _label(lead, col * SEGMENT_S, ROW_BASELINES_MV[row])
+        for row, leads in enumerate(GRID_3X4)
+        for col, lead in enumerate(leads)
+    ]
+    annotations.append(_label(RHYTHM_LEAD, 0.0, ROW_BASELINES_MV[-1]))
+    # Short ticks where one column of leads hands over to the next, as printed by ECG carts.
+    separators = [
+        {"type": "line", "x0": col * SEGMENT_S, "x1": col * SEGMENT_S, "y0": base - 0.4, "y1": base + 0.4,
+         "line": {"color": INK, "width": 1.2}, "layer": "above"}
+        for base in ROW_BASELINES_MV[:len(GRID_3X4)]
+        for col in range(1, len(GRID_3X4[0]))
+    ]
+    return go.Layout(
+        template="none",  # no theme: every colour here is set on purpose, and the JSON stays small
+        title={"text": title, "x": 0.01, "xanchor": "left"} if title else None,
+        width=width,
+        height=round(plot_height) + top + MARGIN_PX["b"],
+        margin={**MARGIN_PX, "t": top},
+        paper_bgcolor="#fff",
+        plot_bgcolor="#fff",
+        showlegend=False,
+        dragmode="pan",
+        hovermode="closest",
+        modebar={"remove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines",
+                            "hoverClosestCartesian", "hoverCompareCartesian"]},
+        xaxis={
+            **axis_common, "range": list(X_RANGE), "dtick": MAJOR_S, "showgrid": True,
+            "gridcolor": GRID_MAJOR, "gridwidth": 1,
+            "minor": {"dtick": MINOR_S, "tick0": 0, "showgrid": True, "gridcolor": GRID_MINOR, "gridwidth": 0.5},
+        },
+        yaxis={
+            **axis_common, "range": list(Y_RANGE), "dtick": MAJOR_MV, "showgrid": True,
+            "gridcolor": GRID_MAJOR, "gridwidth": 1,
+            "minor": {"dtick": MINOR_MV, "tick0": 0, "showgrid": True, "gridcolor": GRID_MINOR, "gridwidth": 0.5},
+            "scaleanchor": "x", "scaleratio": SCALE_RATIO,
+        },
+        annotations=annotations,
+        shapes=separators,
+    )
+
+
+def _label(text: str, x: float, baseline: float) -> dict:
+    return {
+        "text": text, "x": x + 0.05, "y": baseline + 1.05, "xanchor": "left", "yanchor": "bottom",
+        "showarrow": False, "font": {"size": 13, "color": INK, "family": "Arial, sans-serif"},
+    }

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import re
+import uuid
+
+from clinical.audit import current_request_id
+
+_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Tags each request (and the audit events it causes) with X-Request-ID, generating one if absent."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        rid = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
+        request.request_id = rid
+        token = current_request_id.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            current_request_id.reset(token)
+        response["X-Request-ID"] = rid
+        return response

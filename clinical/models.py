@@ -1,0 +1,147 @@
+"""Clinical records: patients, ECGs, inference jobs, predictions, findings, recommendations, audit events."""
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from django.conf import settings
+from django.db import models
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        MALE = "M", "Male"
+        FEMALE = "F", "Female"
+        UNKNOWN = "U", "Unknown"
+
+    # Pseudonymous: the clinic's own key, never a name or national identifier.
+    pseudonym = models.CharField(max_length=64, unique=True)
+    age = models.PositiveSmallIntegerField()
+    sex = models.CharField(max_length=1, choices=Sex.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.pseudonym
+
+
+class EcgRecord(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="ecgs")
+    # Age at acquisition: the patient's row holds the latest value, each ECG keeps its own.
+    age_at_ecg = models.PositiveSmallIntegerField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ecgs")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    source_format = models.CharField(max_length=8)
+    source_files = models.JSONField(default=list)
+    upload_sha256 = models.CharField(max_length=64)
+    fs = models.FloatField()
+    n_samples = models.PositiveIntegerField()
+    # (12, n) float32 millivolts in standard lead order, at the original sampling rate.
+    signal = models.BinaryField()
+    quality = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs
+
+    def signal_array(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.signal), dtype=np.float32).reshape(12, self.n_samples)
+
+    def __str__(self) -> str:
+        return f"ECG {self.public_id} ({self.patient})"
+
+
+class InferenceJob(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    record = models.OneToOneField(EcgRecord, on_delete=models.CASCADE, related_name="job")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+
+
+class Prediction(models.Model):
+    record = models.OneToOneField(EcgRecord, on_delete=models.CASCADE, related_name="prediction")
+    model_version = models.CharField(max_length=64)
+    superclass = models.JSONField()  # {"NORM": p, ...} calibrated
+    statements = models.JSONField()  # {"SR": p, ...} calibrated
+    spread = models.JSONField()  # {"superclass": {...}, "statements": {...}} std across members
+    embedding = models.JSONField()  # penultimate features, for drift monitoring
+    explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
+    needs_review = models.BooleanField(default=False)
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Finding(models.Model):
+    class Head(models.TextChoices):
+        SUPERCLASS = "superclass", "Diagnostic class"
+        STATEMENT = "statements", "Statement"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="findings")
+    head = models.CharField(max_length=16, choices=Head.choices)
+    code = models.CharField(max_length=16)
+    display = models.CharField(max_length=128)
+    probability = models.FloatField()
+    threshold = models.FloatField()
+    spread = models.FloatField()
+    needs_review = models.BooleanField(default=False)
+    rank = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["rank"]
+
+    @property
+    def overlay_key(self) -> str:
+        return f"{self.head}:{self.code}"
+
+
+class Recommendation(models.Model):
+    class Urgency(models.TextChoices):
+        IMMEDIATE = "immediate", "Immediate"
+        URGENT = "urgent", "Urgent"
+        ROUTINE = "routine", "Routine"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="recommendations")
+    rank = models.PositiveSmallIntegerField()
+    action = models.CharField(max_length=255)
+    urgency = models.CharField(max_length=10, choices=Urgency.choices)
+    reasoning = models.TextField()
+    source = models.CharField(max_length=255)
+    triggered_by = models.CharField(max_length=64)
+    confidence = models.FloatField()
+    table_version = models.CharField(max_length=32)
+
+    class Meta:
+        ordering = ["rank"]
+
+
+class AuditEvent(models.Model):
+    """Append-only: written by services in the same transaction as the change; each row hashes the previous."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    actor_label = models.CharField(max_length=150)  # kept even if the account is renamed
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    request_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]

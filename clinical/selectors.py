@@ -1,0 +1,22 @@
+"""Clinical reads."""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from clinical.models import EcgRecord
+
+VIEW_ALL_GROUPS = ("reviewer", "compliance")
+
+
+def user_sees_all(user) -> bool:
+    return user.is_superuser or user.groups.filter(name__in=VIEW_ALL_GROUPS).exists()
+
+
+def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
+    """A clinician sees the ECGs they uploaded; reviewers and compliance staff see all."""
+    qs = EcgRecord.objects.select_related("patient", "job", "uploaded_by").order_by("-uploaded_at")
+    return qs if user_sees_all(user) else qs.filter(uploaded_by=user)
+
+
+def ecg_get_for_user(*, user, public_id) -> EcgRecord:
+    return ecg_list_for_user(user=user).get(public_id=public_id)

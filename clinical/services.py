@@ -1,0 +1,209 @@
+"""Clinical writes. Each function changes state and writes its audit event in the same transaction."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from clinical.audit import audit_log
+from clinical.errors import ClinicalError
+from clinical.ingest import IntakeError, parse_upload
+from clinical.models import EcgRecord, Finding, InferenceJob, Patient, Prediction, Recommendation
+from clinical.quality import assess
+from clinical.recommend import FindingInput, rank_actions
+
+log = logging.getLogger(__name__)
+
+PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC": "ST/T change",
+                    "CD": "Conduction disturbance", "HYP": "Hypertrophy"}
+# Std of the members' calibrated probabilities above which a finding is marked "needs review".
+NEEDS_REVIEW_SPREAD = 0.12
+# Evidence is computed for at most this many findings (each costs one backward pass, ~10 ms).
+MAX_EXPLAINED = 8
+STALE_QUEUED = timedelta(minutes=2)
+STALE_RUNNING = timedelta(minutes=10)
+
+
+def _enqueue(job: InferenceJob) -> None:
+    from clinical.tasks import run_inference  # tasks import services
+
+    transaction.on_commit(lambda: run_inference.delay(job.id))
+
+
+def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
+               fs: float | None) -> EcgRecord:
+    """Parse, quality-check and store an upload, then queue its inference. Nothing is stored on error."""
+    pseudonym = (pseudonym or "").strip()
+    if not PSEUDONYM.match(pseudonym):
+        raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
+                            "pseudonym")
+    if age is None or not 0 <= age <= 120:
+        raise ClinicalError("Age must be a whole number of years between 0 and 120.", "age")
+    if sex not in Patient.Sex.values:
+        raise ClinicalError("Choose male, female or unknown.", "sex")
+    try:
+        parsed = parse_upload(files=files, fs=fs)
+    except IntakeError as exc:
+        raise ClinicalError(exc.message, exc.field) from exc
+    quality = assess(parsed.signal, parsed.fs)
+    if not quality.usable:
+        reasons = " ".join(i.message for i in quality.refusals())
+        raise ClinicalError(f"This ECG cannot be analysed: {reasons}", "file")
+    digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+
+    with transaction.atomic():
+        patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
+        if not created and (patient.age, patient.sex) != (age, sex):
+            patient.age, patient.sex = age, sex
+            patient.save(update_fields=["age", "sex"])
+        record = EcgRecord.objects.create(
+            patient=patient, age_at_ecg=age, uploaded_by=actor, source_format=parsed.source_format,
+            source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
+            n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
+            quality=quality.to_dict(),
+        )
+        job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
+        audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
+                  details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
+                           "seconds": round(parsed.duration_s, 2), "sha256": digest,
+                           "quality_warnings": [i.code for i in quality.warnings()]})
+        _enqueue(job)
+    return record
+
+
+def _progress(job: InferenceJob, progress: int, stage: str) -> None:
+    InferenceJob.objects.filter(pk=job.pk).update(progress=progress, stage=stage)
+
+
+def get_ensemble():
+    from mlcore.ensemble import load_cached
+
+    return load_cached(settings.ECG_WEIGHTS_DIR, settings.ECG_TORCH_THREADS)
+
+
+def _round(a: np.ndarray, digits: int = 3) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
+def inference_run(*, job_id: int) -> InferenceJob:
+    """Run the ensemble on a queued job's ECG and store prediction, findings and actions. Idempotent."""
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job_id)
+        if job.state == InferenceJob.State.DONE:
+            return job
+        job.state, job.progress, job.stage = InferenceJob.State.RUNNING, 10, "Loading the model"
+        job.attempts += 1
+        job.started_at, job.error = timezone.now(), ""
+        job.save()
+    record = job.record
+    started = time.perf_counter()
+    ens = get_ensemble()
+    _progress(job, 30, "Running the ensemble")
+    signal = record.signal_array()
+    pred = ens.predict([signal], record.fs)
+    labels = ens.labels
+
+    candidates = []  # (head, code, display, probability, threshold, spread)
+    for j, code in enumerate(labels.superclasses):
+        if pred.superclass_flags[0, j]:
+            candidates.append(("superclass", code, SUPERCLASS_NAMES.get(code, code), pred.superclass[0, j],
+                               ens.threshold["superclass"][j], pred.superclass_spread[0, j]))
+    for j, code in enumerate(labels.statements):
+        # The NORM statement repeats the NORM class; listing both would read as two findings.
+        if pred.statements_flags[0, j] and code not in labels.superclasses:
+            candidates.append(("statements", code, labels.descriptions.get(code, code), pred.statements[0, j],
+                               ens.threshold["statements"][j], pred.statements_spread[0, j]))
+    # Superclasses first, then statements, each by confidence.
+    candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
+
+    _progress(job, 60, "Computing evidence on the leads")
+    explanations = {}
+    for head, code, *_ in candidates[:MAX_EXPLAINED]:
+        ex = ens.explain(signal, record.fs, code, head=head)
+        explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
+                                          "lead_maps": _round(ex.lead_maps, 2)}
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    needs_review = any(c[5] >= NEEDS_REVIEW_SPREAD for c in candidates)
+    actions = rank_actions(
+        FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), s >= NEEDS_REVIEW_SPREAD)
+        for h, code, _, p, _, s in candidates)
+
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().get(pk=job_id)
+        if job.state == InferenceJob.State.DONE:  # another delivery of the same message won the race
+            return job
+        Prediction.objects.filter(record=record).delete()
+        prediction = Prediction.objects.create(
+            record=record, model_version=ens.version,
+            superclass=dict(zip(labels.superclasses, _round(pred.superclass[0], 4))),
+            statements=dict(zip(labels.statements, _round(pred.statements[0], 4))),
+            spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
+                    "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
+            embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
+            inference_ms=round(elapsed_ms, 1),
+        )
+        Finding.objects.bulk_create([
+            Finding(prediction=prediction, head=h, code=code, display=display, probability=float(p),
+                    threshold=float(t), spread=float(s), needs_review=s >= NEEDS_REVIEW_SPREAD, rank=i)
+            for i, (h, code, display, p, t, s) in enumerate(candidates)])
+        Recommendation.objects.bulk_create([
+            Recommendation(prediction=prediction, rank=i, action=a.action, urgency=a.urgency, reasoning=a.reasoning,
+                           source=a.source, triggered_by=a.triggered_by, confidence=a.confidence,
+                           table_version=a.table_version)
+            for i, a in enumerate(actions)])
+        job.state, job.progress, job.stage = InferenceJob.State.DONE, 100, "Done"
+        job.finished_at = timezone.now()
+        job.save()
+        audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
+                  details={"model_version": ens.version, "findings": [f"{c[0]}:{c[1]}" for c in candidates],
+                           "top_urgency": actions[0].urgency, "needs_review": needs_review,
+                           "ms": round(elapsed_ms, 1)})
+    return job
+
+
+def inference_fail(*, job_id: int, error: str) -> InferenceJob:
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job_id)
+        if job.state == InferenceJob.State.DONE:
+            return job
+        job.state, job.error, job.stage = InferenceJob.State.FAILED, error[:2000], "Failed"
+        job.finished_at = timezone.now()
+        job.save()
+        audit_log(actor=None, action="inference.failed", object_type="EcgRecord", object_id=job.record.public_id,
+                  details={"error": error[:500], "attempts": job.attempts})
+    return job
+
+
+def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
+    """Queue a failed job again (the retry button)."""
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job.pk)
+        if job.state != InferenceJob.State.FAILED:
+            raise ClinicalError("Only a failed analysis can be retried.")
+        job.state, job.progress, job.stage, job.error = InferenceJob.State.QUEUED, 0, "Waiting for a worker", ""
+        job.enqueued_at = timezone.now()
+        job.save()
+        audit_log(actor=actor, action="inference.retry", object_type="EcgRecord", object_id=job.record.public_id)
+        _enqueue(job)
+    return job
+
+
+def jobs_requeue_stale() -> int:
+    """Send again the jobs whose message was lost: queued for too long, or running on a worker that died."""
+    now = timezone.now()
+    stale = list(InferenceJob.objects.filter(state=InferenceJob.State.QUEUED, enqueued_at__lt=now - STALE_QUEUED)) + \
+        list(InferenceJob.objects.filter(state=InferenceJob.State.RUNNING, started_at__lt=now - STALE_RUNNING))
+    for job in stale:
+        with transaction.atomic():
+            InferenceJob.objects.filter(pk=job.pk).update(state=InferenceJob.State.QUEUED, enqueued_at=now,
+                                                          stage="Waiting for a worker (re-sent)")
+            _enqueue(job)
+    return len(stale)

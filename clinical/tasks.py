@@ -1,0 +1,43 @@
+"""Thin Celery tasks: take ids, call one service, own the retry policy."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.db import InterfaceError, OperationalError
+
+from clinical import services
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, name="clinical.tasks.run_inference")
+def run_inference(self, job_id: int) -> str:
+    try:
+        job = services.inference_run(job_id=job_id)
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            services.inference_fail(job_id=job_id, error=f"Gave up after {self.max_retries + 1} attempts: {exc}")
+            return "failed"
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    except Exception as exc:  # a bug or a bad model file: retrying will not help, say why in the page
+        log.exception("inference failed for job %s", job_id)
+        services.inference_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return job.state
+
+
+@shared_task(name="clinical.tasks.requeue_stale_jobs")
+def requeue_stale_jobs() -> int:
+    return services.jobs_requeue_stale()
+
+
+@worker_process_init.connect
+def _load_model_once(**kwargs) -> None:
+    """Each worker process sets its torch threads and loads the ensemble before taking work."""
+    try:
+        services.get_ensemble()
+    except Exception:  # a missing model must not kill the worker; jobs will fail with the reason
+        log.exception("could not preload the ensemble")

@@ -1,0 +1,22 @@
+"""The Celery app; queues and the periodic schedule are declared here, in one place."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
+
+app = Celery("ecgapp")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("inference"), Queue("monitoring"), Queue("celery"))
+app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"}}
+app.conf.task_acks_late = True
+app.conf.task_reject_on_worker_lost = True
+app.conf.worker_prefetch_multiplier = 1
+app.conf.beat_schedule = {
+    # A job whose message was lost (broker restart, crashed worker) is sent again instead of waiting forever.
+    "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 60.0},
+}
+app.autodiscover_tasks()

@@ -1,0 +1,101 @@
+"""Every environment variable the project reads, in one place, with typed helpers.
+
+With none set, the app runs on an embedded default: SQLite, Celery over a filesystem broker, demo mode.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ImproperlyConfiguredEnv(RuntimeError):
+    pass
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfiguredEnv(f"{name}={raw!r} is not a boolean (use 1/0, true/false).")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfiguredEnv(f"{name}={raw!r} is not an integer.") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_config(url: str, default_sqlite: Path) -> dict:
+    """DATABASES['default'] from a postgres:// URL, or SQLite when the URL is empty."""
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite),
+                "OPTIONS": {"timeout": 20}}
+    u = urlparse(url)
+    if u.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfiguredEnv(f"DATABASE_URL scheme {u.scheme!r} is not supported (use postgres://).")
+    options = {k: v[-1] for k, v in parse_qs(u.query).items()}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(u.path.lstrip("/")) or "ecgapp",
+        "USER": unquote(u.username or ""),
+        "PASSWORD": unquote(u.password or ""),
+        "HOST": u.hostname or "",
+        "PORT": str(u.port or ""),
+        "CONN_MAX_AGE": 60,
+        "OPTIONS": options,
+    }
+
+
+@dataclass(frozen=True)
+class Env:
+    secret_key: str
+    debug: bool
+    allowed_hosts: list[str]
+    database_url: str
+    redis_url: str
+    data_dir: Path
+    demo_mode: bool
+    weights_dir: str
+    torch_threads: int
+    csrf_trusted_origins: list[str]
+    ptbxl_dir: str
+
+
+def read_env() -> Env:
+    data_dir = Path(env_str("ECGAPP_DATA_DIR", str(BASE_DIR / "var")))
+    return Env(
+        secret_key=env_str("DJANGO_SECRET_KEY"),
+        debug=env_bool("DJANGO_DEBUG", False),
+        allowed_hosts=env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]),
+        database_url=env_str("DATABASE_URL"),
+        redis_url=env_str("REDIS_URL"),
+        data_dir=data_dir,
+        demo_mode=env_bool("ECGAPP_DEMO", not env_str("DATABASE_URL")),
+        weights_dir=env_str("ECGAPP_WEIGHTS_DIR"),
+        torch_threads=env_int("ECGAPP_TORCH_THREADS", 1),
+        csrf_trusted_origins=env_list("DJANGO_CSRF_TRUSTED_ORIGINS", []),
+        ptbxl_dir=env_str("PTBXL_DIR"),
+    )

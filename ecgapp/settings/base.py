@@ -1,0 +1,114 @@
+"""Settings shared by every environment; values that vary come from ecgapp.env."""
+from __future__ import annotations
+
+from ecgapp.env import BASE_DIR, database_config, read_env
+
+ENV = read_env()
+
+SECRET_KEY = ENV.secret_key or "insecure-local-development-key-not-for-production"
+DEBUG = ENV.debug
+ALLOWED_HOSTS = ENV.allowed_hosts
+CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
+DEMO_MODE = ENV.demo_mode
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "clinical",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "clinical.middleware.RequestIdMiddleware",
+]
+
+ROOT_URLCONF = "ecgapp.urls"
+WSGI_APPLICATION = "ecgapp.wsgi.application"
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [BASE_DIR / "templates"],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+        "clinical.context.site",
+    ]},
+}]
+
+ENV.data_dir.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": database_config(ENV.database_url, ENV.data_dir / "ecgapp.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "clinical:ecg-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = ENV.data_dir / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# WhiteNoise serves static files from the app itself (no separate web server needed); the finders let the
+# quick start and tests serve them without a collectstatic step.
+WHITENOISE_USE_FINDERS = True
+MEDIA_ROOT = ENV.data_dir / "media"
+
+# Uploads: the intake parsers enforce their own per-file limit with a clear message; Django's cap sits above it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+
+# Celery: Redis when REDIS_URL is set, else a filesystem broker that needs no server (embedded default).
+if ENV.redis_url:
+    CELERY_BROKER_URL = ENV.redis_url
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+else:
+    _broker = ENV.data_dir / "broker"
+    for _sub in ("out", "processed"):
+        (_broker / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker / "out"),
+                                       "data_folder_out": str(_broker / "out"),
+                                       "processed_folder": str(_broker / "processed"),
+                                       "store_processed": False,
+                                       # Seconds between polls of the folder: the upload-to-result latency floor.
+                                       "polling_interval": 0.1}
+CELERY_TASK_ALWAYS_EAGER = False
+
+ECG_WEIGHTS_DIR = ENV.weights_dir or str(BASE_DIR / "mlcore" / "weights")
+ECG_TORCH_THREADS = ENV.torch_threads
+PTBXL_DIR = ENV.ptbxl_dir
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+}

@@ -1,0 +1,26 @@
+"""Production: refuses to start without a secret key or with DEBUG on; secure cookies and HSTS."""
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ecgapp.settings.base import *  # noqa: F403
+from ecgapp.settings.base import ENV
+
+if not ENV.secret_key:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
+if ENV.debug:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
+SECRET_KEY = ENV.secret_key
+DEBUG = False
+DEMO_MODE = False
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"

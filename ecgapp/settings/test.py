@@ -1,0 +1,19 @@
+"""Test settings: the same services as the environment gives (PostgreSQL + Redis in CI), fast hashing."""
+from __future__ import annotations
+
+from ecgapp.settings.base import *  # noqa: F403
+from ecgapp.settings.base import ENV
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEMO_MODE = True
+
+if not ENV.redis_url:
+    # Tests get their own filesystem broker so they never consume a running dev server's messages.
+    import tempfile
+    from pathlib import Path
+
+    _broker = Path(tempfile.mkdtemp(prefix="ecgapp-test-broker-"))
+    (_broker / "processed").mkdir()
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker), "data_folder_out": str(_broker),
+                                       "processed_folder": str(_broker / "processed"), "store_processed": False,
+                                       "polling_interval": 0.1}

@@ -1,0 +1,72 @@
+// Result page: draw the ECG paper, poll the job until it finishes, toggle evidence overlays.
+(function () {
+  "use strict";
+  const plotEl = document.getElementById("ecg-plot");
+  const data = JSON.parse(document.getElementById("ecg-plot-data").textContent);
+  const fig = data.figure;
+  // The figure is built at a nominal width; fit it to its card and keep its height in proportion so that
+  // the paper's squares stay square (the y axis is anchored to x at 10 mm/mV : 25 mm/s).
+  const ratio = fig.layout.height / fig.layout.width;
+  function fit() {
+    const w = plotEl.clientWidth;
+    return {width: w, height: Math.round(w * ratio)};
+  }
+  if (plotEl && window.Plotly) {
+    Object.assign(fig.layout, fit());
+    Plotly.newPlot(plotEl, fig.data, fig.layout, {displaylogo: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"]});
+    let pending = null;
+    window.addEventListener("resize", function () {
+      window.clearTimeout(pending);
+      pending = window.setTimeout(function () { Plotly.relayout(plotEl, fit()); }, 150);
+    });
+  }
+
+  const caption = document.getElementById("overlay-caption");
+  let shown = null;
+  function setOverlay(key) {
+    const traces = data.overlay_traces || {};
+    const all = Object.values(traces).flat();
+    if (all.length) Plotly.restyle(plotEl, {visible: false}, all);
+    if (key && traces[key]) Plotly.restyle(plotEl, {visible: true}, traces[key]);
+    shown = key;
+    document.querySelectorAll(".overlay-toggle").forEach(function (b) {
+      b.setAttribute("aria-pressed", b.dataset.overlay === key ? "true" : "false");
+    });
+    if (caption) {
+      const rel = (data.overlay_lead_relevance || {})[key];
+      if (key && rel) {
+        caption.textContent = "Evidence by lead: " + rel.slice(0, 5).map(function (r) {
+          return r.lead + " " + Math.round(r.share * 100) + "%";
+        }).join(" · ");
+        caption.hidden = false;
+      } else {
+        caption.hidden = true;
+      }
+    }
+  }
+  document.querySelectorAll(".overlay-toggle").forEach(function (b) {
+    b.addEventListener("click", function () { setOverlay(shown === b.dataset.overlay ? null : b.dataset.overlay); });
+  });
+
+  const status = document.getElementById("job-status");
+  if (status && (status.dataset.state === "queued" || status.dataset.state === "running")) {
+    const url = status.dataset.statusUrl;
+    const poll = function () {
+      fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          if (s.state === "done" || s.state === "failed") { window.location.reload(); return; }
+          const label = document.getElementById("job-state-label");
+          const stage = document.getElementById("job-stage");
+          const bar = document.getElementById("job-progress");
+          if (label) label.textContent = s.state === "running" ? "Running" : "Queued";
+          if (stage) stage.textContent = s.stage;
+          if (bar) bar.value = s.progress;
+          window.setTimeout(poll, 700);
+        })
+        .catch(function () { window.setTimeout(poll, 2000); });
+    };
+    window.setTimeout(poll, 300);
+  }
+})();

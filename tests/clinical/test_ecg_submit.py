@@ -1,0 +1,94 @@
+"""clinical.services.ecg_submit and the inference services, against the configured database."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clinical import demo, services
+from clinical.errors import ClinicalError
+from clinical.models import AuditEvent, EcgRecord, Finding, InferenceJob, Patient, Prediction, Recommendation
+
+
+def submit(actor, files, fs=None, **kw):
+    args = {"pseudonym": "PT-001", "age": 64, "sex": "M"} | kw
+    return services.ecg_submit(actor=actor, files=files, fs=fs, **args)
+
+
+def test_submit_stores_the_record_queues_a_job_after_commit_and_audits(clinician, wfdb_pair, ecg_500hz,
+                                                                        django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        record = submit(clinician, wfdb_pair)
+    assert len(callbacks) == 1  # the Celery message is sent only once the rows are committed
+    assert record.fs == 500 and record.n_samples == 5000 and record.source_format == "wfdb"
+    assert np.allclose(record.signal_array(), ecg_500hz, atol=1e-3)
+    assert record.job.state == InferenceJob.State.QUEUED
+    event = AuditEvent.objects.get(action="ecg.upload")
+    assert event.actor == clinician and event.object_id == str(record.public_id)
+
+
+def test_resubmitting_for_a_known_patient_updates_age(clinician, wfdb_pair, csv_upload):
+    submit(clinician, wfdb_pair)
+    submit(clinician, csv_upload, fs=500, age=65)
+    assert Patient.objects.get().age == 65
+    assert list(EcgRecord.objects.values_list("age_at_ecg", flat=True).order_by("id")) == [64, 65]
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"pseudonym": "a"}, "pseudonym"), ({"pseudonym": "John Smith"}, "pseudonym"),
+    ({"age": 130}, "age"), ({"age": None}, "age"), ({"sex": "X"}, "sex"),
+])
+def test_bad_patient_fields_store_nothing(clinician, wfdb_pair, kw, field):
+    with pytest.raises(ClinicalError) as exc:
+        submit(clinician, wfdb_pair, **kw)
+    assert exc.value.field == field
+    assert not Patient.objects.exists() and not EcgRecord.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_quality_gate_refuses_an_unusable_record_with_reasons(clinician, ecg_500hz):
+    sig = ecg_500hz.copy()
+    sig[6:10] = 0.0  # four chest leads off
+    with pytest.raises(ClinicalError, match="cannot be analysed.*V1"):
+        submit(clinician, {"json": ("x.json", demo.as_json(sig, 500))})
+    assert not EcgRecord.objects.exists()
+
+
+def test_inference_stores_prediction_findings_and_actions_and_is_idempotent(clinician, wfdb_pair, weights_dir):
+    record = submit(clinician, wfdb_pair)
+    job = services.inference_run(job_id=record.job.id)
+    assert job.state == InferenceJob.State.DONE and job.progress == 100 and job.attempts == 1
+    pred = Prediction.objects.get(record=record)
+    assert set(pred.superclass) == {"NORM", "MI", "STTC", "CD", "HYP"}
+    assert all(0 <= p <= 1 for p in pred.superclass.values())
+    recs = list(Recommendation.objects.filter(prediction=pred))
+    assert recs and recs[0].rank == 0 and recs[0].table_version
+    for f in Finding.objects.filter(prediction=pred)[: services.MAX_EXPLAINED]:
+        ex = pred.explanations[f.overlay_key]
+        assert len(ex["lead_relevance"]) == 12 and len(ex["lead_maps"]) == 12
+    again = services.inference_run(job_id=record.job.id)  # a redelivered message changes nothing
+    assert again.attempts == 1 and Prediction.objects.count() == 1
+    assert AuditEvent.objects.filter(action="inference.complete").count() == 1
+
+
+def test_a_failed_job_can_be_retried_and_requeued(clinician, wfdb_pair, django_capture_on_commit_callbacks):
+    record = submit(clinician, wfdb_pair)
+    services.inference_fail(job_id=record.job.id, error="worker lost")
+    job = InferenceJob.objects.get(pk=record.job.id)
+    assert job.state == InferenceJob.State.FAILED and job.error == "worker lost"
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.inference_retry(job=job, actor=clinician)
+    assert len(callbacks) == 1
+    assert InferenceJob.objects.get(pk=job.pk).state == InferenceJob.State.QUEUED
+    with pytest.raises(ClinicalError, match="Only a failed"):
+        services.inference_retry(job=job, actor=clinician)
+
+
+def test_model_failure_marks_the_job_failed_with_the_reason(clinician, wfdb_pair, settings, tmp_path):
+    from clinical.tasks import run_inference
+    from mlcore.ensemble import load_cached
+
+    settings.ECG_WEIGHTS_DIR = str(tmp_path / "nowhere")
+    load_cached.cache_clear()
+    record = submit(clinician, wfdb_pair)
+    assert run_inference.apply(args=[record.job.id]).get() == "failed"
+    job = InferenceJob.objects.get(pk=record.job.id)
+    assert job.state == InferenceJob.State.FAILED and "manifest.json" in job.error
