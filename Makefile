@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Quick start: migrate, demo accounts and ECGs, web + Celery worker + beat on http://127.0.0.1:8000.
+run: export ECGAPP_DEMO ?= 1
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
@@ -30,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m training bench
+	$(BIN)/python manage.py bench_upload --n 120
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -30,7 +30,9 @@ CLIP_MIN_RUN_SAMPLES = 3
 # High-frequency noise (muscle tremor, mains hum): power above HF_LOW_HZ relative to power in 0.5 Hz–HF_LOW_HZ,
 # where nearly all ECG energy lies. At 100 Hz the Nyquist limit is 50 Hz, so the band starts at 70% of Nyquist
 # (35 Hz) instead. Below HF_MIN_FS there is no band left to look at. The RMS floor keeps a quiet lead with a small
-# QRS (whose ratio is large only because its ECG power is small) from being called noisy.
+# QRS (whose ratio is large only because its ECG power is small) from being called noisy. On PTB-XL no lead of 50
+# records at 500 Hz reached a ratio of 0.2 (noise-annotated ones included), and none of 3,000 records at 100 Hz
+# was flagged.
 HF_MIN_FS = 100.0
 HF_LOW_HZ = 40.0
 HF_WARN_RATIO = 0.25

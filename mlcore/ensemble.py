@@ -162,48 +162,61 @@ class Ensemble:
 
     def explain(self, signal: np.ndarray, fs: float, label: str, head: str = "superclass",
                 leads: Sequence[str] | None = None) -> Explanation:
-        """Evidence for one label on one ECG, on the same preprocessed tensor that predict() uses.
+        """Evidence for one label on one ECG; see :meth:`explain_many`."""
+        return self.explain_many(signal, fs, [(head, label)], leads)[0]
+
+    def explain_many(self, signal: np.ndarray, fs: float, targets: Sequence[tuple[str, str]],
+                     leads: Sequence[str] | None = None) -> list[Explanation]:
+        """Evidence for several (head, label) targets on one ECG, on the tensor that predict() uses.
 
         Grad-CAM: each member's last conv stage activations A (channels, 63) are weighted by the time-mean of
         d logit / dA, summed over channels and ReLU'd (captum ``LayerGradCam``'s definition; the tests assert
         equality with it), upsampled to 1000 samples with captum's ``LayerAttribution.interpolate``, averaged
         over members and scaled to [0, 1]. Per-lead evidence: |input x gradient| of the ensemble's mean logit,
         smoothed over 0.2 s; its per-lead share gives ``lead_relevance``. Both gradients come from one
-        backward pass through all members (captum would need two, which breaks the 30 ms budget). Runs with
-        autograd on: never under inference_mode.
+        backward pass (captum would need two per target, which breaks the 30 ms budget), and the targets
+        share it as rows of one batch: members run in eval mode, so rows do not interact. Runs with autograd
+        on: never under inference_mode.
         """
-        index = self.label_index(label, head)
-        target = index if head == "superclass" else len(self.labels.superclasses) + index
-        x = self.prepare([signal], fs, leads).requires_grad_(True)  # (1, 12, 1000)
+        idx = [self.label_index(label, head) for head, label in targets]
+        cols = [i if head == "superclass" else len(self.labels.superclasses) + i
+                for (head, _), i in zip(targets, idx)]
+        k = len(targets)
+        x = self.prepare([signal], fs, leads).expand(k, -1, -1).clone().requires_grad_(True)  # (k, 12, 1000)
+        rows = torch.arange(k)
+        col = torch.tensor(cols)
         acts: list[torch.Tensor] = []
         hooks = [m.last_conv_stage.register_forward_hook(lambda _m, _i, out: acts.append(out))
                  for m in self.members]
         try:
             with torch.enable_grad():
-                logits = torch.stack([m(x)[0, target] for m in self.members])  # (members,)
+                logits = torch.stack([m(x)[rows, col] for m in self.members])  # (members, k)
                 grads = torch.autograd.grad(logits.sum(), [*acts, x])
         finally:
             for h in hooks:
                 h.remove()
         cams = []
-        for a, g in zip(acts, grads[:-1]):  # a, g: (1, channels, 63)
-            cam = torch.relu((g.mean(dim=-1, keepdim=True) * a).sum(dim=1, keepdim=True))  # (1, 1, 63)
-            cams.append(LayerAttribution.interpolate(cam, (N_SAMPLES,), interpolate_mode="linear")[0, 0])
-        gradcam = torch.stack(cams).mean(0).detach().numpy()  # (1000,)
-        gradcam = gradcam / gradcam.max() if gradcam.max() > 0 else gradcam
+        for a, g in zip(acts, grads[:-1]):  # a, g: (k, channels, 63)
+            cam = torch.relu((g.mean(dim=-1, keepdim=True) * a).sum(dim=1, keepdim=True))  # (k, 1, 63)
+            cams.append(LayerAttribution.interpolate(cam, (N_SAMPLES,), interpolate_mode="linear")[:, 0])
+        gradcams = torch.stack(cams).mean(0).detach().numpy()  # (k, 1000)
 
-        n = len(self.members)
-        ixg = (x * grads[-1] / n).abs()[0].detach()  # (12, 1000)
+        ixg = (x * grads[-1] / len(self.members)).abs().detach()  # (k, 12, 1000)
         kernel = torch.ones(1, 1, _SMOOTH) / _SMOOTH
-        smooth = torch.nn.functional.conv1d(ixg[:, None, :], kernel, padding=_SMOOTH // 2)[:, 0].numpy()
-        total = smooth.sum()
-        lead_relevance = smooth.sum(axis=1) / total if total > 0 else np.full(len(LEADS), 1 / len(LEADS))
-        lead_maps = smooth / smooth.max() if smooth.max() > 0 else smooth
-
-        z = logits.detach().mean().item()
-        probability = float(1.0 / (1.0 + np.exp(-z / self.temperature[head][index])))
-        return Explanation(label, head, probability, gradcam.astype(np.float32),
-                           lead_relevance.astype(np.float32), lead_maps.astype(np.float32))
+        smooth = torch.nn.functional.conv1d(ixg.reshape(-1, 1, N_SAMPLES), kernel, padding=_SMOOTH // 2)
+        smooth = smooth.reshape(k, len(LEADS), N_SAMPLES).numpy()
+        z = logits.detach().mean(0).numpy()  # (k,) mean member logit
+        out = []
+        for r, (head, label) in enumerate(targets):
+            cam, sm = gradcams[r], smooth[r]
+            cam = cam / cam.max() if cam.max() > 0 else cam
+            total = sm.sum()
+            relevance = sm.sum(axis=1) / total if total > 0 else np.full(len(LEADS), 1 / len(LEADS))
+            maps = sm / sm.max() if sm.max() > 0 else sm
+            p = float(1.0 / (1.0 + np.exp(-z[r] / self.temperature[head][idx[r]])))
+            out.append(Explanation(label, head, p, cam.astype(np.float32), relevance.astype(np.float32),
+                                   maps.astype(np.float32)))
+        return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -15,12 +15,23 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 @pytest.fixture
 def celery_worker_thread(transactional_db, weights_dir):
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connection
 
     from ecgapp.celery import app
 
-    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=20,
-                      queues=["inference", "celery"]) as worker:
-        yield worker
+    # The worker thread keeps its own database connection; close it after each task so the test database
+    # can be dropped at the end of the session.
+    def close_connection(**kwargs):
+        connection.close()
+
+    task_postrun.connect(close_connection, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=20,
+                          queues=["inference", "celery"]) as worker:
+            yield worker
+    finally:
+        task_postrun.disconnect(close_connection)
 
 
 @pytest.fixture

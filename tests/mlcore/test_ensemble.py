@@ -114,3 +114,15 @@ def test_committed_ensemble_loads_is_small_and_deterministic(ecg):
     assert np.array_equal(a.superclass, b.superclass)
     ex = ens.explain(ecg, fs=500, label="NORM")
     assert ex.lead_relevance.std() > 0
+
+
+def test_explain_many_matches_one_at_a_time(tiny_weights, ecg):
+    ens = Ensemble.load(tiny_weights)
+    targets = [("superclass", "MI"), ("statements", "AFIB"), ("superclass", "NORM")]
+    batch = ens.explain_many(ecg, 500, targets)
+    for (head, label), ex in zip(targets, batch):
+        one = ens.explain(ecg, 500, label, head=head)
+        assert ex.label == label and ex.head == head
+        assert np.allclose(ex.gradcam, one.gradcam, atol=1e-5)
+        assert np.allclose(ex.lead_maps, one.lead_maps, atol=1e-5)
+        assert ex.probability == pytest.approx(one.probability, abs=1e-6)

@@ -1,0 +1,112 @@
+"""Upload -> result-ready latency through the real view, broker and a separate Celery worker process.
+
+Runs against a throwaway database (Django's test database machinery), so the app's own data and its
+append-only audit trail are untouched. With REDIS_URL and DATABASE_URL set it measures Redis + PostgreSQL;
+without them, the embedded filesystem broker + SQLite.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.test import Client
+from django.test.utils import setup_test_environment
+
+from clinical import demo
+
+
+class Command(BaseCommand):
+    help = "Benchmark upload -> result ready (p50/p95) over N uploads with one Celery worker process."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--n", type=int, default=120)
+        parser.add_argument("--warmup", type=int, default=5)
+        parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one result")
+
+    def handle(self, *args, n: int, warmup: int, timeout: float, **options):
+        from celery import current_app
+
+        setup_test_environment()
+        tmp = Path(tempfile.mkdtemp(prefix="ecgapp-bench-"))
+        env = os.environ.copy()
+        env["ECGAPP_DATA_DIR"] = str(tmp)
+        env["ECGAPP_DEMO"] = "1"
+        db = settings.DATABASES["default"]
+        if connection.vendor == "sqlite":
+            db.setdefault("TEST", {})["NAME"] = str(tmp / "ecgapp.sqlite3")
+        if not settings.ENV.redis_url:
+            # Point this process's producer at the worker's broker folder.
+            folder = tmp / "broker"
+            for sub in ("out", "processed"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            current_app.conf.broker_transport_options = {
+                "data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
+                "processed_folder": str(folder / "processed"), "store_processed": False, "polling_interval": 0.1}
+        test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        if connection.vendor == "postgresql":
+            env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING", "-Q", "inference",
+             "--concurrency", "1", "--pool", "prefork"], env=env)
+        try:
+            latencies = self._run(n, warmup, timeout)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+            connection.creation.destroy_test_db(test_db, verbosity=0)
+        lat = np.array(latencies) * 1000
+        broker = "redis" if settings.ENV.redis_url else "filesystem"
+        self.stdout.write(
+            f"upload -> result ready over {len(lat)} uploads ({connection.vendor} + {broker} broker, 1 worker): "
+            f"median {statistics.median(lat):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms, max {lat.max():.0f} ms")
+
+    def _run(self, n: int, warmup: int, timeout: float) -> list[float]:
+        from django.contrib.auth.models import User
+
+        from clinical.models import InferenceJob
+
+        user = User.objects.create_user("bench", password="bench-password-1")
+        client = Client()
+        client.force_login(user)
+        rng_cases = demo.CASES
+        payloads = [demo.as_json(demo.synthesize(rng_cases[i % len(rng_cases)], fs=500, seed=i), 500)
+                    for i in range(8)]
+        out = []
+        for i in range(warmup + n):
+            body = payloads[i % len(payloads)]
+            t0 = time.perf_counter()
+            resp = client.post("/ecgs/new/", {"pseudonym": f"BENCH-{i}", "age": "60", "sex": "F",
+                                              "files": [_named(body, f"b{i}.json")]})
+            if resp.status_code != 302:
+                raise RuntimeError(f"upload {i} failed with {resp.status_code}")
+            public_id = resp["Location"].rstrip("/").rsplit("/", 1)[-1]
+            while True:
+                state = InferenceJob.objects.filter(record__public_id=public_id).values_list("state", flat=True)[0]
+                if state in (InferenceJob.State.DONE, InferenceJob.State.FAILED):
+                    break
+                if time.perf_counter() - t0 > timeout:
+                    raise RuntimeError(f"upload {i}: no result after {timeout} s")
+                time.sleep(0.002)
+            if state == InferenceJob.State.FAILED:
+                raise RuntimeError(f"upload {i}: inference failed")
+            if i >= warmup:
+                out.append(time.perf_counter() - t0)
+            if (i + 1) % 20 == 0:
+                self.stderr.write(f"  {i + 1}/{warmup + n} uploads")
+        return out
+
+
+def _named(data: bytes, name: str):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, data, content_type="application/json")
