@@ -120,7 +120,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
     for j, code in enumerate(labels.statements):
         # The NORM statement repeats the NORM class; listing both would read as two findings.
         if pred.statements_flags[0, j] and code not in labels.superclasses:
-            candidates.append(("statements", code, labels.descriptions.get(code, code), pred.statements[0, j],
+            text = labels.descriptions.get(code, code)
+            candidates.append(("statements", code, text[:1].upper() + text[1:], pred.statements[0, j],
                                ens.threshold["statements"][j], pred.statements_spread[0, j]))
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))

@@ -1,0 +1,74 @@
+"""Result, status, retry and list pages, and who may see them."""
+from __future__ import annotations
+
+import json
+
+from django.urls import reverse
+
+from clinical import services
+from clinical.models import AuditEvent
+
+
+def upload(user, files):
+    return services.ecg_submit(actor=user, pseudonym="PT-9", age=70, sex="F", files=files, fs=None)
+
+
+def test_result_page_shows_plot_findings_and_ranked_actions(client, clinician, wfdb_pair, weights_dir):
+    record = upload(clinician, wfdb_pair)
+    services.inference_run(job_id=record.job.id)
+    client.force_login(clinician)
+    page = client.get(reverse("clinical:ecg-detail", args=[record.public_id]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "Analysis complete" in html
+    assert 'id="actions"' in html
+    assert any(f'class="action u-{u}"' in html for u in ("immediate", "urgent", "routine"))
+    plot = json.loads(html.split('id="ecg-plot-data" type="application/json">')[1].split("</script>")[0])
+    assert len(plot["figure"]["data"]) >= 14
+    for f in record.prediction.findings.all()[: services.MAX_EXPLAINED]:
+        assert f.overlay_key in plot["overlay_traces"]
+    assert AuditEvent.objects.filter(action="ecg.view", actor=clinician).count() == 1
+
+
+def test_pending_page_polls_status_until_done(client, clinician, wfdb_pair):
+    record = upload(clinician, wfdb_pair)
+    client.force_login(clinician)
+    html = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert 'data-state="queued"' in html and "job-progress" in html
+    status = client.get(reverse("clinical:ecg-status", args=[record.public_id])).json()
+    assert status["state"] == "queued" and status["progress"] == 0
+
+
+def test_failed_job_shows_reason_and_retry_requeues(client, clinician, wfdb_pair, django_capture_on_commit_callbacks):
+    record = upload(clinician, wfdb_pair)
+    services.inference_fail(job_id=record.job.id, error="Worker lost the model file")
+    client.force_login(clinician)
+    html = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert "Worker lost the model file" in html and 'id="retry"' in html
+    with django_capture_on_commit_callbacks() as callbacks:
+        resp = client.post(reverse("clinical:ecg-retry", args=[record.public_id]))
+    assert resp.status_code == 302 and len(callbacks) == 1
+    record.job.refresh_from_db()
+    assert record.job.state == "queued"
+
+
+def test_a_clinician_cannot_see_another_clinicians_ecg_but_a_reviewer_can(client, clinician, other_clinician,
+                                                                          reviewer, wfdb_pair):
+    record = upload(clinician, wfdb_pair)
+    url = reverse("clinical:ecg-detail", args=[record.public_id])
+    client.force_login(other_clinician)
+    assert client.get(url).status_code == 404
+    assert "PT-9" not in client.get(reverse("clinical:ecg-list")).content.decode()
+    client.force_login(reviewer)
+    assert client.get(url).status_code == 200
+
+
+def test_health_endpoints(client, weights_dir, db):
+    assert client.get("/health/live").status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["problems"] == []
+
+
+def test_ready_names_missing_weights(client, settings, tmp_path, db):
+    settings.ECG_WEIGHTS_DIR = str(tmp_path)
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and "model weights" in ready.json()["problems"][0]
