@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--widths", type=_ints, default=(64, 128, 192))
     p.add_argument("--depths", type=_ints, default=(1, 2, 2))
     p.add_argument("--kernel", type=int, default=5)
@@ -70,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         from mlcore.model import ModelConfig
         from training.train import TrainConfig, train_member
         cfg = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          bf16=not args.no_bf16, threads=args.threads,
-                          model=ModelConfig(widths=args.widths, depths=args.depths, kernel=args.kernel))
+                          weight_decay=args.weight_decay, bf16=not args.no_bf16, threads=args.threads,
+                          model=ModelConfig(widths=args.widths, depths=args.depths, kernel=args.kernel,
+                                            dropout=args.dropout))
         train_member(data_dir=args.data_dir, cache_dir=args.cache_dir, out_dir=args.out, cfg=cfg)
     elif args.cmd == "calibrate":
         from pathlib import Path
