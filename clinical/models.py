@@ -6,6 +6,7 @@ import uuid
 import numpy as np
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Patient(models.Model):
@@ -132,7 +133,7 @@ class Recommendation(models.Model):
 class AuditEvent(models.Model):
     """Append-only: written by services in the same transaction as the change; each row hashes the previous."""
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)  # set before hashing, never by save()
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     actor_label = models.CharField(max_length=150)  # kept even if the account is renamed
     action = models.CharField(max_length=64, db_index=True)
