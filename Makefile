@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 run: export ECGAPP_DEMO ?= 1
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py setup_roles
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py serve 127.0.0.1:8000
 

@@ -18,4 +18,7 @@ class ClinicalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from clinical import auth
+
         connection_created.connect(_sqlite_pragmas)
+        auth.connect()

@@ -13,6 +13,7 @@ from clinical.models import AuditEvent
 
 GENESIS = "0" * 64
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+current_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("ip", default=None)
 # Serialises writers on PostgreSQL so two transactions never chain onto the same predecessor.
 _ADVISORY_LOCK = 72_616_001
 
@@ -24,7 +25,7 @@ def _digest(prev_hash: str, payload: dict[str, Any]) -> str:
 
 def event_payload(e: AuditEvent) -> dict[str, Any]:
     return {"at": e.at.isoformat(), "actor": e.actor_label, "action": e.action, "object_type": e.object_type,
-            "object_id": e.object_id, "request_id": e.request_id, "details": e.details}
+            "object_id": e.object_id, "request_id": e.request_id, "ip": e.ip, "details": e.details}
 
 
 def audit_log(*, actor, action: str, object_type: str, object_id: str | int,
@@ -41,7 +42,7 @@ def audit_log(*, actor, action: str, object_type: str, object_id: str | int,
             actor=actor if getattr(actor, "pk", None) else None,
             actor_label=getattr(actor, "username", None) or "system",
             action=action, object_type=object_type, object_id=str(object_id),
-            request_id=current_request_id.get(), details=details or {}, prev_hash=prev,
+            request_id=current_request_id.get(), ip=current_ip.get(), details=details or {}, prev_hash=prev,
         )
         event.hash = _digest(prev, event_payload(event))
         event.save()

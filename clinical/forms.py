@@ -32,3 +32,43 @@ class EcgUploadForm(forms.Form):
                                         "or one JSON document.")
     fs = forms.FloatField(label="Sampling rate (Hz)", required=False, min_value=MIN_FS, max_value=MAX_FS,
                           help_text="Required for CSV; WFDB and JSON carry their own.")
+
+
+class AcknowledgeForm(forms.Form):
+    verdict = forms.ChoiceField(choices=[("agree", "I agree with the findings"), ("disagree", "I disagree")],
+                                widget=forms.RadioSelect)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=3,
+                           help_text="Required: what you checked and what you decided.")
+
+    def __init__(self, *args, findings=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finding_keys = []
+        for f in findings:
+            name = f"finding__{f.overlay_key}"
+            self.fields[name] = forms.ChoiceField(
+                label=f"{f.display} ({f.probability:.0%})", required=False, widget=forms.RadioSelect,
+                choices=[("agree", "Agree"), ("disagree", "Disagree")])
+            self.finding_keys.append((name, f.overlay_key))
+
+    def finding_verdicts(self) -> dict[str, str]:
+        return {key: self.cleaned_data[name] for name, key in self.finding_keys if self.cleaned_data.get(name)}
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=150)
+    action = forms.CharField(required=False, max_length=64)
+    patient = forms.CharField(required=False, max_length=64, label="Patient pseudonym")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="Until (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def filters(self) -> dict:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        d = self.cleaned_data
+        tz = timezone.get_current_timezone()
+        since = dt.datetime.combine(d["since"], dt.time.min, tz) if d.get("since") else None
+        until = dt.datetime.combine(d["until"] + dt.timedelta(days=1), dt.time.min, tz) if d.get("until") else None
+        return {"actor": d.get("actor", ""), "action": d.get("action", ""), "patient": d.get("patient", ""),
+                "since": since, "until": until}

@@ -3,13 +3,13 @@ from __future__ import annotations
 import re
 import uuid
 
-from clinical.audit import current_request_id
+from clinical.audit import current_ip, current_request_id
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
-    """Tags each request (and the audit events it causes) with X-Request-ID, generating one if absent."""
+    """Tags each request (and the audit events it causes) with X-Request-ID and the client address."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -19,9 +19,12 @@ class RequestIdMiddleware:
         rid = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
         request.request_id = rid
         token = current_request_id.set(rid)
+        # REMOTE_ADDR is the peer; behind a proxy, configure it to set the client address there.
+        ip_token = current_ip.set(request.META.get("REMOTE_ADDR") or None)
         try:
             response = self.get_response(request)
         finally:
             current_request_id.reset(token)
+            current_ip.reset(ip_token)
         response["X-Request-ID"] = rid
         return response

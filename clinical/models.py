@@ -43,6 +43,14 @@ class EcgRecord(models.Model):
 
     class Meta:
         ordering = ["-uploaded_at"]
+        permissions = [
+            ("upload_ecg", "Can upload ECGs"),
+            ("view_all_ecgs", "Can see every ECG, not only own uploads"),
+            ("acknowledge_result", "Can acknowledge urgent results"),
+            ("view_audit", "Can read and export the audit trail"),
+            ("view_monitoring", "Can read drift, fairness and model card pages"),
+            ("use_api", "Can use the integration API"),
+        ]
 
     @property
     def duration_s(self) -> float:
@@ -83,8 +91,14 @@ class Prediction(models.Model):
     embedding = models.JSONField()  # penultimate features, for drift monitoring
     explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
     needs_review = models.BooleanField(default=False)
+    # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
+    top_urgency = models.CharField(max_length=10, default="routine", db_index=True)
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def awaits_review(self) -> bool:
+        return self.top_urgency in ("immediate", "urgent") and not hasattr(self, "acknowledgement")
 
 
 class Finding(models.Model):
@@ -130,6 +144,33 @@ class Recommendation(models.Model):
         ordering = ["rank"]
 
 
+class Acknowledgement(models.Model):
+    """A reviewer's sign-off on an urgent result; its per-finding verdicts are the outcome labels for fairness."""
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree", "Agree"
+        DISAGREE = "disagree", "Disagree"
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="acknowledgement")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    finding_verdicts = models.JSONField(default=dict)  # {"superclass:MI": "agree", "statements:AFIB": "disagree"}
+    note = models.TextField()
+
+
+class Alert(models.Model):
+    """One escalation per result per level: an urgent result left unacknowledged past its limit."""
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="alerts")
+    level = models.CharField(max_length=10)  # the urgency whose limit was passed
+    created_at = models.DateTimeField(default=timezone.now)
+    emailed_to = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prediction", "level"], name="one_alert_per_level")]
+
+
 class AuditEvent(models.Model):
     """Append-only: written by services in the same transaction as the change; each row hashes the previous."""
 
@@ -140,6 +181,7 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     request_id = models.CharField(max_length=64, blank=True)
+    ip = models.GenericIPAddressField(null=True)
     details = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)

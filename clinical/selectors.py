@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from clinical.models import EcgRecord
-
-VIEW_ALL_GROUPS = ("reviewer", "compliance")
+from clinical.models import Alert, AuditEvent, EcgRecord, Prediction
 
 
 def user_sees_all(user) -> bool:
-    return user.is_superuser or user.groups.filter(name__in=VIEW_ALL_GROUPS).exists()
+    return user.has_perm("clinical.view_all_ecgs")
 
 
 def _visible(user) -> QuerySet[EcgRecord]:
-    """A clinician sees the ECGs they uploaded; reviewers and compliance staff see all."""
+    """A clinician sees the ECGs they uploaded; reviewers, compliance staff and admins see all."""
     qs = EcgRecord.objects.select_related("patient", "job", "uploaded_by")
     return qs if user_sees_all(user) else qs.filter(uploaded_by=user)
 
@@ -25,3 +23,33 @@ def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
 
 def ecg_get_for_user(*, user, public_id) -> EcgRecord:
     return _visible(user).get(public_id=public_id)
+
+
+def review_queue() -> QuerySet[Prediction]:
+    """Immediate and urgent results nobody has acknowledged yet, oldest first."""
+    return (Prediction.objects.filter(top_urgency__in=("immediate", "urgent"), acknowledgement__isnull=True)
+            .select_related("record__patient").prefetch_related("recommendations").order_by("created_at"))
+
+
+def open_alert_count() -> int:
+    return Alert.objects.filter(prediction__acknowledgement__isnull=True).count()
+
+
+def audit_events(*, actor: str = "", action: str = "", patient: str = "", since=None, until=None,
+                 cursor: int | None = None) -> QuerySet[AuditEvent]:
+    """Newest first; ``cursor`` is the id of the last event already shown (keyset pagination)."""
+    qs = AuditEvent.objects.order_by("-id")
+    if actor:
+        qs = qs.filter(actor_label=actor)
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if patient:
+        ids = [str(u) for u in EcgRecord.objects.filter(patient__pseudonym=patient).values_list("public_id", flat=True)]
+        qs = qs.filter(object_type="EcgRecord", object_id__in=ids)
+    if since:
+        qs = qs.filter(at__gte=since)
+    if until:
+        qs = qs.filter(at__lt=until)
+    if cursor:
+        qs = qs.filter(id__lt=cursor)
+    return qs

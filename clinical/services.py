@@ -41,7 +41,22 @@ def _enqueue(job: InferenceJob) -> None:
 
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
                fs: float | None) -> EcgRecord:
-    """Parse, quality-check and store an upload, then queue its inference. Nothing is stored on error."""
+    """Parse, quality-check and store an upload, then queue its inference.
+
+    On error nothing clinical is stored; the refusal itself is audited (who, when, which files, why).
+    """
+    try:
+        return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs)
+    except ClinicalError as exc:
+        audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
+                  object_id=hashlib.sha256(b"".join(d for _, d in sorted(files.values()))).hexdigest()[:16],
+                  details={"field": exc.field, "reason": exc.message,
+                           "files": sorted(name for name, _ in files.values())})
+        raise
+
+
+def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
+                fs: float | None) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -150,6 +165,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
+            top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
         )
         Finding.objects.bulk_create([

@@ -29,6 +29,13 @@ def run_inference(self, job_id: int) -> str:
     return job.state
 
 
+@shared_task(name="clinical.tasks.escalate_results")
+def escalate_results() -> int:
+    from clinical.reviews import alerts_escalate
+
+    return len(alerts_escalate())
+
+
 @shared_task(name="clinical.tasks.requeue_stale_jobs")
 def requeue_stale_jobs() -> int:
     return services.jobs_requeue_stale()

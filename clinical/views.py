@@ -1,10 +1,13 @@
 """Pages: thin views that parse input, call one service or selector, and render."""
 from __future__ import annotations
 
+import csv
+from datetime import datetime
+
 import numpy as np
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
@@ -14,8 +17,9 @@ from clinical import selectors, services
 from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, plotly_js_path
 from clinical.errors import ClinicalError
-from clinical.forms import EcgUploadForm
+from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm
 from clinical.models import EcgRecord, InferenceJob
+from clinical.reviews import result_acknowledge
 
 
 def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
@@ -25,13 +29,24 @@ def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
         raise Http404("No such ECG, or it is not yours to see.") from exc
 
 
+def _can_see_ecgs(user) -> bool:
+    return user.has_perm("clinical.upload_ecg") or user.has_perm("clinical.view_all_ecgs")
+
+
 @login_required
 def ecg_list(request: HttpRequest) -> HttpResponse:
+    if not _can_see_ecgs(request.user):
+        return _forbidden(request, "Your role has no access to ECGs.")
     records = selectors.ecg_list_for_user(user=request.user)[:100]
     return render(request, "clinical/ecg_list.html", {"records": records})
 
 
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "403.html", {"message": message}, status=403)
+
+
 @login_required
+@permission_required("clinical.upload_ecg", raise_exception=True)
 def ecg_upload(request: HttpRequest) -> HttpResponse:
     form = EcgUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -68,7 +83,11 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
     audit_log(actor=request.user, action="ecg.view", object_type="EcgRecord", object_id=record.public_id)
     prediction = getattr(record, "prediction", None)
+    ack = getattr(prediction, "acknowledgement", None) if prediction else None
+    can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
+        "acknowledgement": ack,
+        "ack_form": AcknowledgeForm(findings=list(prediction.findings.all())) if can_ack else None,
         "record": record,
         "job": record.job,
         "prediction": prediction,
@@ -88,6 +107,7 @@ def ecg_status(request: HttpRequest, public_id) -> JsonResponse:
 
 @login_required
 @require_POST
+@permission_required("clinical.upload_ecg", raise_exception=True)
 def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
     try:
@@ -101,6 +121,91 @@ def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
 def plotly_js(request: HttpRequest) -> FileResponse:
     """Plotly.js from the installed plotly package: no CDN, so the page works on a closed hospital network."""
     return FileResponse(open(plotly_js_path(), "rb"), content_type="application/javascript")
+
+
+@login_required
+@require_POST
+def ecg_overlay_viewed(request: HttpRequest, public_id) -> JsonResponse:
+    """The page reports which finding's evidence a person looked at (for the audit trail)."""
+    record = _record_or_404(request, public_id)
+    key = request.POST.get("overlay", "")[:64]
+    prediction = getattr(record, "prediction", None)
+    if not prediction or key not in prediction.explanations:
+        return JsonResponse({"error": "unknown overlay"}, status=400)
+    audit_log(actor=request.user, action="overlay.view", object_type="EcgRecord", object_id=record.public_id,
+              details={"overlay": key})
+    return JsonResponse({"ok": True})
+
+
+@login_required
+@require_POST
+@permission_required("clinical.acknowledge_result", raise_exception=True)
+def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
+    record = _record_or_404(request, public_id)
+    prediction = getattr(record, "prediction", None)
+    if prediction is None:
+        raise Http404("This ECG has no result yet.")
+    form = AcknowledgeForm(request.POST, findings=list(prediction.findings.all()))
+    if form.is_valid():
+        try:
+            result_acknowledge(prediction=prediction, reviewer=request.user, verdict=form.cleaned_data["verdict"],
+                               note=form.cleaned_data["note"], finding_verdicts=form.finding_verdicts())
+        except ClinicalError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Result acknowledged.")
+            return redirect("clinical:review-queue")
+    else:
+        messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("clinical:ecg-detail", public_id=record.public_id)
+
+
+@login_required
+@permission_required("clinical.acknowledge_result", raise_exception=True)
+def review_queue(request: HttpRequest) -> HttpResponse:
+    return render(request, "clinical/review_queue.html", {"items": selectors.review_queue()[:200]})
+
+
+@login_required
+@permission_required("clinical.view_audit", raise_exception=True)
+def audit_list(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    filters = form.filters() if form.is_valid() else {}
+    cursor = request.GET.get("cursor")
+    events = list(selectors.audit_events(**filters, cursor=int(cursor) if cursor and cursor.isdigit() else None)[:51])
+    next_cursor = events[49].id if len(events) > 50 else None
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    return render(request, "clinical/audit_list.html", {"form": form, "events": events[:50], "next_cursor": next_cursor,
+                                                        "query": query.urlencode()})
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+@permission_required("clinical.view_audit", raise_exception=True)
+def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    filters = form.filters() if form.is_valid() else {}
+    audit_log(actor=request.user, action="audit.export", object_type="AuditEvent", object_id="csv",
+              details={k: str(v) for k, v in filters.items() if v})
+    writer = csv.writer(_Echo())
+    header = ["id", "at", "actor", "action", "object_type", "object_id", "request_id", "ip", "details", "prev_hash",
+              "hash"]
+
+    def rows():
+        yield writer.writerow(header)
+        for e in selectors.audit_events(**filters).iterator(chunk_size=2000):
+            yield writer.writerow([e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id,
+                                   e.request_id, e.ip or "", e.details, e.prev_hash, e.hash])
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
+    return response
 
 
 __all__ = ["InferenceJob"]

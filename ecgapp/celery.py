@@ -18,5 +18,7 @@ app.conf.worker_prefetch_multiplier = 1
 app.conf.beat_schedule = {
     # A job whose message was lost (broker restart, crashed worker) is sent again instead of waiting forever.
     "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 60.0},
+    # Urgent results left unacknowledged past their limit: one alert and one email per result per level.
+    "escalate-unacknowledged-results": {"task": "clinical.tasks.escalate_results", "schedule": 60.0},
 }
 app.autodiscover_tasks()

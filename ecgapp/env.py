@@ -82,6 +82,11 @@ class Env:
     torch_threads: int
     csrf_trusted_origins: list[str]
     ptbxl_dir: str
+    escalate_immediate_min: int
+    escalate_urgent_min: int
+    site_url: str
+    email_backend: str
+    default_from_email: str
 
 
 def read_env() -> Env:
@@ -98,4 +103,10 @@ def read_env() -> Env:
         torch_threads=env_int("ECGAPP_TORCH_THREADS", 1),
         csrf_trusted_origins=env_list("DJANGO_CSRF_TRUSTED_ORIGINS", []),
         ptbxl_dir=env_str("PTBXL_DIR"),
+        escalate_immediate_min=env_int("ECGAPP_ESCALATE_IMMEDIATE_MIN", 15),
+        escalate_urgent_min=env_int("ECGAPP_ESCALATE_URGENT_MIN", 60),
+        site_url=env_str("ECGAPP_SITE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        # Demo and development print emails to the console; production sets an SMTP backend.
+        email_backend=env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
+        default_from_email=env_str("DJANGO_DEFAULT_FROM_EMAIL", "ecg-ds@localhost"),
     )

@@ -5,12 +5,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from clinical.auth import ThrottledAuthenticationForm
 from clinical.views import plotly_js
 from monitoring import views as health
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="clinical:ecg-list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ecgs/", include("clinical.urls")),
     path("health/live", health.live, name="health-live"),

@@ -13,6 +13,7 @@ BEGIN
     RAISE EXCEPTION 'audit events are append-only: %% refused', TG_OP;  -- %% survives Django's param pass
 END;
 $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS clinical_auditevent_append_only ON clinical_auditevent;
 CREATE TRIGGER clinical_auditevent_append_only BEFORE UPDATE OR DELETE ON clinical_auditevent
     FOR EACH ROW EXECUTE FUNCTION clinical_auditevent_append_only();
 """

@@ -97,6 +97,13 @@ else:
                                        "polling_interval": 0.1}
 CELERY_TASK_ALWAYS_EAGER = False
 
+# Unacknowledged urgent results raise one alert and one email per level after these many minutes.
+ECG_ESCALATE_IMMEDIATE_MIN = ENV.escalate_immediate_min
+ECG_ESCALATE_URGENT_MIN = ENV.escalate_urgent_min
+ECG_SITE_URL = ENV.site_url
+EMAIL_BACKEND = ENV.email_backend
+DEFAULT_FROM_EMAIL = ENV.default_from_email
+
 ECG_WEIGHTS_DIR = ENV.weights_dir or str(BASE_DIR / "mlcore" / "weights")
 ECG_TORCH_THREADS = ENV.torch_threads
 PTBXL_DIR = ENV.ptbxl_dir

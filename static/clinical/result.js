@@ -45,8 +45,20 @@
       }
     }
   }
+  function reportViewed(key) {
+    const status = document.getElementById("job-status");
+    const token = document.querySelector("#csrf-holder input[name=csrfmiddlewaretoken]");
+    if (!status || !token || !key) return;
+    const body = new URLSearchParams({overlay: key});
+    fetch(status.dataset.overlayUrl, {method: "POST", body: body, credentials: "same-origin",
+      headers: {"X-CSRFToken": token.value}}).catch(function () { /* auditing must not break reading */ });
+  }
   document.querySelectorAll(".overlay-toggle").forEach(function (b) {
-    b.addEventListener("click", function () { setOverlay(shown === b.dataset.overlay ? null : b.dataset.overlay); });
+    b.addEventListener("click", function () {
+      const key = shown === b.dataset.overlay ? null : b.dataset.overlay;
+      setOverlay(key);
+      reportViewed(key);
+    });
   });
 
   const status = document.getElementById("job-status");

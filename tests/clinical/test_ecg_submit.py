@@ -41,7 +41,9 @@ def test_bad_patient_fields_store_nothing(clinician, wfdb_pair, kw, field):
     with pytest.raises(ClinicalError) as exc:
         submit(clinician, wfdb_pair, **kw)
     assert exc.value.field == field
-    assert not Patient.objects.exists() and not EcgRecord.objects.exists() and not AuditEvent.objects.exists()
+    assert not Patient.objects.exists() and not EcgRecord.objects.exists()
+    refused = AuditEvent.objects.get()
+    assert refused.action == "ecg.upload_refused" and refused.details["field"] == field
 
 
 def test_quality_gate_refuses_an_unusable_record_with_reasons(clinician, ecg_500hz):

@@ -35,7 +35,8 @@ def assert_nothing_stored():
     assert not Patient.objects.exists()
     assert not EcgRecord.objects.exists()
     assert not InferenceJob.objects.exists()
-    assert not AuditEvent.objects.exists()
+    # The refusal is audited when it reaches the service (form-level errors never do).
+    assert set(AuditEvent.objects.values_list("action", flat=True)) <= {"auth.login", "ecg.upload_refused"}
 
 
 def test_upload_page_renders_for_a_clinician(client, clinician):

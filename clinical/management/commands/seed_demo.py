@@ -12,7 +12,8 @@ from clinical.roles import roles_ensure
 from clinical.services import ecg_submit
 
 DEMO_PASSWORD = "demo-password-1"
-DEMO_USERS = (("clinician", "clinician"), ("reviewer", "reviewer"), ("compliance", "compliance"))
+DEMO_USERS = (("clinician", "clinician"), ("reviewer", "reviewer"), ("compliance", "compliance"),
+              ("admin", "admin"))
 
 
 class Command(BaseCommand):
@@ -26,7 +27,8 @@ class Command(BaseCommand):
             user, created = User.objects.get_or_create(username=username)
             if created:
                 user.set_password(DEMO_PASSWORD)
-                user.is_staff = group == "compliance"
+                user.email = f"{username}@demo.invalid"
+                user.is_staff = group in ("compliance", "admin")
                 user.save()
             user.groups.add(Group.objects.get(name=group))
         clinician = User.objects.get(username="clinician")

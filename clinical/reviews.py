@@ -1,0 +1,91 @@
+"""Reviewer sign-off on urgent results and escalation of those left waiting (services)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from clinical.audit import audit_log
+from clinical.errors import ClinicalError
+from clinical.models import Acknowledgement, Alert, Prediction
+
+
+def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: str,
+                       finding_verdicts: dict[str, str] | None = None) -> Acknowledgement:
+    """Record a reviewer's verdict on a result; refused for non-reviewers and for a second acknowledgement."""
+    if not reviewer.has_perm("clinical.acknowledge_result"):
+        raise ClinicalError("Only reviewers can acknowledge results.")
+    if verdict not in Acknowledgement.Verdict.values:
+        raise ClinicalError("Say whether you agree or disagree with the findings.", "verdict")
+    note = (note or "").strip()
+    if len(note) < 3:
+        raise ClinicalError("A note is required: what you checked and what you decided.", "note")
+    keys = {f.overlay_key for f in prediction.findings.all()}
+    finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys}
+    if any(v not in Acknowledgement.Verdict.values for v in finding_verdicts.values()):
+        raise ClinicalError("Each finding can only be agreed or disagreed with.", "verdict")
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
+        existing = Acknowledgement.objects.filter(prediction=prediction).select_related("reviewer").first()
+        if existing:
+            raise ClinicalError(f"Already acknowledged by {existing.reviewer.username} at "
+                                f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.")
+        ack = Acknowledgement.objects.create(prediction=prediction, reviewer=reviewer, verdict=verdict, note=note,
+                                             finding_verdicts=finding_verdicts)
+        audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
+                  object_id=prediction.record.public_id,
+                  details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
+    return ack
+
+
+def escalation_limits() -> dict[str, timedelta]:
+    return {"immediate": timedelta(minutes=settings.ECG_ESCALATE_IMMEDIATE_MIN),
+            "urgent": timedelta(minutes=settings.ECG_ESCALATE_URGENT_MIN)}
+
+
+def alerts_escalate(*, now=None) -> list[Alert]:
+    """Raise one alert (and one email) per unacknowledged result per level once its limit has passed."""
+    now = now or timezone.now()
+    raised = []
+    for level, limit in escalation_limits().items():
+        due = Prediction.objects.filter(top_urgency=level, acknowledgement__isnull=True, created_at__lt=now - limit,
+                                        ).exclude(alerts__level=level).select_related("record__patient")
+        for prediction in due:
+            try:
+                with transaction.atomic():
+                    alert = Alert.objects.create(prediction=prediction, level=level, created_at=now)
+                    recipients = _reviewer_emails()
+                    alert.emailed_to = recipients
+                    alert.save(update_fields=["emailed_to"])
+                    waited = int((now - prediction.created_at).total_seconds() // 60)
+                    audit_log(actor=None, action="result.escalated", object_type="EcgRecord",
+                              object_id=prediction.record.public_id,
+                              details={"level": level, "waiting_min": waited, "emailed": len(recipients)})
+                    transaction.on_commit(lambda p=prediction, lv=level, r=recipients: _email(p, lv, r))
+            except IntegrityError:  # another beat run raised it first
+                continue
+            raised.append(alert)
+    return raised
+
+
+def _reviewer_emails() -> list[str]:
+    users = get_user_model().objects.filter(groups__name="reviewer", is_active=True).exclude(email="")
+    return sorted(set(users.values_list("email", flat=True)))
+
+
+def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
+    if not recipients:
+        return
+    path = reverse("clinical:ecg-detail", args=[prediction.record.public_id])
+    patient = prediction.record.patient.pseudonym
+    send_mail(
+        subject=f"[ECG-DS] {level.upper()} result waiting for review: {patient}",
+        message=(f"An {level} ECG result has waited past its limit without acknowledgement.\n"
+                 f"Patient {patient}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
+                 f"Open: {settings.ECG_SITE_URL}{path}\n"),
+        from_email=None, recipient_list=recipients, fail_silently=False)
