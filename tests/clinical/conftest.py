@@ -53,3 +53,40 @@ def csv_upload(ecg_500hz) -> dict[str, tuple[str, bytes]]:
 
 def json_bytes(d: dict) -> bytes:
     return json.dumps(d).encode()
+
+
+@pytest.fixture
+def compliance_officer(db) -> User:
+    return _user("comp-di", "compliance")
+
+
+@pytest.fixture
+def integrator(db) -> User:
+    return _user("int-ed", "integrator")
+
+
+@pytest.fixture
+def admin_user_role(db) -> User:
+    return _user("adm-fay", "admin")
+
+
+def make_result(record, urgency: str = "immediate", created_at=None):
+    """A stored result with one finding and one action, without running the model (for workflow tests)."""
+    from django.utils import timezone
+
+    from clinical.models import Finding, InferenceJob, Prediction, Recommendation
+
+    pred = Prediction.objects.create(
+        record=record, model_version="test", superclass={"MI": 0.9}, statements={}, spread={},
+        embedding=[], explanations={"superclass:MI": {"gradcam": [0.0] * 1000, "lead_relevance": [1 / 12] * 12,
+                                                      "lead_maps": [[0.0] * 1000] * 12}},
+        top_urgency=urgency, inference_ms=1.0)
+    if created_at is not None:
+        Prediction.objects.filter(pk=pred.pk).update(created_at=created_at)
+        pred.refresh_from_db()
+    Finding.objects.create(prediction=pred, head="superclass", code="MI", display="Myocardial infarction",
+                           probability=0.9, threshold=0.4, spread=0.02, rank=0)
+    Recommendation.objects.create(prediction=pred, rank=0, action="Act now", urgency=urgency, reasoning="r",
+                                  source="s", triggered_by="superclass:MI", confidence=0.9, table_version="t")
+    InferenceJob.objects.filter(record=record).update(state="done", progress=100, finished_at=timezone.now())
+    return pred

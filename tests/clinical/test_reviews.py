@@ -1,0 +1,91 @@
+"""Reviewer sign-off, the urgent queue and escalation."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from clinical import services
+from clinical.errors import ClinicalError
+from clinical.models import Acknowledgement, Alert, AuditEvent
+from clinical.reviews import alerts_escalate, result_acknowledge
+from tests.clinical.conftest import make_result
+
+
+@pytest.fixture
+def urgent_result(clinician, wfdb_pair):
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-URG", age=70, sex="M", files=wfdb_pair, fs=None)
+    return make_result(record, "immediate")
+
+
+def test_reviewer_acknowledges_once_and_the_clinician_sees_who_and_when(client, urgent_result, reviewer, clinician):
+    client.force_login(reviewer)
+    queue = client.get(reverse("clinical:review-queue")).content.decode()
+    assert "PT-URG" in queue
+    url = reverse("clinical:ecg-acknowledge", args=[urgent_result.record.public_id])
+    resp = client.post(url, {"verdict": "disagree", "note": "Old Q waves, no acute change",
+                             "finding__superclass:MI": "disagree"})
+    assert resp.status_code == 302
+    ack = Acknowledgement.objects.get()
+    assert ack.reviewer == reviewer and ack.finding_verdicts == {"superclass:MI": "disagree"}
+    assert "PT-URG" not in client.get(reverse("clinical:review-queue")).content.decode()
+    client.post(url, {"verdict": "agree", "note": "again"}, follow=True)
+    assert Acknowledgement.objects.count() == 1
+    client.force_login(clinician)
+    page = client.get(reverse("clinical:ecg-detail", args=[urgent_result.record.public_id])).content.decode()
+    assert "Acknowledged by rev-cy" in page and "Old Q waves" in page
+    assert AuditEvent.objects.filter(action="result.acknowledge", actor=reviewer).count() == 1
+
+
+def test_second_acknowledgement_is_refused_with_who_did_it(urgent_result, reviewer):
+    result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="Seen, agree")
+    with pytest.raises(ClinicalError, match="Already acknowledged by rev-cy"):
+        result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="twice")
+
+
+def test_a_clinician_cannot_acknowledge(urgent_result, clinician, client):
+    with pytest.raises(ClinicalError, match="Only reviewers"):
+        result_acknowledge(prediction=urgent_result, reviewer=clinician, verdict="agree", note="I agree")
+    client.force_login(clinician)
+    url = reverse("clinical:ecg-acknowledge", args=[urgent_result.record.public_id])
+    assert client.post(url, {"verdict": "agree", "note": "mine"}).status_code == 403
+    assert not Acknowledgement.objects.exists()
+
+
+@pytest.mark.parametrize("note", ["", "  ", "ok"])
+def test_a_note_is_required(urgent_result, reviewer, note):
+    with pytest.raises(ClinicalError, match="note is required"):
+        result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note=note)
+
+
+def test_escalation_raises_one_alert_and_one_email_per_level(clinician, reviewer, wfdb_pair, client,
+                                                             django_capture_on_commit_callbacks):
+    reviewer.email = "rev@example.org"
+    reviewer.save()
+    now = timezone.now()
+    rec_i = services.ecg_submit(actor=clinician, pseudonym="PT-I", age=60, sex="F", files=wfdb_pair, fs=None)
+    rec_u = services.ecg_submit(actor=clinician, pseudonym="PT-U", age=61, sex="F", files=wfdb_pair, fs=None)
+    rec_r = services.ecg_submit(actor=clinician, pseudonym="PT-R", age=62, sex="F", files=wfdb_pair, fs=None)
+    immediate = make_result(rec_i, "immediate", created_at=now - timedelta(minutes=20))
+    urgent = make_result(rec_u, "urgent", created_at=now - timedelta(minutes=20))
+    make_result(rec_r, "routine", created_at=now - timedelta(hours=5))
+
+    def escalate(at):
+        with django_capture_on_commit_callbacks(execute=True):  # emails leave after the commit
+            return [a.prediction for a in alerts_escalate(now=at)]
+
+    assert escalate(now) == [immediate]  # the urgent result's 60-minute limit is not reached yet
+    assert escalate(now + timedelta(minutes=5)) == []  # never a flood
+    assert escalate(now + timedelta(minutes=45)) == [urgent]
+    assert escalate(now + timedelta(hours=3)) == []
+    assert Alert.objects.count() == 2 and len(mail.outbox) == 2
+    assert mail.outbox[0].to == ["rev@example.org"] and "IMMEDIATE" in mail.outbox[0].subject
+    client.force_login(reviewer)
+    banner = client.get(reverse("clinical:review-queue")).content.decode()
+    assert "2 urgent results waiting past the time limit" in banner
+    result_acknowledge(prediction=immediate, reviewer=reviewer, verdict="agree", note="Called the ward")
+    assert "1 urgent result waiting" in client.get(reverse("clinical:review-queue")).content.decode()
+    assert AuditEvent.objects.filter(action="result.escalated").count() == 2
