@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m training bench
 	$(BIN)/python manage.py bench_upload --n 120
+	$(BIN)/python manage.py bench_audit --n 10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -47,7 +47,36 @@ def _login_failed(sender, credentials, request=None, **kwargs):
               details={"username": username})
 
 
+def _groups_changed(sender, instance, action, pk_set, reverse, **kwargs):
+    """Role changes (a user added to or removed from a group), from the admin or a script."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    from django.contrib.auth.models import Group, User
+
+    if reverse:  # group.user_set.add(user)
+        users = list(User.objects.filter(pk__in=pk_set or [])) if pk_set else []
+        groups = [instance.name]
+    else:
+        users = [instance]
+        groups = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+    for user in users:
+        audit_log(actor=None, action="role.change", object_type="User", object_id=user.pk,
+                  details={"user": user.username, "change": action.removeprefix("post_"), "groups": groups})
+
+
+def _permissions_changed(sender, instance, action, pk_set, reverse, **kwargs):
+    if action in ("post_add", "post_remove", "post_clear") and not reverse:
+        audit_log(actor=None, action="role.permissions_change", object_type="Group", object_id=instance.pk,
+                  details={"group": getattr(instance, "name", ""), "change": action.removeprefix("post_"),
+                           "permission_ids": sorted(pk_set or [])})
+
+
 def connect() -> None:
+    from django.contrib.auth.models import Group, User
+    from django.db.models.signals import m2m_changed
+
+    m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="audit-role-change")
+    m2m_changed.connect(_permissions_changed, sender=Group.permissions.through, dispatch_uid="audit-perm-change")
     user_logged_in.connect(_logged_in, dispatch_uid="audit-login")
     user_logged_out.connect(_logged_out, dispatch_uid="audit-logout")
     user_login_failed.connect(_login_failed, dispatch_uid="audit-login-failed")

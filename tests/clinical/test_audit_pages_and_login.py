@@ -53,3 +53,19 @@ def test_audit_page_filters_by_patient_and_paginates_and_export_is_audited(clien
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert rows[0][:4] == ["id", "at", "actor", "action"] and len(rows) == 61
     assert AuditEvent.objects.filter(action="audit.export", actor=compliance_officer).count() == 1
+
+
+def test_role_changes_are_audited(db):
+    from django.contrib.auth.models import Group, User
+
+    from clinical.roles import roles_ensure
+
+    roles_ensure()
+    user = User.objects.create_user("new-rev", password="pw-for-tests-1")
+    user.groups.add(Group.objects.get(name="reviewer"))
+    Group.objects.get(name="compliance").user_set.add(user)
+    user.groups.remove(Group.objects.get(name="reviewer"))
+    changes = [e.details for e in AuditEvent.objects.filter(action="role.change").order_by("id")]
+    assert changes == [{"user": "new-rev", "change": "add", "groups": ["reviewer"]},
+                       {"user": "new-rev", "change": "add", "groups": ["compliance"]},
+                       {"user": "new-rev", "change": "remove", "groups": ["reviewer"]}]

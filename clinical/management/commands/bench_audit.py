@@ -1,0 +1,44 @@
+"""How long audit_verify takes on a long history, and how fast audit events are written (throwaway database)."""
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.test.utils import setup_test_environment
+from django.utils import timezone
+
+from clinical.audit import GENESIS, audit_log, audit_verify, chain_hash
+from clinical.models import AuditEvent
+
+
+class Command(BaseCommand):
+    help = "Benchmark audit_verify over N events and the audit write rate."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--n", type=int, default=10_000)
+        parser.add_argument("--writes", type=int, default=500)
+
+    def handle(self, *args, n: int, writes: int, **options):
+        setup_test_environment()
+        test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        try:
+            t0 = time.perf_counter()
+            for i in range(writes):
+                audit_log(actor=None, action="bench.write", object_type="T", object_id=i, details={"i": i})
+            write_s = time.perf_counter() - t0
+            prev = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS
+            rows, now = [], timezone.now()
+            for i in range(n - writes):
+                e = AuditEvent(at=now, actor_label="system", action="bench.bulk", object_type="T", object_id=str(i),
+                               details={"i": i}, prev_hash=prev)
+                e.hash = prev = chain_hash(prev, e)
+                rows.append(e)
+            AuditEvent.objects.bulk_create(rows, batch_size=2000)
+            t0 = time.perf_counter()
+            ok, count, message = audit_verify()
+            verify_s = time.perf_counter() - t0
+        finally:
+            connection.creation.destroy_test_db(test_db, verbosity=0)
+        self.stdout.write(f"audit ({connection.vendor}): {writes} audited writes at {writes / write_s:.0f}/s; "
+                          f"audit_verify over {count} events: {verify_s:.2f} s ({'ok' if ok else message})")
