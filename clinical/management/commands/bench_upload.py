@@ -71,11 +71,14 @@ class Command(BaseCommand):
             f"median {statistics.median(lat):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms, max {lat.max():.0f} ms")
 
     def _run(self, n: int, warmup: int, timeout: float) -> list[float]:
-        from django.contrib.auth.models import User
+        from django.contrib.auth.models import Group, User
 
         from clinical.models import InferenceJob
+        from clinical.roles import roles_ensure
 
+        roles_ensure()
         user = User.objects.create_user("bench", password="bench-password-1")
+        user.groups.add(Group.objects.get(name="clinician"))
         client = Client()
         client.force_login(user)
         rng_cases = demo.CASES
