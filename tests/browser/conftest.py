@@ -66,6 +66,7 @@ def page():
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+        pg.set_default_timeout(60_000)  # a loaded 2-core CI machine can be slow to serve the first pages
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         pg.js_errors = errors
