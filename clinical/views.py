@@ -18,7 +18,7 @@ from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, plotly_js_path
 from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm
-from clinical.models import EcgRecord, InferenceJob
+from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
 
 
@@ -207,5 +207,3 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
     return response
 
-
-__all__ = ["InferenceJob"]
