@@ -188,3 +188,32 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class ApiToken(models.Model):
+    """A per-client API credential. Only a hash is stored; the secret is shown once when it is created."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True)  # public part, for lookup and for people to name it
+    digest = models.CharField(max_length=64)  # sha256 of the whole token
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key on submit: the same key again returns the first ECG instead of a new one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=100)
+    record = models.ForeignKey(EcgRecord, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_record_per_idempotency_key")]

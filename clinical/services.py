@@ -9,13 +9,21 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.ingest import IntakeError, parse_upload
-from clinical.models import EcgRecord, Finding, InferenceJob, Patient, Prediction, Recommendation
+from clinical.models import (
+    EcgRecord,
+    Finding,
+    IdempotencyKey,
+    InferenceJob,
+    Patient,
+    Prediction,
+    Recommendation,
+)
 from clinical.quality import assess
 from clinical.recommend import FindingInput, rank_actions
 
@@ -40,13 +48,24 @@ def _enqueue(job: InferenceJob) -> None:
 
 
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-               fs: float | None) -> EcgRecord:
+               fs: float | None, idempotency_key: str = "") -> EcgRecord:
     """Parse, quality-check and store an upload, then queue its inference.
 
     On error nothing clinical is stored; the refusal itself is audited (who, when, which files, why).
+    With an ``idempotency_key`` already used by this actor, the first submission's record is returned and
+    nothing new is stored, also when two retries race.
     """
+    if idempotency_key:
+        seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related("record").first()
+        if seen:
+            return seen.record
     try:
-        return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs)
+        return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
+                           idempotency_key=idempotency_key)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return IdempotencyKey.objects.select_related("record").get(user=actor, key=idempotency_key).record
     except ClinicalError as exc:
         audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
                   object_id=hashlib.sha256(b"".join(d for _, d in sorted(files.values()))).hexdigest()[:16],
@@ -56,7 +75,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
 
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-                fs: float | None) -> EcgRecord:
+                fs: float | None, idempotency_key: str) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -87,6 +106,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             quality=quality.to_dict(),
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
+        if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
+            IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=record)
         audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
                   details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,

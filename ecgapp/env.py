@@ -87,6 +87,7 @@ class Env:
     site_url: str
     email_backend: str
     default_from_email: str
+    api_rate: str
 
 
 def read_env() -> Env:
@@ -109,4 +110,5 @@ def read_env() -> Env:
         # Demo and development print emails to the console; production sets an SMTP backend.
         email_backend=env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
         default_from_email=env_str("DJANGO_DEFAULT_FROM_EMAIL", "ecg-ds@localhost"),
+        api_rate=env_str("ECGAPP_API_RATE", "600/min"),
     )

@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "clinical",
     "monitoring",
 ]
@@ -109,9 +110,26 @@ ECG_TORCH_THREADS = ENV.torch_threads
 PTBXL_DIR = ENV.ptbxl_dir
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["clinical.api.auth.ApiTokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["clinical.api.auth.PerTokenThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": ENV.api_rate},
+    "EXCEPTION_HANDLER": "clinical.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ECG-DS integration API",
+    "DESCRIPTION": "Submit 12-lead ECGs, poll analysis jobs, read calibrated findings and ranked actions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Throttle counters live in Redis when there is one, so every web process shares them.
+CACHES = ({"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}}
+          if ENV.redis_url else
+          {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 
 LOGGING = {
     "version": 1,

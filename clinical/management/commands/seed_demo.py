@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -45,5 +46,8 @@ class Command(BaseCommand):
         sample = demo.synthesize(demo.CASES[2], fs=500, seed=99)
         demo.write_wfdb(sample, 500, "demo_st_elevation_500hz", str(out))
         (out / "demo_normal_250hz.csv").write_bytes(demo.as_csv(demo.synthesize(demo.CASES[0], fs=250, seed=98)))
+        api_example = json.loads(demo.as_json(demo.synthesize(demo.CASES[1], fs=500, seed=97), 500))
+        api_example["patient"] = {"id": "PT-0042", "age": 63, "sex": "F"}
+        (out / "example-api.json").write_text(json.dumps(api_example))
         self.stdout.write(f"demo accounts: {', '.join(u for u, _ in DEMO_USERS)} / password {DEMO_PASSWORD}")
         self.stdout.write(f"demo ECGs queued: {added}; files to upload yourself: {out}")

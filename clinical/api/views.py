@@ -1,0 +1,304 @@
+"""REST API v1: one APIView per operation, calling the same services and selectors as the pages."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from clinical import selectors, services
+from clinical.errors import ClinicalError
+from clinical.models import EcgRecord
+from clinical.reviews import result_acknowledge
+from mlcore.preprocess import LEADS
+
+EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EHR thumbnail
+
+
+def _record(request, public_id) -> EcgRecord:
+    try:
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id)
+    except EcgRecord.DoesNotExist as exc:
+        raise NotFound("No such ECG, or it is not yours to see.") from exc
+
+
+def _require(request, *perms: str) -> None:
+    if not any(request.user.has_perm(f"clinical.{p}") for p in perms):
+        raise PermissionDenied("Your role does not allow this operation.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    class Body(serializers.Serializer):
+        code = serializers.CharField()
+        message = serializers.CharField()
+        fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+        class Meta:
+            ref_name = "ErrorBody"
+
+    error = Body()
+
+    class Meta:
+        ref_name = "Error"
+
+
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
+    progress = serializers.IntegerField()
+    stage = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    attempts = serializers.IntegerField()
+    result_url = serializers.CharField()
+
+    class Meta:
+        ref_name = "Job"
+
+
+def _job_payload(record: EcgRecord) -> dict:
+    job = record.job
+    return {"id": record.public_id, "state": job.state, "progress": job.progress, "stage": job.stage,
+            "error": job.error, "attempts": job.attempts,
+            "result_url": reverse("api:ecg-result", args=[record.public_id])}
+
+
+class EcgSubmitApi(APIView):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    class JsonInput(serializers.Serializer):
+        class Patient(serializers.Serializer):
+            id = serializers.CharField(max_length=64)
+            age = serializers.IntegerField(min_value=0, max_value=120)
+            sex = serializers.ChoiceField(choices=["M", "F", "U"])
+
+            class Meta:
+                ref_name = "SubmitPatient"
+
+        fs = serializers.FloatField(min_value=50, max_value=2000)
+        units = serializers.ChoiceField(choices=["mV", "uV"], default="mV")
+        leads = serializers.DictField(child=serializers.ListField(child=serializers.FloatField(), max_length=120_000),
+                                      help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
+        patient = Patient()
+
+        class Meta:
+            ref_name = "SubmitJson"
+
+    class MultipartInput(serializers.Serializer):
+        files = serializers.ListField(child=serializers.FileField(), min_length=1, max_length=2,
+                                      help_text="A WFDB .hea + .dat pair, or one .csv / .json file.")
+        pseudonym = serializers.CharField(max_length=64)
+        age = serializers.IntegerField(min_value=0, max_value=120)
+        sex = serializers.ChoiceField(choices=["M", "F", "U"])
+        fs = serializers.FloatField(required=False, min_value=50, max_value=2000, help_text="Required for CSV.")
+
+        class Meta:
+            ref_name = "SubmitMultipart"
+
+    @extend_schema(
+        operation_id="ecg_submit",
+        summary="Submit a 12-lead ECG for analysis",
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="Retrying with the same key returns the first submission.")],
+        request={"application/json": JsonInput, "multipart/form-data": MultipartInput},
+        responses={202: JobOutput, **ERRORS},
+        examples=[OpenApiExample("JSON", request_only=True, value={
+            "fs": 500, "units": "mV", "patient": {"id": "PT-0042", "age": 63, "sex": "F"},
+            "leads": {lead: [0.0, 0.01, 0.02] for lead in LEADS}})],
+    )
+    def post(self, request):
+        _require(request, "upload_ecg", "use_api")
+        key = (request.headers.get("Idempotency-Key") or "").strip()[:100]
+        if request.content_type.startswith("multipart/"):
+            s = self.MultipartInput(data=request.data)
+            s.is_valid(raise_exception=True)
+            d = s.validated_data
+            files = {f"f{i}": (f.name, f.read()) for i, f in enumerate(d["files"])}
+            args = {"pseudonym": d["pseudonym"], "age": d["age"], "sex": d["sex"], "fs": d.get("fs")}
+        else:
+            s = self.JsonInput(data=request.data)
+            s.is_valid(raise_exception=True)
+            d = s.validated_data
+            # The same parser and messages as a JSON file uploaded in the browser.
+            body = json.dumps({"fs": d["fs"], "units": d["units"], "leads": d["leads"]}).encode()
+            files = {"json": ("api.json", body)}
+            p = d["patient"]
+            args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None}
+        record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
+        record.refresh_from_db()
+        return Response(_job_payload(record), status=status.HTTP_202_ACCEPTED)
+
+
+class EcgJobApi(APIView):
+    @extend_schema(operation_id="ecg_job", summary="Analysis state of a submitted ECG",
+                   responses={200: JobOutput, **ERRORS})
+    def get(self, request, public_id):
+        return Response(_job_payload(_record(request, public_id)))
+
+
+class EcgResultApi(APIView):
+    class Output(serializers.Serializer):
+        class Finding(serializers.Serializer):
+            head = serializers.ChoiceField(choices=["superclass", "statements"])
+            code = serializers.CharField()
+            display = serializers.CharField()
+            probability = serializers.FloatField()
+            threshold = serializers.FloatField()
+            needs_review = serializers.BooleanField()
+            evidence = serializers.DictField(required=False, help_text="lead -> relevance share and map")
+
+            class Meta:
+                ref_name = "ResultFinding"
+
+        class Action(serializers.Serializer):
+            rank = serializers.IntegerField()
+            action = serializers.CharField()
+            urgency = serializers.ChoiceField(choices=["immediate", "urgent", "routine"])
+            reasoning = serializers.CharField()
+            source = serializers.CharField()
+            triggered_by = serializers.CharField()
+            confidence = serializers.FloatField()
+            table_version = serializers.CharField()
+
+            class Meta:
+                ref_name = "ResultAction"
+
+        id = serializers.UUIDField()
+        state = serializers.CharField()
+        model_version = serializers.CharField(allow_null=True)
+        needs_review = serializers.BooleanField()
+        top_urgency = serializers.CharField(allow_null=True)
+        quality_warnings = serializers.ListField(child=serializers.CharField())
+        findings = Finding(many=True)
+        recommendations = Action(many=True)
+        acknowledged_by = serializers.CharField(allow_null=True)
+        acknowledged_at = serializers.DateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "Result"
+
+    @extend_schema(operation_id="ecg_result", summary="Findings, ranked actions and (optionally) evidence",
+                   parameters=[OpenApiParameter("evidence", bool, description=f"Include per-lead evidence maps "
+                                                f"({EVIDENCE_POINTS} points per lead).")],
+                   responses={200: Output, **ERRORS})
+    def get(self, request, public_id):
+        record = _record(request, public_id)
+        prediction = getattr(record, "prediction", None)
+        warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
+        body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
+                "top_urgency": None, "quality_warnings": warnings, "findings": [], "recommendations": [],
+                "acknowledged_by": None, "acknowledged_at": None}
+        if prediction is None:
+            return Response(body)
+        want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
+        findings = []
+        for f in prediction.findings.all():
+            item = {"head": f.head, "code": f.code, "display": f.display, "probability": f.probability,
+                    "threshold": f.threshold, "needs_review": f.needs_review}
+            ex = prediction.explanations.get(f.overlay_key)
+            if want and ex:
+                maps = np.asarray(ex["lead_maps"], dtype=np.float32).reshape(12, EVIDENCE_POINTS, -1).mean(axis=2)
+                item["evidence"] = {lead: {"share": ex["lead_relevance"][i], "map": np.round(maps[i], 3).tolist()}
+                                    for i, lead in enumerate(LEADS)}
+            findings.append(item)
+        ack = getattr(prediction, "acknowledgement", None)
+        body.update({
+            "model_version": prediction.model_version, "needs_review": prediction.needs_review,
+            "top_urgency": prediction.top_urgency, "findings": findings,
+            "recommendations": [{"rank": r.rank, "action": r.action, "urgency": r.urgency, "reasoning": r.reasoning,
+                                 "source": r.source, "triggered_by": r.triggered_by, "confidence": r.confidence,
+                                 "table_version": r.table_version} for r in prediction.recommendations.all()],
+            "acknowledged_by": ack.reviewer.username if ack else None, "acknowledged_at": ack.at if ack else None,
+        })
+        return Response(body)
+
+
+class _Newest(CursorPagination):
+    page_size = 50
+    ordering = "-uploaded_at"
+
+
+class PatientEcgListApi(APIView):
+    class Output(serializers.Serializer):
+        id = serializers.UUIDField(source="public_id")
+        uploaded_at = serializers.DateTimeField()
+        state = serializers.CharField(source="job.state")
+        age_at_ecg = serializers.IntegerField()
+        source_format = serializers.CharField()
+        job_url = serializers.SerializerMethodField()
+
+        class Meta:
+            ref_name = "PatientEcg"
+
+        def get_job_url(self, obj) -> str:
+            return reverse("api:ecg-job", args=[obj.public_id])
+
+    @extend_schema(operation_id="patient_ecg_list", summary="ECGs of one patient, newest first",
+                   parameters=[OpenApiParameter("state", str, enum=["queued", "running", "done", "failed"]),
+                               OpenApiParameter("cursor", str)],
+                   responses={200: Output(many=True), **ERRORS})
+    def get(self, request, pseudonym):
+        qs = selectors.ecg_list_for_user(user=request.user).filter(patient__pseudonym=pseudonym)
+        if state := request.query_params.get("state"):
+            qs = qs.filter(job__state=state)
+        paginator = _Newest()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(self.Output(page, many=True).data)
+
+
+class EcgAcknowledgeApi(APIView):
+    class Input(serializers.Serializer):
+        verdict = serializers.ChoiceField(choices=["agree", "disagree"])
+        note = serializers.CharField(min_length=3, max_length=5000)
+        findings = serializers.DictField(child=serializers.ChoiceField(choices=["agree", "disagree"]), required=False,
+                                         help_text="'superclass:MI' -> agree/disagree")
+
+        class Meta:
+            ref_name = "AcknowledgeInput"
+
+    @extend_schema(operation_id="ecg_acknowledge", summary="Acknowledge an urgent result (reviewers)",
+                   request=Input, responses={200: inline_serializer("Acknowledged", {
+                       "acknowledged_by": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()}),
+                       **ERRORS, 409: ErrorSerializer})
+    def post(self, request, public_id):
+        _require(request, "acknowledge_result")
+        record = _record(request, public_id)
+        prediction = getattr(record, "prediction", None)
+        if prediction is None:
+            raise NotFound("This ECG has no result yet.")
+        s = self.Input(data=request.data)
+        s.is_valid(raise_exception=True)
+        try:
+            ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=s.validated_data["verdict"],
+                                     note=s.validated_data["note"], finding_verdicts=s.validated_data.get("findings"))
+        except ClinicalError as exc:
+            if exc.message.startswith("Already acknowledged"):
+                return Response({"error": {"code": "conflict", "message": exc.message, "fields": {}}}, status=409)
+            raise
+        return Response({"acknowledged_by": ack.reviewer.username, "acknowledged_at": ack.at})
+
+
+class ModelInfoApi(APIView):
+    @extend_schema(operation_id="model_info", summary="Model version, label space and validation metrics",
+                   responses={200: inline_serializer("ModelInfo", {
+                       "model_version": serializers.CharField(), "members": serializers.IntegerField(),
+                       "superclasses": serializers.ListField(child=serializers.CharField()),
+                       "statements": serializers.DictField(child=serializers.CharField()),
+                       "metrics_fold9": serializers.DictField(), "input": serializers.DictField()}), **ERRORS})
+    def get(self, request):
+        ens = services.get_ensemble()
+        m = ens.manifest
+        return Response({"model_version": ens.version, "members": len(ens.members),
+                         "superclasses": list(ens.labels.superclasses),
+                         "statements": dict(ens.labels.descriptions), "metrics_fold9": m.get("metrics_fold9", {}),
+                         "input": m.get("input", {})})
+
