@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m training bench
 	$(BIN)/python manage.py bench_upload --n 120
 	$(BIN)/python manage.py bench_audit --n 10000
+	$(BIN)/python manage.py bench_api --clients 10 --requests 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

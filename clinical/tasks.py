@@ -8,6 +8,7 @@ from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
 from clinical import services
+from clinical.models import InferenceJob
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -17,6 +18,9 @@ TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 def run_inference(self, job_id: int) -> str:
     try:
         job = services.inference_run(job_id=job_id)
+    except InferenceJob.DoesNotExist:  # the record was deleted (or the message outlived its database)
+        log.warning("inference job %s no longer exists; message dropped", job_id)
+        return "missing"
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             services.inference_fail(job_id=job_id, error=f"Gave up after {self.max_retries + 1} attempts: {exc}")

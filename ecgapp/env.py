@@ -48,7 +48,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def database_config(url: str, default_sqlite: Path) -> dict:
+def database_config(url: str, default_sqlite: Path, conn_max_age: int = 60) -> dict:
     """DATABASES['default'] from a postgres:// URL, or SQLite when the URL is empty."""
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite),
@@ -64,7 +64,7 @@ def database_config(url: str, default_sqlite: Path) -> dict:
         "PASSWORD": unquote(u.password or ""),
         "HOST": u.hostname or "",
         "PORT": str(u.port or ""),
-        "CONN_MAX_AGE": 60,
+        "CONN_MAX_AGE": conn_max_age,
         "OPTIONS": options,
     }
 
@@ -88,6 +88,7 @@ class Env:
     email_backend: str
     default_from_email: str
     api_rate: str
+    db_conn_max_age: int
 
 
 def read_env() -> Env:
@@ -111,4 +112,6 @@ def read_env() -> Env:
         email_backend=env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
         default_from_email=env_str("DJANGO_DEFAULT_FROM_EMAIL", "ecg-ds@localhost"),
         api_rate=env_str("ECGAPP_API_RATE", "600/min"),
+        # Persistent connections suit gunicorn's long-lived workers; a thread-per-request server needs 0.
+        db_conn_max_age=env_int("ECGAPP_DB_CONN_MAX_AGE", 60),
     )

@@ -245,7 +245,10 @@ class PatientEcgListApi(APIView):
     @extend_schema(operation_id="patient_ecg_list", summary="ECGs of one patient, newest first",
                    parameters=[OpenApiParameter("state", str, enum=["queued", "running", "done", "failed"]),
                                OpenApiParameter("cursor", str)],
-                   responses={200: Output(many=True), **ERRORS})
+                   responses={200: inline_serializer("PatientEcgPage", {
+                       "next": serializers.CharField(allow_null=True),
+                       "previous": serializers.CharField(allow_null=True),
+                       "results": Output(many=True)}), **ERRORS})
     def get(self, request, pseudonym):
         qs = selectors.ecg_list_for_user(user=request.user).filter(patient__pseudonym=pseudonym)
         if state := request.query_params.get("state"):

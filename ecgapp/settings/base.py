@@ -52,7 +52,7 @@ TEMPLATES = [{
 }]
 
 ENV.data_dir.mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": database_config(ENV.database_url, ENV.data_dir / "ecgapp.sqlite3")}
+DATABASES = {"default": database_config(ENV.database_url, ENV.data_dir / "ecgapp.sqlite3", ENV.db_conn_max_age)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

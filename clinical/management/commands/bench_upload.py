@@ -6,23 +6,17 @@ without them, the embedded filesystem broker + SQLite.
 """
 from __future__ import annotations
 
-import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django.test import Client
-from django.test.utils import setup_test_environment
 
 from clinical import demo
+from clinical.management.benchenv import bench_stack
 
 
 class Command(BaseCommand):
@@ -34,36 +28,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one result")
 
     def handle(self, *args, n: int, warmup: int, timeout: float, **options):
-        from celery import current_app
-
-        setup_test_environment()
-        tmp = Path(tempfile.mkdtemp(prefix="ecgapp-bench-"))
-        env = os.environ.copy()
-        env["ECGAPP_DATA_DIR"] = str(tmp)
-        env["ECGAPP_DEMO"] = "1"
-        db = settings.DATABASES["default"]
-        if connection.vendor == "sqlite":
-            db.setdefault("TEST", {})["NAME"] = str(tmp / "ecgapp.sqlite3")
-        if not settings.ENV.redis_url:
-            # Point this process's producer at the worker's broker folder.
-            folder = tmp / "broker"
-            for sub in ("out", "processed"):
-                (folder / sub).mkdir(parents=True, exist_ok=True)
-            current_app.conf.broker_transport_options = {
-                "data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-                "processed_folder": str(folder / "processed"), "store_processed": False, "polling_interval": 0.1}
-        test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        if connection.vendor == "postgresql":
-            env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING", "-Q", "inference",
-             "--concurrency", "1", "--pool", "prefork"], env=env)
-        try:
+        with bench_stack():
             latencies = self._run(n, warmup, timeout)
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
-            connection.creation.destroy_test_db(test_db, verbosity=0)
         lat = np.array(latencies) * 1000
         broker = "redis" if settings.ENV.redis_url else "filesystem"
         self.stdout.write(

@@ -26,6 +26,8 @@ class Command(BaseCommand):
              "--schedule", str(data_dir / "celerybeat-schedule")],
             env=os.environ.copy(),
         )
+        # runserver serves each request on a new thread: persistent connections would pile up.
+        settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
         self.stdout.write(f"celery worker + beat started (pid {worker.pid}); serving http://{addrport}/")
         # A plain `kill` must stop the worker too, not only Ctrl-C.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
