@@ -50,6 +50,13 @@ class ErrorSerializer(serializers.Serializer):
 
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
+_ID = "3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44"
+EX_JOB = OpenApiExample("Job", response_only=True, value={
+    "id": _ID, "state": "running", "progress": 60, "stage": "Computing evidence on the leads", "error": "",
+    "attempts": 1, "result_url": f"/api/v1/ecgs/{_ID}/result/"})
+EX_ERROR = OpenApiExample("Error", response_only=True, status_codes=["400"], value={
+    "error": {"code": "invalid", "message": "Missing lead(s): V6; a 12-lead ECG is required.",
+              "fields": {"file": ["Missing lead(s): V6; a 12-lead ECG is required."]}}})
 
 
 class JobOutput(serializers.Serializer):
@@ -111,7 +118,7 @@ class EcgSubmitApi(APIView):
                                      description="Retrying with the same key returns the first submission.")],
         request={"application/json": JsonInput, "multipart/form-data": MultipartInput},
         responses={202: JobOutput, **ERRORS},
-        examples=[OpenApiExample("JSON", request_only=True, value={
+        examples=[EX_JOB, EX_ERROR, OpenApiExample("JSON", request_only=True, value={
             "fs": 500, "units": "mV", "patient": {"id": "PT-0042", "age": 63, "sex": "F"},
             "leads": {lead: [0.0, 0.01, 0.02] for lead in LEADS}})],
     )
@@ -140,7 +147,7 @@ class EcgSubmitApi(APIView):
 
 class EcgJobApi(APIView):
     @extend_schema(operation_id="ecg_job", summary="Analysis state of a submitted ECG",
-                   responses={200: JobOutput, **ERRORS})
+                   responses={200: JobOutput, **ERRORS}, examples=[EX_JOB])
     def get(self, request, public_id):
         return Response(_job_payload(_record(request, public_id)))
 
@@ -189,7 +196,17 @@ class EcgResultApi(APIView):
     @extend_schema(operation_id="ecg_result", summary="Findings, ranked actions and (optionally) evidence",
                    parameters=[OpenApiParameter("evidence", bool, description=f"Include per-lead evidence maps "
                                                 f"({EVIDENCE_POINTS} points per lead).")],
-                   responses={200: Output, **ERRORS})
+                   responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
+                       "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127", "needs_review": False,
+                       "top_urgency": "urgent", "quality_warnings": ["Lead V3 shows baseline wander."],
+                       "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
+                                     "probability": 0.71, "threshold": 0.39, "needs_review": False}],
+                       "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms and prior "
+                                            "ECGs; serial ECG and hs-troponin if chest pain", "urgency": "urgent",
+                                            "reasoning": "ST-T changes are non-specific.", "source": "2023 ESC ACS",
+                                            "triggered_by": "superclass:STTC", "confidence": 0.71,
+                                            "table_version": "2026.11-1"}],
+                       "acknowledged_by": None, "acknowledged_at": None})])
     def get(self, request, public_id):
         record = _record(request, public_id)
         prediction = getattr(record, "prediction", None)
@@ -248,7 +265,12 @@ class PatientEcgListApi(APIView):
                    responses={200: inline_serializer("PatientEcgPage", {
                        "next": serializers.CharField(allow_null=True),
                        "previous": serializers.CharField(allow_null=True),
-                       "results": Output(many=True)}), **ERRORS})
+                       "results": Output(many=True)}), **ERRORS},
+                   examples=[OpenApiExample("Page", response_only=True, value={
+                       "next": "/api/v1/patients/PT-0042/ecgs/?cursor=cD0yMDI2", "previous": None,
+                       "results": [{"id": _ID, "uploaded_at": "2026-11-27T16:50:15Z", "state": "done",
+                                    "age_at_ecg": 63, "source_format": "json",
+                                    "job_url": f"/api/v1/ecgs/{_ID}/job/"}]})])
     def get(self, request, pseudonym):
         qs = selectors.ecg_list_for_user(user=request.user).filter(patient__pseudonym=pseudonym)
         if state := request.query_params.get("state"):
@@ -271,7 +293,12 @@ class EcgAcknowledgeApi(APIView):
     @extend_schema(operation_id="ecg_acknowledge", summary="Acknowledge an urgent result (reviewers)",
                    request=Input, responses={200: inline_serializer("Acknowledged", {
                        "acknowledged_by": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()}),
-                       **ERRORS, 409: ErrorSerializer})
+                       **ERRORS, 409: ErrorSerializer},
+                   examples=[OpenApiExample("Acknowledge", request_only=True, value={
+                       "verdict": "disagree", "note": "Old inferior Q waves, unchanged from 2024.",
+                       "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"}}),
+                             OpenApiExample("Acknowledged", response_only=True, value={
+                                 "acknowledged_by": "rev-ward-3", "acknowledged_at": "2026-11-27T17:02:00Z"})])
     def post(self, request, public_id):
         _require(request, "acknowledge_result")
         record = _record(request, public_id)
@@ -296,7 +323,12 @@ class ModelInfoApi(APIView):
                        "model_version": serializers.CharField(), "members": serializers.IntegerField(),
                        "superclasses": serializers.ListField(child=serializers.CharField()),
                        "statements": serializers.DictField(child=serializers.CharField()),
-                       "metrics_fold9": serializers.DictField(), "input": serializers.DictField()}), **ERRORS})
+                       "metrics_fold9": serializers.DictField(), "input": serializers.DictField()}), **ERRORS},
+                   examples=[OpenApiExample("Model", response_only=True, value={
+                       "model_version": "resnet1d-ens3-20261127", "members": 3,
+                       "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"], "statements": {"SR": "sinus rhythm"},
+                       "metrics_fold9": {"superclass_macro_auc": 0.9365, "statements_macro_auc": 0.8995},
+                       "input": {"fs": 100, "n_samples": 1000}})])
     def get(self, request):
         ens = services.get_ensemble()
         m = ens.manifest
