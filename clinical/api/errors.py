@@ -1,7 +1,8 @@
 """The API's one error shape."""
 from __future__ import annotations
 
-from rest_framework import exceptions
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from clinical.errors import ClinicalError
@@ -11,8 +12,15 @@ _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_fo
           429: "throttled"}
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than this server accepts."
+
+
 def api_exception_handler(exc, context):
     """Every 4xx/5xx as {"error": {"code", "message", "fields"}}; domain errors carry the form's messages."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     if isinstance(exc, ClinicalError):
         exc = exceptions.ValidationError({exc.field if exc.field != "__all__" else "non_field_errors": [exc.message]})
     response = exception_handler(exc, context)

@@ -177,3 +177,11 @@ def test_schema_and_docs_are_served(client, clinician):
     assert schema.status_code == 200
     ops = {op.get("operationId") for path in json.loads(schema.content)["paths"].values() for op in path.values()}
     assert {"ecg_submit", "ecg_job", "ecg_result", "ecg_acknowledge", "patient_ecg_list", "model_info"} <= ops
+
+
+def test_an_oversized_request_is_refused_in_the_error_shape(clinician_token, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50_000
+    body = json_body()
+    resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "too_large"
+    assert not EcgRecord.objects.exists()
