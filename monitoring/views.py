@@ -1,6 +1,7 @@
 """Liveness and readiness for load balancers and orchestrators."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -36,7 +37,15 @@ def ready(request: HttpRequest) -> JsonResponse:
         problems.append(f"database: {exc}")
     if (err := _check_broker()) is not None:
         problems.append(err)
-    if not (Path(settings.ECG_WEIGHTS_DIR) / "manifest.json").exists():
+    model_version = None
+    manifest = Path(settings.ECG_WEIGHTS_DIR) / "manifest.json"
+    if not manifest.exists():
         problems.append("model weights: manifest.json missing")
+    else:
+        try:
+            model_version = json.loads(manifest.read_text())["model_version"]
+        except (ValueError, KeyError) as exc:
+            problems.append(f"model weights: unreadable manifest ({exc})")
     status = 503 if problems else 200
-    return JsonResponse({"status": "ok" if not problems else "unavailable", "problems": problems}, status=status)
+    return JsonResponse({"status": "ok" if not problems else "unavailable", "problems": problems,
+                         "model_version": model_version}, status=status)

@@ -66,6 +66,7 @@ def test_health_endpoints(client, weights_dir, db):
     assert client.get("/health/live").status_code == 200
     ready = client.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["problems"] == []
+    assert ready.json()["model_version"]
 
 
 def test_ready_names_missing_weights(client, settings, tmp_path, db):
