@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.models import Acknowledgement, Alert, Prediction
@@ -51,6 +52,8 @@ def escalation_limits() -> dict[str, timedelta]:
 def alerts_escalate(*, now=None) -> list[Alert]:
     """Raise one alert (and one email) per unacknowledged result per level once its limit has passed."""
     now = now or timezone.now()
+    metrics.UNACKNOWLEDGED_URGENT.set(Prediction.objects.filter(top_urgency__in=("immediate", "urgent"),
+                                                                 acknowledgement__isnull=True).count())
     raised = []
     for level, limit in escalation_limits().items():
         due = Prediction.objects.filter(top_urgency=level, acknowledgement__isnull=True, created_at__lt=now - limit,

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.ingest import IntakeError, parse_upload
@@ -140,6 +141,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
         job.attempts += 1
         job.started_at, job.error = timezone.now(), ""
         job.save()
+        if job.enqueued_at:
+            metrics.QUEUE_WAIT_SECONDS.observe((job.started_at - job.enqueued_at).total_seconds())
     record = job.record
     started = time.perf_counter()
     ens = get_ensemble()
@@ -198,6 +201,9 @@ def inference_run(*, job_id: int) -> InferenceJob:
                            source=a.source, triggered_by=a.triggered_by, confidence=a.confidence,
                            table_version=a.table_version)
             for i, a in enumerate(actions)])
+        top = int(np.argmax(pred.superclass[0]))
+        transaction.on_commit(lambda: _count_result(elapsed_ms, labels.superclasses[top],
+                                                    float(pred.superclass[0, top]), actions[0].urgency))
         job.state, job.progress, job.stage = InferenceJob.State.DONE, 100, "Done"
         job.finished_at = timezone.now()
         job.save()
@@ -208,12 +214,19 @@ def inference_run(*, job_id: int) -> InferenceJob:
     return job
 
 
+def _count_result(elapsed_ms: float, top_class: str, probability: float, urgency: str) -> None:
+    metrics.INFERENCE_SECONDS.observe(elapsed_ms / 1000)
+    metrics.PREDICTIONS.labels(superclass=top_class, urgency=urgency).inc()
+    metrics.CONFIDENCE.observe(probability)
+
+
 def inference_fail(*, job_id: int, error: str) -> InferenceJob:
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job_id)
         if job.state == InferenceJob.State.DONE:
             return job
         job.state, job.error, job.stage = InferenceJob.State.FAILED, error[:2000], "Failed"
+        transaction.on_commit(metrics.JOB_FAILURES.inc)
         job.finished_at = timezone.now()
         job.save()
         audit_log(actor=None, action="inference.failed", object_type="EcgRecord", object_id=job.record.public_id,

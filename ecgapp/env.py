@@ -89,6 +89,7 @@ class Env:
     default_from_email: str
     api_rate: str
     db_conn_max_age: int
+    prometheus_dir: Path | None
 
 
 def read_env() -> Env:
@@ -114,4 +115,5 @@ def read_env() -> Env:
         api_rate=env_str("ECGAPP_API_RATE", "600/min"),
         # Persistent connections suit gunicorn's long-lived workers; a thread-per-request server needs 0.
         db_conn_max_age=env_int("ECGAPP_DB_CONN_MAX_AGE", 60),
+        prometheus_dir=Path(env_str("PROMETHEUS_MULTIPROC_DIR")) if env_str("PROMETHEUS_MULTIPROC_DIR") else None,
     )

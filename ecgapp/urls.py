@@ -18,5 +18,6 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("vendor/plotly.min.js", plotly_js, name="plotly-js"),
+    path("", include("django_prometheus.urls")),  # /metrics
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,8 @@
 """Settings shared by every environment; values that vary come from ecgapp.env."""
 from __future__ import annotations
 
+import os
+
 from ecgapp.env import BASE_DIR, database_config, read_env
 
 ENV = read_env()
@@ -11,6 +13,12 @@ ALLOWED_HOSTS = ENV.allowed_hosts
 CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
 DEMO_MODE = ENV.demo_mode
 
+# Prometheus multiprocess mode: every web and worker process writes its samples here and /metrics merges them.
+# prometheus_client reads this variable when it is first imported, which happens after settings load.
+PROMETHEUS_MULTIPROC_DIR = ENV.prometheus_dir or ENV.data_dir / "prometheus"
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(PROMETHEUS_MULTIPROC_DIR))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -20,11 +28,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",
     "clinical",
     "monitoring",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -34,6 +44,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clinical.middleware.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "ecgapp.urls"

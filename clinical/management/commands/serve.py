@@ -20,6 +20,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, addrport: str, **options):
         data_dir = Path(settings.ENV.data_dir)
+        # Samples of processes from an earlier run would be merged into /metrics: start clean.
+        for stale in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+            stale.unlink()
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "-B", "--loglevel", "INFO",
              "-Q", "inference,monitoring,celery", "--concurrency", "1",
