@@ -60,23 +60,24 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related("record").first()
         if seen:
             return seen.record
+    digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
     try:
         return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
-                           idempotency_key=idempotency_key)
+                           digest=digest, idempotency_key=idempotency_key)
     except IntegrityError:
         if not idempotency_key:
             raise
         return IdempotencyKey.objects.select_related("record").get(user=actor, key=idempotency_key).record
     except ClinicalError as exc:
         audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
-                  object_id=hashlib.sha256(b"".join(d for _, d in sorted(files.values()))).hexdigest()[:16],
+                  object_id=digest[:16],
                   details={"field": exc.field, "reason": exc.message,
                            "files": sorted(name for name, _ in files.values())})
         raise
 
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-                fs: float | None, idempotency_key: str) -> EcgRecord:
+                fs: float | None, digest: str, idempotency_key: str) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -93,8 +94,6 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     if not quality.usable:
         reasons = " ".join(i.message for i in quality.refusals())
         raise ClinicalError(f"This ECG cannot be analysed: {reasons}", "file")
-    digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
-
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         if not created and (patient.age, patient.sex) != (age, sex):

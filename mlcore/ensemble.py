@@ -18,6 +18,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from mlcore.calibration import sigmoid
 from mlcore.labels import LabelSpace
 from mlcore.model import EcgResNet, ModelConfig
 from mlcore.preprocess import LEADS, N_SAMPLES, TARGET_FS, Standardizer, preprocess
@@ -145,8 +146,8 @@ class Ensemble:
         for head in HEADS:
             logits = torch.stack([getattr(o, head) for o in outs]).double().numpy()  # (members, b, k)
             t = self.temperature[head]
-            member_p = 1.0 / (1.0 + np.exp(-logits / t))
-            p = 1.0 / (1.0 + np.exp(-logits.mean(0) / t))
+            member_p = sigmoid(logits / t)
+            p = sigmoid(logits.mean(0) / t)
             result[head] = p
             result[f"{head}_spread"] = member_p.std(0)
             result[f"{head}_flags"] = p >= self.threshold[head]
@@ -213,7 +214,7 @@ class Ensemble:
             total = sm.sum()
             relevance = sm.sum(axis=1) / total if total > 0 else np.full(len(LEADS), 1 / len(LEADS))
             maps = sm / sm.max() if sm.max() > 0 else sm
-            p = float(1.0 / (1.0 + np.exp(-z[r] / self.temperature[head][idx[r]])))
+            p = float(sigmoid(z[r] / self.temperature[head][idx[r]]))
             out.append(Explanation(label, head, p, cam.astype(np.float32), relevance.astype(np.float32),
                                    maps.astype(np.float32)))
         return out

@@ -24,11 +24,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def throwaway_database():
+    """Django's test database machinery outside the test runner: created, yielded (its name), destroyed."""
+    setup_test_environment()
+    test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        yield test_db
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(test_db, verbosity=0)
+
+
+@contextlib.contextmanager
 def bench_stack(*, web: bool = False):
     """Yields (base_url or None, env). Uses Redis/PostgreSQL when configured, else the embedded default."""
     from celery import current_app
 
-    setup_test_environment()
     tmp = Path(tempfile.mkdtemp(prefix="ecgapp-bench-"))
     env = os.environ.copy() | {"ECGAPP_DATA_DIR": str(tmp), "ECGAPP_DEMO": "1", "ECGAPP_API_RATE": "100000/min",
                               # runserver opens a connection per request thread: do not keep them.
@@ -51,33 +62,31 @@ def bench_stack(*, web: bool = False):
         current_app.conf.broker_transport_options = {
             "data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
             "processed_folder": str(folder / "processed"), "store_processed": False, "polling_interval": 0.1}
-    test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    if connection.vendor == "postgresql":
-        env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
-    procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
-                               "-Q", "inference", "--concurrency", "1", "--pool", "prefork"], env=env)]
-    base = None
-    try:
-        if web:
-            port = _free_port()
-            base = f"http://127.0.0.1:{port}"
-            procs.append(subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}",
-                                           "--noreload", "--skip-checks"],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "w")))
-            for _ in range(100):
+    with throwaway_database() as test_db:
+        if connection.vendor == "postgresql":
+            env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
+        procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
+                                   "-Q", "inference", "--concurrency", "1", "--pool", "prefork"], env=env)]
+        base = None
+        try:
+            if web:
+                port = _free_port()
+                base = f"http://127.0.0.1:{port}"
+                procs.append(subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}",
+                                               "--noreload", "--skip-checks"],
+                                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "w")))
+                for _ in range(100):
+                    try:
+                        urllib.request.urlopen(f"{base}/health/live", timeout=1)
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+            yield base, env
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
                 try:
-                    urllib.request.urlopen(f"{base}/health/live", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
-        yield base, env
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        connection.close()
-        connection.creation.destroy_test_db(test_db, verbosity=0)
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()

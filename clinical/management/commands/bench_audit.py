@@ -5,10 +5,10 @@ import time
 
 from django.core.management.base import BaseCommand
 from django.db import connection
-from django.test.utils import setup_test_environment
 from django.utils import timezone
 
 from clinical.audit import GENESIS, audit_log, audit_verify, chain_hash
+from clinical.management.benchenv import throwaway_database
 from clinical.models import AuditEvent
 
 
@@ -20,9 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--writes", type=int, default=500)
 
     def handle(self, *args, n: int, writes: int, **options):
-        setup_test_environment()
-        test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        try:
+        with throwaway_database():
             t0 = time.perf_counter()
             for i in range(writes):
                 audit_log(actor=None, action="bench.write", object_type="T", object_id=i, details={"i": i})
@@ -38,7 +36,5 @@ class Command(BaseCommand):
             t0 = time.perf_counter()
             ok, count, message = audit_verify()
             verify_s = time.perf_counter() - t0
-        finally:
-            connection.creation.destroy_test_db(test_db, verbosity=0)
         self.stdout.write(f"audit ({connection.vendor}): {writes} audited writes at {writes / write_s:.0f}/s; "
                           f"audit_verify over {count} events: {verify_s:.2f} s ({'ok' if ok else message})")
