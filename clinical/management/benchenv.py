@@ -56,12 +56,13 @@ def bench_stack(*, web: bool = False):
         redis.Redis.from_url(bench_broker).flushdb()
     else:
         folder = tmp / "broker"
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         # This process enqueues too (in-process uploads): point its producer at the worker's folder.
         current_app.conf.broker_transport_options = {
             "data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-            "processed_folder": str(folder / "processed"), "store_processed": False, "polling_interval": 0.1}
+            "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
+            "store_processed": False, "polling_interval": 0.1}
     with throwaway_database() as test_db:
         if connection.vendor == "postgresql":
             env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db

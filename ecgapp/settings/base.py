@@ -98,12 +98,14 @@ if ENV.redis_url:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
     _broker = ENV.data_dir / "broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker / "out"),
                                        "data_folder_out": str(_broker / "out"),
                                        "processed_folder": str(_broker / "processed"),
+                                       # Exchange tables; kombu's default is ./control in the working directory.
+                                       "control_folder": str(_broker / "control"),
                                        "store_processed": False,
                                        # Seconds between polls of the folder: the upload-to-result latency floor.
                                        "polling_interval": 0.1}

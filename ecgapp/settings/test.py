@@ -14,6 +14,8 @@ if not ENV.redis_url:
 
     _broker = Path(tempfile.mkdtemp(prefix="ecgapp-test-broker-"))
     (_broker / "processed").mkdir()
+    (_broker / "control").mkdir()
     CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker), "data_folder_out": str(_broker),
-                                       "processed_folder": str(_broker / "processed"), "store_processed": False,
+                                       "processed_folder": str(_broker / "processed"),
+                                       "control_folder": str(_broker / "control"), "store_processed": False,
                                        "polling_interval": 0.1}
