@@ -25,7 +25,7 @@ from clinical.models import (
     Prediction,
     Recommendation,
 )
-from clinical.quality import assess
+from mlcore.quality import assess
 from clinical.recommend import FindingInput, rank_actions
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""python -m training {cache,train,calibrate,export,evaluate,bench} ... (see --help of each)."""
+"""python -m training {cache,train,calibrate,export,reference,evaluate,bench} ... (see --help of each)."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="mlcore/weights")
     p.add_argument("--version", required=True, help="model version, e.g. resnet1d-ens3-2026.11")
 
+    p = sub.add_parser("reference", help="fold-9 drift features, probabilities and labels for monitoring")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE)
+    p.add_argument("--weights", default=None, help="weights directory (default: mlcore/weights)")
+
     p = sub.add_parser("evaluate", help="score the exported ensemble on any folds (default 10)")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="'' to read records without caching")
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.export import export
         export(member_paths=[Path(m) for m in args.members], calibration=Path(args.calibration),
                data_dir=args.data_dir, cache_dir=args.cache_dir, out_dir=Path(args.out), version=args.version)
+    elif args.cmd == "reference":
+        from mlcore.ensemble import DEFAULT_WEIGHTS
+        from training.reference import build_reference
+        build_reference(weights=args.weights or str(DEFAULT_WEIGHTS), data_dir=args.data_dir,
+                        cache_dir=args.cache_dir or None)
     elif args.cmd == "evaluate":
         from mlcore.ensemble import DEFAULT_WEIGHTS
         from training.evaluate import evaluate

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from clinical.quality import QualityIssue, QualityReport, assess
+from mlcore.quality import QualityIssue, QualityReport, assess
 from mlcore.preprocess import LEADS
 
 IDX = {lead: i for i, lead in enumerate(LEADS)}

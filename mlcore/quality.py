@@ -127,7 +127,7 @@ def _clipped_side(x: np.ndarray, fs: float) -> str | None:
     return None
 
 
-def _hf_noise_ratio(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+def hf_noise_ratio(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Per lead: (power above the HF cut-off / power in 0.5 Hz–cut-off, RMS of the HF part in mV)."""
     nyquist = fs / 2
     low = min(HF_LOW_HZ, 0.7 * nyquist)
@@ -170,7 +170,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
 
     noisy: dict[str, bool] = {}  # lead -> severe
     if fs >= HF_MIN_FS:
-        ratio, hf_rms = _hf_noise_ratio(x, fs)
+        ratio, hf_rms = hf_noise_ratio(x, fs)
         for i, lead in enumerate(LEADS):
             if lead not in flat and ratio[i] > HF_WARN_RATIO and hf_rms[i] > HF_MIN_RMS_MV:
                 noisy[lead] = bool(ratio[i] > HF_SEVERE_RATIO)
