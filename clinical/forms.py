@@ -40,7 +40,8 @@ class AcknowledgeForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=3,
                            help_text="Required: what you checked and what you decided.")
 
-    def __init__(self, *args, findings=(), **kwargs):
+    def __init__(self, *args, findings=(), missable=(), **kwargs):
+        """findings: the result's Finding rows; missable: (code, name) of diagnostic classes it did not flag."""
         super().__init__(*args, **kwargs)
         self.finding_keys = []
         for f in findings:
@@ -49,9 +50,16 @@ class AcknowledgeForm(forms.Form):
                 label=f"{f.display} ({f.probability:.0%})", required=False, widget=forms.RadioSelect,
                 choices=[("agree", "Agree"), ("disagree", "Disagree")])
             self.finding_keys.append((name, f.overlay_key))
+        self.missed_keys = []
+        for code, display in missable:
+            name = f"missed__{code}"
+            self.fields[name] = forms.BooleanField(label=display, required=False)
+            self.missed_keys.append((name, f"superclass:{code}"))
 
     def finding_verdicts(self) -> dict[str, str]:
-        return {key: self.cleaned_data[name] for name, key in self.finding_keys if self.cleaned_data.get(name)}
+        verdicts = {key: self.cleaned_data[name] for name, key in self.finding_keys if self.cleaned_data.get(name)}
+        verdicts.update({key: "missed" for name, key in self.missed_keys if self.cleaned_data.get(name)})
+        return verdicts
 
 
 class AuditFilterForm(forms.Form):

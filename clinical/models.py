@@ -40,6 +40,8 @@ class EcgRecord(models.Model):
     # (12, n) float32 millivolts in standard lead order, at the original sampling rate.
     signal = models.BinaryField()
     quality = models.JSONField(default=dict)
+    # Simple signal features measured at intake (mlcore.features), compared with the fold-9 reference for drift.
+    features = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-uploaded_at"]
@@ -94,7 +96,8 @@ class Prediction(models.Model):
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
     top_urgency = models.CharField(max_length=10, default="routine", db_index=True)
     inference_ms = models.FloatField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Indexed: monitoring reads windows of predictions by time.
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     @property
     def awaits_review(self) -> bool:
@@ -155,7 +158,11 @@ class Acknowledgement(models.Model):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     at = models.DateTimeField(default=timezone.now)
     verdict = models.CharField(max_length=8, choices=Verdict.choices)
-    finding_verdicts = models.JSONField(default=dict)  # {"superclass:MI": "agree", "statements:AFIB": "disagree"}
+    # {"superclass:MI": "agree", "statements:AFIB": "disagree", "superclass:HYP": "missed"}
+    finding_verdicts = models.JSONField(default=dict)
+    # Per diagnostic class, what the review says of the model: "tp", "fp", "fn" or "tn" (absent when unknown).
+    # Fixed at acknowledgement, so fairness reports read outcomes without re-deriving them.
+    outcomes = models.JSONField(default=dict)
     note = models.TextField()
 
 

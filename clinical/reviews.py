@@ -27,21 +27,52 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
     if len(note) < 3:
         raise ClinicalError("A note is required: what you checked and what you decided.", "note")
     keys = {f.overlay_key for f in prediction.findings.all()}
-    finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys}
-    if any(v not in Acknowledgement.Verdict.values for v in finding_verdicts.values()):
+    missable = {f"superclass:{c}" for c in prediction.superclass} - keys
+    finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys | missable}
+    if any(v not in Acknowledgement.Verdict.values for k, v in finding_verdicts.items() if k in keys):
         raise ClinicalError("Each finding can only be agreed or disagreed with.", "verdict")
+    if any(v != MISSED for k, v in finding_verdicts.items() if k in missable):
+        raise ClinicalError("A class the model did not flag can only be marked as missed.", "verdict")
     with transaction.atomic():
         prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
         existing = Acknowledgement.objects.filter(prediction=prediction).select_related("reviewer").first()
         if existing:
             raise ClinicalError(f"Already acknowledged by {existing.reviewer.username} at "
                                 f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.")
-        ack = Acknowledgement.objects.create(prediction=prediction, reviewer=reviewer, verdict=verdict, note=note,
-                                             finding_verdicts=finding_verdicts)
+        ack = Acknowledgement.objects.create(
+            prediction=prediction, reviewer=reviewer, verdict=verdict, note=note, finding_verdicts=finding_verdicts,
+            outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,
+                                     finding_verdicts=finding_verdicts))
         audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
     return ack
+
+
+MISSED = "missed"
+
+
+def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
+                    finding_verdicts: dict[str, str]) -> dict[str, str]:
+    """What a review says of each diagnostic class: the ground truth the fairness report's error rates use.
+
+    A flagged class the reviewer agrees with is a true positive, one they disagree with a false positive; without
+    a per-finding verdict the overall verdict decides when it agrees (and nothing is recorded when it disagrees,
+    since it may be about another finding). An unflagged class marked as missed is a false negative, and one left
+    unmarked a true negative: the reviewer read the whole ECG and added nothing.
+    """
+    outcomes = {}
+    for code in classes:
+        key = f"superclass:{code}"
+        given = finding_verdicts.get(key)
+        if key in flagged:
+            if given == "agree" or (given is None and verdict == "agree"):
+                outcomes[code] = "tp"
+            elif given == "disagree":
+                outcomes[code] = "fp"
+        else:
+            outcomes[code] = "fn" if given == MISSED else "tn"
+    return outcomes
 
 
 def escalation_limits() -> dict[str, timedelta]:

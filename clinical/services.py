@@ -25,8 +25,9 @@ from clinical.models import (
     Prediction,
     Recommendation,
 )
-from mlcore.quality import assess
 from clinical.recommend import FindingInput, rank_actions
+from mlcore.features import intake_features
+from mlcore.quality import assess
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     if not quality.usable:
         reasons = " ".join(i.message for i in quality.refusals())
         raise ClinicalError(f"This ECG cannot be analysed: {reasons}", "file")
+    features = intake_features(parsed.signal, parsed.fs, quality)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         if not created and (patient.age, patient.sex) != (age, sex):
@@ -103,7 +105,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             patient=patient, age_at_ecg=age, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
             n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
-            quality=quality.to_dict(),
+            quality=quality.to_dict(), features=features,
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back

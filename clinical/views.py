@@ -20,6 +20,7 @@ from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm
 from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
+from clinical.services import SUPERCLASS_NAMES
 
 
 def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
@@ -78,6 +79,13 @@ def _figure(record: EcgRecord) -> dict:
     return ecg_paper_figure(record.signal_array(), record.fs, overlays=overlays)
 
 
+def _ack_form(prediction, data=None) -> AcknowledgeForm:
+    findings = list(prediction.findings.all())
+    flagged = {f.code for f in findings if f.head == "superclass"}
+    missable = [(c, SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass if c not in flagged]
+    return AcknowledgeForm(data, findings=findings, missable=missable)
+
+
 @login_required
 def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
@@ -87,7 +95,7 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
         "acknowledgement": ack,
-        "ack_form": AcknowledgeForm(findings=list(prediction.findings.all())) if can_ack else None,
+        "ack_form": _ack_form(prediction) if can_ack else None,
         "record": record,
         "job": record.job,
         "prediction": prediction,
@@ -145,7 +153,7 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
     prediction = getattr(record, "prediction", None)
     if prediction is None:
         raise Http404("This ECG has no result yet.")
-    form = AcknowledgeForm(request.POST, findings=list(prediction.findings.all()))
+    form = _ack_form(prediction, request.POST)
     if form.is_valid():
         try:
             result_acknowledge(prediction=prediction, reviewer=request.user, verdict=form.cleaned_data["verdict"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
@@ -11,7 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
 app = Celery("ecgapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("inference"), Queue("monitoring"), Queue("celery"))
-app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"}}
+app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
+                       "monitoring.tasks.*": {"queue": "monitoring"}}
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
@@ -20,5 +22,8 @@ app.conf.beat_schedule = {
     "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 60.0},
     # Urgent results left unacknowledged past their limit: one alert and one email per result per level.
     "escalate-unacknowledged-results": {"task": "clinical.tasks.escalate_results", "schedule": 60.0},
+    # Drift of the last window against the reference, every hour; fairness over the last days, every night.
+    "drift-report-hourly": {"task": "monitoring.tasks.drift_hourly", "schedule": crontab(minute=5)},
+    "fairness-report-daily": {"task": "monitoring.tasks.fairness_daily", "schedule": crontab(hour=2, minute=15)},
 }
 app.autodiscover_tasks()

@@ -41,6 +41,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfiguredEnv(f"{name}={raw!r} is not an integer.") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfiguredEnv(f"{name}={raw!r} is not a number.") from exc
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -90,6 +100,17 @@ class Env:
     api_rate: str
     db_conn_max_age: int
     prometheus_dir: Path | None
+    drift_window_hours: int
+    drift_reference: str
+    drift_min_rows: int
+    drift_max_rows: int
+    drift_alpha: float
+    fairness_window_days: int
+    fairness_age_bands: list[int]
+    fairness_min_group: int
+    fairness_parity_min_ratio: float
+    fairness_eo_max_difference: float
+    alert_repeat_hours: int
 
 
 def read_env() -> Env:
@@ -116,4 +137,20 @@ def read_env() -> Env:
         # Persistent connections suit gunicorn's long-lived workers; a thread-per-request server needs 0.
         db_conn_max_age=env_int("ECGAPP_DB_CONN_MAX_AGE", 60),
         prometheus_dir=Path(env_str("PROMETHEUS_MULTIPROC_DIR")) if env_str("PROMETHEUS_MULTIPROC_DIR") else None,
+        # Drift: the last window of production is compared with the reference ("fold9", the distribution shipped
+        # with the model, or "production:<days>", the days before the window). Above max_rows the window is
+        # sampled; alpha is the family-wise false-alarm rate, shared out over the features (Bonferroni).
+        drift_window_hours=env_int("ECGAPP_DRIFT_WINDOW_HOURS", 24),
+        drift_reference=env_str("ECGAPP_DRIFT_REFERENCE", "fold9"),
+        drift_min_rows=env_int("ECGAPP_DRIFT_MIN_ROWS", 100),
+        drift_max_rows=env_int("ECGAPP_DRIFT_MAX_ROWS", 20000),
+        drift_alpha=env_float("ECGAPP_DRIFT_ALPHA", 0.01),
+        # Fairness: age bands are given by their edges, "40,65" -> <40, 40-65, >65.
+        fairness_window_days=env_int("ECGAPP_FAIRNESS_WINDOW_DAYS", 30),
+        fairness_age_bands=[int(v) for v in env_list("ECGAPP_FAIRNESS_AGE_BANDS", ["40", "65"])],
+        fairness_min_group=env_int("ECGAPP_FAIRNESS_MIN_GROUP", 30),
+        fairness_parity_min_ratio=env_float("ECGAPP_FAIRNESS_PARITY_MIN_RATIO", 0.8),
+        fairness_eo_max_difference=env_float("ECGAPP_FAIRNESS_EO_MAX_DIFFERENCE", 0.1),
+        # A breach that persists raises an alert row per report, but is emailed again only after this long.
+        alert_repeat_hours=env_int("ECGAPP_ALERT_REPEAT_HOURS", 24),
     )

@@ -7,7 +7,7 @@ from django.views.generic import RedirectView
 
 from clinical.auth import ThrottledAuthenticationForm
 from clinical.views import plotly_js
-from monitoring import views as health
+from monitoring import health
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="clinical:ecg-list", permanent=False)),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("ecgs/", include("clinical.urls")),
     path("api/v1/", include("clinical.api.urls")),
+    path("monitoring/", include("monitoring.urls")),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("vendor/plotly.min.js", plotly_js, name="plotly-js"),

@@ -1,51 +1,106 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Compliance pages: alerts, drift and fairness reports (run on demand with progress), Evidently HTML."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_POST
 
-from django.conf import settings
-from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from clinical.errors import ClinicalError
+from monitoring import charts, selectors
+from monitoring.models import DriftReport, FairnessMetric, FairnessReport
+from monitoring.services import report_request
 
-
-def live(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
-
-def _check_broker() -> str | None:
-    url = settings.CELERY_BROKER_URL
-    if url.startswith("redis"):
-        import redis
-
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
-        except Exception as exc:  # any failure means not ready
-            return f"broker: {exc}"
-        return None
-    folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
-    return None if folder.is_dir() else f"broker folder {folder} missing"
+monitoring_staff = permission_required("clinical.view_monitoring", raise_exception=True)
 
 
-def ready(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the broker and the model weights are all there; 503 naming what is not."""
-    problems = []
+@login_required
+@monitoring_staff
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(request, "monitoring/overview.html", {
+        "alerts": selectors.alerts_recent(),
+        "drift": selectors.drift_reports(limit=1),
+        "fairness": selectors.fairness_reports(limit=1),
+    })
+
+
+@login_required
+@monitoring_staff
+@require_POST
+def report_run(request: HttpRequest, kind: str) -> HttpResponse:
     try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-    except Exception as exc:
-        problems.append(f"database: {exc}")
-    if (err := _check_broker()) is not None:
-        problems.append(err)
-    model_version = None
-    manifest = Path(settings.ECG_WEIGHTS_DIR) / "manifest.json"
-    if not manifest.exists():
-        problems.append("model weights: manifest.json missing")
-    else:
-        try:
-            model_version = json.loads(manifest.read_text())["model_version"]
-        except (ValueError, KeyError) as exc:
-            problems.append(f"model weights: unreadable manifest ({exc})")
-    status = 503 if problems else 200
-    return JsonResponse({"status": "ok" if not problems else "unavailable", "problems": problems,
-                         "model_version": model_version}, status=status)
+        report = report_request(kind=kind, user=request.user)
+    except ClinicalError as exc:
+        messages.error(request, exc.message)
+        return redirect("monitoring:overview")
+    return redirect(f"monitoring:{kind}-detail", pk=report.pk)
+
+
+def _status(report: DriftReport | FairnessReport) -> JsonResponse:
+    return JsonResponse({"state": report.state, "progress": report.progress, "stage": report.stage,
+                         "outcome": report.outcome})
+
+
+@login_required
+@monitoring_staff
+def drift_list(request: HttpRequest) -> HttpResponse:
+    reports = selectors.drift_reports()
+    return render(request, "monitoring/drift_list.html", {"reports": reports,
+                                                          "trend": charts.drift_trend(reports)})
+
+
+@login_required
+@monitoring_staff
+def drift_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    report = get_object_or_404(DriftReport, pk=pk)
+    return render(request, "monitoring/drift_detail.html", {
+        "report": report, "features": list(report.features.all()), "alerts": list(report.alerts.all())})
+
+
+@login_required
+@monitoring_staff
+def drift_status(request: HttpRequest, pk: int) -> JsonResponse:
+    return _status(get_object_or_404(DriftReport, pk=pk))
+
+
+@login_required
+@monitoring_staff
+@xframe_options_sameorigin
+def drift_html(request: HttpRequest, pk: int) -> FileResponse:
+    report = get_object_or_404(DriftReport, pk=pk)
+    if not report.html:
+        raise Http404("This report has no Evidently HTML (too little data, or it has not finished).")
+    return FileResponse(report.html.open("rb"), content_type="text/html; charset=utf-8")
+
+
+@login_required
+@monitoring_staff
+def fairness_list(request: HttpRequest) -> HttpResponse:
+    reports = selectors.fairness_reports()
+    trends = [(name, charts.comparison_trend(reports, metric), f"trend-{metric}")
+              for metric, name in charts.COMPARISON_NAMES.items()]
+    return render(request, "monitoring/fairness_list.html", {"reports": reports, "trends": trends})
+
+
+@login_required
+@monitoring_staff
+def fairness_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    report = get_object_or_404(FairnessReport, pk=pk)
+    rows = list(report.metrics.all())
+    sections = [(metric, name, charts.metric_forest(rows, metric),
+                 [r for r in rows if r.metric == metric])
+                for metric, name in charts.METRIC_NAMES.items()]
+    return render(request, "monitoring/fairness_detail.html", {
+        "report": report, "sections": sections, "comparisons": list(report.comparisons.all()),
+        "alerts": list(report.alerts.all()),
+        "too_small": [r for r in rows if r.status == FairnessMetric.Status.TOO_SMALL],
+        "metric_names": charts.METRIC_NAMES, "comparison_names": charts.COMPARISON_NAMES,
+        "dimension_names": charts.DIMENSION_NAMES})
+
+
+@login_required
+@monitoring_staff
+def fairness_status(request: HttpRequest, pk: int) -> JsonResponse:
+    return _status(get_object_or_404(FairnessReport, pk=pk))

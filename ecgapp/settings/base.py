@@ -59,6 +59,7 @@ TEMPLATES = [{
         "django.contrib.auth.context_processors.auth",
         "django.contrib.messages.context_processors.messages",
         "clinical.context.site",
+        "monitoring.context.alerts",
     ]},
 }]
 
@@ -117,6 +118,19 @@ ECG_ESCALATE_URGENT_MIN = ENV.escalate_urgent_min
 ECG_SITE_URL = ENV.site_url
 EMAIL_BACKEND = ENV.email_backend
 DEFAULT_FROM_EMAIL = ENV.default_from_email
+
+# Monitoring (see ecgapp.env for what each means).
+ECG_DRIFT_WINDOW_HOURS = ENV.drift_window_hours
+ECG_DRIFT_REFERENCE = ENV.drift_reference
+ECG_DRIFT_MIN_ROWS = ENV.drift_min_rows
+ECG_DRIFT_MAX_ROWS = ENV.drift_max_rows
+ECG_DRIFT_ALPHA = ENV.drift_alpha
+ECG_FAIRNESS_WINDOW_DAYS = ENV.fairness_window_days
+ECG_FAIRNESS_AGE_BANDS = ENV.fairness_age_bands
+ECG_FAIRNESS_MIN_GROUP = ENV.fairness_min_group
+ECG_FAIRNESS_PARITY_MIN_RATIO = ENV.fairness_parity_min_ratio
+ECG_FAIRNESS_EO_MAX_DIFFERENCE = ENV.fairness_eo_max_difference
+ECG_ALERT_REPEAT_HOURS = ENV.alert_repeat_hours
 
 ECG_WEIGHTS_DIR = ENV.weights_dir or str(BASE_DIR / "mlcore" / "weights")
 ECG_TORCH_THREADS = ENV.torch_threads

@@ -89,3 +89,39 @@ def test_escalation_raises_one_alert_and_one_email_per_level(clinician, reviewer
     result_acknowledge(prediction=immediate, reviewer=reviewer, verdict="agree", note="Called the ward")
     assert "1 urgent result waiting" in client.get(reverse("clinical:review-queue")).content.decode()
     assert AuditEvent.objects.filter(action="result.escalated").count() == 2
+
+
+def test_review_outcomes_are_the_ground_truth_per_class(client, urgent_result, reviewer):
+    """Agreeing or disagreeing with a flagged class, or marking an unflagged one as missed, fixes tp/fp/fn/tn."""
+    from clinical.models import Prediction
+
+    Prediction.objects.filter(pk=urgent_result.pk).update(
+        superclass={"NORM": 0.05, "MI": 0.9, "STTC": 0.2, "CD": 0.1, "HYP": 0.3})
+    client.force_login(reviewer)
+    page = client.get(reverse("clinical:ecg-detail", args=[urgent_result.record.public_id])).content.decode()
+    assert "Present but not flagged by the model" in page and 'name="missed__HYP"' in page
+    assert 'name="missed__MI"' not in page  # MI was flagged: it gets agree / disagree instead
+    url = reverse("clinical:ecg-acknowledge", args=[urgent_result.record.public_id])
+    client.post(url, {"verdict": "disagree", "note": "LVH, not infarction", "finding__superclass:MI": "disagree",
+                      "missed__HYP": "on"})
+    ack = Acknowledgement.objects.get()
+    assert ack.finding_verdicts == {"superclass:MI": "disagree", "superclass:HYP": "missed"}
+    assert ack.outcomes == {"NORM": "tn", "MI": "fp", "STTC": "tn", "CD": "tn", "HYP": "fn"}
+
+
+def test_missed_can_only_mark_an_unflagged_class(urgent_result, reviewer):
+    with pytest.raises(ClinicalError, match="agreed or disagreed"):
+        result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="checked",
+                           finding_verdicts={"superclass:MI": "missed"})
+    assert not Acknowledgement.objects.exists()
+
+
+def test_overall_agreement_confirms_flagged_classes_without_their_own_verdict():
+    from clinical.reviews import review_outcomes
+
+    flagged = {"superclass:MI", "superclass:STTC"}
+    assert review_outcomes(classes=["MI", "STTC", "NORM"], flagged=flagged, verdict="agree",
+                           finding_verdicts={}) == {"MI": "tp", "STTC": "tp", "NORM": "tn"}
+    # A disagreement without per-finding verdicts says nothing about which flagged class was wrong.
+    assert review_outcomes(classes=["MI", "STTC", "NORM"], flagged=flagged, verdict="disagree",
+                           finding_verdicts={"superclass:STTC": "agree"}) == {"STTC": "tp", "NORM": "tn"}

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+
+def alerts(request) -> dict:
+    """Recent monitoring alerts, for the people who must see them: compliance staff and reviewers."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    if not (user.has_perm("clinical.view_monitoring") or user.has_perm("clinical.acknowledge_result")):
+        return {}
+    from monitoring.selectors import alerts_recent
+
+    return {"MONITORING_ALERTS": list(alerts_recent(days=1, limit=5))}

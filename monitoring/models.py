@@ -1,0 +1,159 @@
+"""Stored monitoring reports (summary numbers in rows, the big HTML as a file) and the alerts they raise."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ReportRun(models.Model):
+    """What every report shares: its state for the progress indicator, who asked for it, and its window."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=128, blank=True)
+    error = models.TextField(blank=True)
+    # None: the periodic schedule; a user: run on demand from the compliance pages.
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    model_version = models.CharField(max_length=64, blank=True)
+    config = models.JSONField(default=dict)  # the settings the report ran with, so old reports stay readable
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+
+class DriftReport(ReportRun):
+    class Outcome(models.TextChoices):
+        PENDING = "", "Pending"
+        NO_DRIFT = "no_drift", "No drift"
+        DRIFT = "drift", "Drift"
+        INSUFFICIENT = "insufficient", "Insufficient data"
+
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True, default="")
+    reference = models.CharField(max_length=64)  # "fold9" or "production:<days>d"
+    n_current = models.PositiveIntegerField(default=0)  # predictions in the window
+    n_compared = models.PositiveIntegerField(default=0)  # of those, the (sampled) rows compared
+    n_reference = models.PositiveIntegerField(default=0)
+    n_features = models.PositiveSmallIntegerField(default=0)
+    n_drifted = models.PositiveSmallIntegerField(default=0)
+    drift_share = models.FloatField(null=True, blank=True)
+    html = models.FileField(upload_to="monitoring/drift/", blank=True)
+
+
+class DriftFeature(models.Model):
+    report = models.ForeignKey(DriftReport, on_delete=models.CASCADE, related_name="features")
+    feature = models.CharField(max_length=32)
+    kind = models.CharField(max_length=12)  # "numerical" | "categorical"
+    method = models.CharField(max_length=16)  # Evidently's stattest: "ks", "chisquare"
+    p_value = models.FloatField(null=True)  # None when the feature had too few values to test
+    threshold = models.FloatField()  # the per-feature significance level (Bonferroni-corrected)
+    statistic = models.FloatField(null=True)  # effect size: KS D, or total variation distance for categories
+    drifted = models.BooleanField(default=False)
+    n_current = models.PositiveIntegerField(default=0)  # non-missing values compared
+    current_summary = models.CharField(max_length=64, blank=True)  # median / top category, for people
+    reference_summary = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-drifted", "p_value", "feature"]
+        constraints = [models.UniqueConstraint(fields=["report", "feature"], name="one_row_per_drift_feature")]
+
+
+class FairnessReport(ReportRun):
+    class Outcome(models.TextChoices):
+        PENDING = "", "Pending"
+        OK = "ok", "Within thresholds"
+        BREACH = "breach", "Threshold breached"
+        INSUFFICIENT = "insufficient", "Insufficient data"
+
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True, default="")
+    n_predictions = models.PositiveIntegerField(default=0)
+    n_reviewed = models.PositiveIntegerField(default=0)
+
+
+class FairnessMetric(models.Model):
+    """One rate for one group: urgent-recommendation rate, TPR / FPR from reviews, or AUC on fold 9."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Measured"
+        TOO_SMALL = "too_small", "Group too small"
+
+    report = models.ForeignKey(FairnessReport, on_delete=models.CASCADE, related_name="metrics")
+    dimension = models.CharField(max_length=16)  # "sex" | "age_band" | "sex_age"
+    group = models.CharField(max_length=32)
+    metric = models.CharField(max_length=16)  # "urgent_rate" | "tpr" | "fpr" | "auc"
+    n = models.PositiveIntegerField()  # the rate's denominator (group size for that metric)
+    events = models.PositiveIntegerField(null=True)  # the numerator, where the metric is a proportion
+    value = models.FloatField(null=True)
+    ci_low = models.FloatField(null=True)
+    ci_high = models.FloatField(null=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+
+    class Meta:
+        ordering = ["metric", "dimension", "group"]
+
+
+class FairnessComparison(models.Model):
+    """A disparity between the groups of one dimension (parity ratio, equal-opportunity difference)."""
+
+    report = models.ForeignKey(FairnessReport, on_delete=models.CASCADE, related_name="comparisons")
+    dimension = models.CharField(max_length=16)
+    metric = models.CharField(max_length=32)
+    value = models.FloatField(null=True)  # None when fewer than two groups were large enough
+    ci_low = models.FloatField(null=True)
+    ci_high = models.FloatField(null=True)
+    threshold = models.FloatField()
+    lowest_group = models.CharField(max_length=32, blank=True)
+    highest_group = models.CharField(max_length=32, blank=True)
+    breached = models.BooleanField(default=False)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["metric", "dimension"]
+
+
+class MonitoringAlert(models.Model):
+    """A breached threshold: one row per report and metric, shown to compliance and reviewers, and emailed."""
+
+    class Kind(models.TextChoices):
+        DRIFT = "drift", "Drift"
+        FAIRNESS = "fairness", "Fairness"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    drift_report = models.ForeignKey(DriftReport, null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="alerts")
+    fairness_report = models.ForeignKey(FairnessReport, null=True, blank=True, on_delete=models.CASCADE,
+                                        related_name="alerts")
+    metric = models.CharField(max_length=48)
+    value = models.FloatField(null=True)
+    threshold = models.FloatField(null=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    emailed_to = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["drift_report", "metric"], name="one_alert_per_drift_report_metric"),
+            models.UniqueConstraint(fields=["fairness_report", "metric"],
+                                    name="one_alert_per_fairness_report_metric"),
+        ]
+
+    @property
+    def report(self) -> DriftReport | FairnessReport:
+        return self.drift_report or self.fairness_report

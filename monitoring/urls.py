@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from monitoring import modelcard, views
+
+app_name = "monitoring"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("run/<str:kind>/", views.report_run, name="report-run"),
+    path("drift/", views.drift_list, name="drift-list"),
+    path("drift/<int:pk>/", views.drift_detail, name="drift-detail"),
+    path("drift/<int:pk>/evidently.html", views.drift_html, name="drift-html"),
+    path("drift/<int:pk>/status", views.drift_status, name="drift-status"),
+    path("fairness/", views.fairness_list, name="fairness-list"),
+    path("fairness/<int:pk>/", views.fairness_detail, name="fairness-detail"),
+    path("fairness/<int:pk>/status", views.fairness_status, name="fairness-status"),
+    path("model-card/", modelcard.model_card, name="model-card"),
+]
