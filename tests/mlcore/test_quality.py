@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from mlcore.quality import QualityIssue, QualityReport, assess
 from mlcore.preprocess import LEADS
+from mlcore.quality import QualityIssue, QualityReport, assess
 
 IDX = {lead: i for i, lead in enumerate(LEADS)}
 
