@@ -15,12 +15,13 @@ COPY clinical ./clinical
 COPY monitoring ./monitoring
 COPY templates ./templates
 COPY static ./static
-COPY manage.py ./
-RUN pip install --no-cache-dir -e . gunicorn==23.0.0 \
+COPY manage.py gunicorn.conf.py ./
+RUN pip install --no-cache-dir -e . \
  && useradd --system --home /var/lib/ecgapp ecgapp && mkdir -p /var/lib/ecgapp && chown ecgapp /var/lib/ecgapp
 
 USER ecgapp
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/live').status != 200)"
 # web (default) | worker: celery -A ecgapp worker -Q inference,monitoring,celery | beat: celery -A ecgapp beat
-CMD ["gunicorn", "ecgapp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "1"]
+# gunicorn.conf.py sets up Prometheus multiprocess mode; GUNICORN_WORKERS / GUNICORN_BIND tune it.
+CMD ["gunicorn", "ecgapp.wsgi:application", "-c", "gunicorn.conf.py"]
