@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.core import mail
@@ -106,3 +107,22 @@ def test_window_above_the_cap_is_sampled(db, clinician, reference, settings):
     seed_predictions(cols, uploader=clinician)
     report = _run()
     assert report.n_current == 300 and report.n_compared == 150
+
+
+def test_a_production_window_can_be_the_reference(db, clinician, reference, settings):
+    """ECGAPP_DRIFT_REFERENCE=production:7: last week's predictions are the reference for today's."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clinical.models import Prediction
+
+    settings.ECG_DRIFT_REFERENCE = "production:7"
+    last_week = seed_predictions(reference_sample(reference, 300, seed=16), uploader=clinician)
+    Prediction.objects.filter(pk__in=[p.pk for p in last_week]).update(created_at=timezone.now() - timedelta(days=3))
+    cols = reference_sample(reference, 300, seed=17)
+    cols["age"] = np.clip(cols["age"] - 20, 0, None)  # a younger population today
+    seed_predictions(cols, uploader=clinician)
+    report = _run()
+    assert report.reference == "production:7" and report.n_reference == 300 and report.n_current == 300
+    assert set(report.features.filter(drifted=True).values_list("feature", flat=True)) == {"age"}
