@@ -8,7 +8,10 @@ import plotly.graph_objects as go
 
 from monitoring.models import DriftReport, FairnessComparison, FairnessMetric, FairnessReport
 
-AXIS = "#7a8896"
+AXIS = "#7a8896"  # readable on the light and the dark theme
+GRID = "rgba(122,136,150,0.25)"
+# As django.utils.html.json_script: keep "</script>" and HTML out of JSON embedded in a page.
+_JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
 DIMENSION_NAMES = {"sex": "Sex", "age_band": "Age band", "sex_age": "Sex × age band"}
 DIMENSION_COLOURS = {"sex": "#3b82c4", "age_band": "#c2772b", "sex_age": "#7b5fb3"}
 METRIC_NAMES = {"urgent_rate": "Urgent recommendation rate", "tpr": "True-positive rate (reviewed results)",
@@ -18,16 +21,20 @@ COMPARISON_NAMES = {"demographic_parity_ratio": "Demographic parity ratio",
                     "false_positive_rate_difference": "False-positive-rate difference"}
 
 
-def _layout(**kw) -> dict:
+def script_json(figure: dict) -> str:
+    """JSON that is safe inside <script type="application/json">."""
+    return json.dumps(figure).translate(_JSON_ESCAPES)
+
+
+def layout(**kw) -> dict:
     base = dict(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font=dict(color=AXIS, size=13),
                 margin=dict(l=10, r=20, t=30, b=40), legend=dict(orientation="h", y=-0.2))
     base.update(kw)
     return base
 
 
-def _axis(**kw) -> dict:
-    return dict(gridcolor="rgba(122,136,150,0.25)", zerolinecolor="rgba(122,136,150,0.4)", linecolor=AXIS,
-                automargin=True, **kw)
+def axis(**kw) -> dict:
+    return dict(gridcolor=GRID, zerolinecolor=GRID, linecolor=AXIS, tickcolor=AXIS, automargin=True) | kw
 
 
 def _as_dict(fig: go.Figure) -> dict:
@@ -55,9 +62,9 @@ def metric_forest(rows: Sequence[FairnessMetric], metric: str) -> dict | None:
             customdata=[[r.n, r.ci_low, r.ci_high] for r in part],
             hovertemplate="%{y}: %{x:.3f} (95% CI %{customdata[1]:.3f}–%{customdata[2]:.3f}), n = %{customdata[0]}"
                           "<extra></extra>"))
-    fig.update_layout(**_layout(height=max(220, 28 * len(order) + 90),
-                                xaxis=_axis(title=METRIC_NAMES[metric], rangemode="tozero"),
-                                yaxis=_axis(categoryorder="array", categoryarray=list(reversed(order)))))
+    fig.update_layout(**layout(height=max(220, 28 * len(order) + 90),
+                                xaxis=axis(title=METRIC_NAMES[metric], rangemode="tozero"),
+                                yaxis=axis(categoryorder="array", categoryarray=list(reversed(order)))))
     return _as_dict(fig)
 
 
@@ -85,7 +92,7 @@ def comparison_trend(reports: Iterable[FairnessReport], metric: str) -> dict | N
     if threshold is not None:
         fig.add_hline(y=threshold, line=dict(color="#b00020", dash="dash"), annotation_text=f"threshold {threshold:g}",
                       annotation_font_color="#b00020")
-    fig.update_layout(**_layout(height=300, xaxis=_axis(title="Report"), yaxis=_axis(title=COMPARISON_NAMES[metric])))
+    fig.update_layout(**layout(height=300, xaxis=axis(title="Report"), yaxis=axis(title=COMPARISON_NAMES[metric])))
     return _as_dict(fig)
 
 
@@ -99,6 +106,6 @@ def drift_trend(reports: Sequence[DriftReport]) -> dict | None:
         customdata=[[r.n_drifted, r.n_features, r.n_compared] for r in done], line=dict(color="#3b82c4"),
         hovertemplate="%{customdata[0]} of %{customdata[1]} features drifted over %{customdata[2]} predictions"
                       "<extra></extra>"))
-    fig.update_layout(**_layout(height=260, xaxis=_axis(title="Report"),
-                                yaxis=_axis(title="Share of features drifted", range=[0, 1])))
+    fig.update_layout(**layout(height=260, xaxis=axis(title="Report"),
+                                yaxis=axis(title="Share of features drifted", range=[0, 1])))
     return _as_dict(fig)

@@ -1,16 +1,13 @@
 """Template helpers for the monitoring pages."""
 from __future__ import annotations
 
-import json
-
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-register = template.Library()
+from monitoring.charts import script_json
 
-# As django.utils.html.json_script: keep "</script>" and HTML out of the embedded JSON.
-_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
+register = template.Library()
 
 
 @register.simple_tag
@@ -18,7 +15,7 @@ def figure(figure_dict: dict | None, element_id: str):
     """A Plotly figure as <script type="application/json" data-figure="ID">, drawn by monitoring/charts.js."""
     if not figure_dict:
         return ""
-    payload = mark_safe(json.dumps(figure_dict).translate(_ESCAPES))
+    payload = mark_safe(script_json(figure_dict))
     return format_html('<div class="chart" id="{}"></div><script type="application/json" data-figure="{}">{}</script>',
                        element_id, element_id, payload)
 
