@@ -6,16 +6,18 @@ from collections.abc import Iterable, Sequence
 
 import plotly.graph_objects as go
 
+from monitoring import fairness
 from monitoring.models import DriftReport, FairnessComparison, FairnessMetric, FairnessReport
 
 AXIS = "#7a8896"  # readable on the light and the dark theme
 GRID = "rgba(122,136,150,0.25)"
 # As django.utils.html.json_script: keep "</script>" and HTML out of JSON embedded in a page.
 _JSON_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
-DIMENSION_NAMES = {"sex": "Sex", "age_band": "Age band", "sex_age": "Sex × age band"}
+DIMENSION_NAMES = {k: v[:1].upper() + v[1:] for k, v in fairness.DIMENSION_NAMES.items()}
 DIMENSION_COLOURS = {"sex": "#3b82c4", "age_band": "#c2772b", "sex_age": "#7b5fb3"}
 METRIC_NAMES = {"urgent_rate": "Urgent recommendation rate", "tpr": "True-positive rate (reviewed results)",
                 "fpr": "False-positive rate (reviewed results)", "auc": "Macro AUC on validation data (fold 9)"}
+AXIS_RANGES = {"auc": {"range": [0.5, 1.0]}}  # AUC: 0.5 is chance, so the axis starts there
 COMPARISON_NAMES = {"demographic_parity_ratio": "Demographic parity ratio",
                     "equal_opportunity_difference": "Equal-opportunity difference",
                     "false_positive_rate_difference": "False-positive-rate difference"}
@@ -62,8 +64,9 @@ def metric_forest(rows: Sequence[FairnessMetric], metric: str) -> dict | None:
             customdata=[[r.n, r.ci_low, r.ci_high] for r in part],
             hovertemplate="%{y}: %{x:.3f} (95% CI %{customdata[1]:.3f}–%{customdata[2]:.3f}), n = %{customdata[0]}"
                           "<extra></extra>"))
+    x_range = AXIS_RANGES.get(metric, {"rangemode": "tozero"})
     fig.update_layout(**layout(height=max(220, 28 * len(order) + 90),
-                                xaxis=axis(title=METRIC_NAMES[metric], rangemode="tozero"),
+                                xaxis=axis(title=METRIC_NAMES[metric], **x_range),
                                 yaxis=axis(categoryorder="array", categoryarray=list(reversed(order)))))
     return _as_dict(fig)
 
@@ -92,7 +95,8 @@ def comparison_trend(reports: Iterable[FairnessReport], metric: str) -> dict | N
     if threshold is not None:
         fig.add_hline(y=threshold, line=dict(color="#b00020", dash="dash"), annotation_text=f"threshold {threshold:g}",
                       annotation_font_color="#b00020")
-    fig.update_layout(**layout(height=300, xaxis=axis(title="Report"), yaxis=axis(title=COMPARISON_NAMES[metric])))
+    fig.update_layout(**layout(height=320, legend=dict(orientation="h", y=-0.25), xaxis=axis(),
+                               yaxis=axis(title=COMPARISON_NAMES[metric])))
     return _as_dict(fig)
 
 
@@ -106,6 +110,6 @@ def drift_trend(reports: Sequence[DriftReport]) -> dict | None:
         customdata=[[r.n_drifted, r.n_features, r.n_compared] for r in done], line=dict(color="#3b82c4"),
         hovertemplate="%{customdata[0]} of %{customdata[1]} features drifted over %{customdata[2]} predictions"
                       "<extra></extra>"))
-    fig.update_layout(**layout(height=260, xaxis=axis(title="Report"),
+    fig.update_layout(**layout(height=260, xaxis=axis(),
                                 yaxis=axis(title="Share of features drifted", range=[0, 1])))
     return _as_dict(fig)

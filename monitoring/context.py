@@ -8,6 +8,8 @@ def alerts(request) -> dict:
         return {}
     if not (user.has_perm("clinical.view_monitoring") or user.has_perm("clinical.acknowledge_result")):
         return {}
-    from monitoring.selectors import alerts_recent
+    from monitoring.selectors import alerts_current
 
-    return {"MONITORING_ALERTS": list(alerts_recent(days=1, limit=5))}
+    recent = alerts_current(days=1)
+    return {"MONITORING_ALERTS": recent, "MONITORING_ALERTS_SHOWN": recent[:2],
+            "MONITORING_ALERTS_MORE": max(0, len(recent) - 2)}

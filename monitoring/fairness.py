@@ -38,7 +38,8 @@ from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
 log = logging.getLogger(__name__)
 URGENT = ("immediate", "urgent")
 SEX_LABELS = dict(Patient.Sex.choices)
-DIMENSIONS = ("sex", "age_band", "sex_age")
+DIMENSION_NAMES = {"sex": "sex", "age_band": "age band", "sex_age": "sex × age band"}
+DIMENSIONS = tuple(DIMENSION_NAMES)
 OUTCOME_CHUNK = 5000
 
 
@@ -170,8 +171,8 @@ def _compare(rows: list[FairnessMetric], dimension: str, metric: str, kind: str,
     if len(judged) < 2:
         comparison.note = f"fewer than two groups with at least {min_group} cases"
         return comparison
-    lo = min(judged, key=lambda r: r.value)
-    hi = max(judged, key=lambda r: r.value)
+    ranked = sorted(judged, key=lambda r: r.value)
+    lo, hi = ranked[0], ranked[-1]
     comparison.lowest_group, comparison.highest_group = lo.group, hi.group
     if kind == "ratio":
         if hi.events == 0:
@@ -264,7 +265,7 @@ def _run(report: FairnessReport) -> None:
 
 def _alert_message(c: FairnessComparison) -> str:
     name = c.metric.replace("_", " ")
-    return (f"{name.capitalize()} by {c.dimension.replace('_', ' ')} is {c.value:.2f} (95% CI {c.ci_low:.2f}–"
+    return (f"{name.capitalize()} by {DIMENSION_NAMES[c.dimension]} is {c.value:.2f} (95% CI {c.ci_low:.2f}–"
             f"{c.ci_high:.2f}; threshold {c.threshold:g}): {c.lowest_group} lowest, {c.highest_group} highest.")
 
 

@@ -20,7 +20,7 @@ monitoring_staff = permission_required("clinical.view_monitoring", raise_excepti
 @monitoring_staff
 def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/overview.html", {
-        "alerts": selectors.alerts_recent(),
+        "alerts": selectors.alerts_current(),
         "drift": selectors.drift_reports(limit=1),
         "fairness": selectors.fairness_reports(limit=1),
     })

@@ -80,10 +80,21 @@ def test_run_on_demand_is_refused_to_others_and_for_unknown_kinds(client, clinic
     assert not DriftReport.objects.exists() and not FairnessReport.objects.exists()
 
 
+def _alert_table(page: str) -> str:
+    start = page.index('id="monitoring-alerts"')
+    return page[start:page.index("</table>", start)]
+
+
 def test_alerts_reach_reviewers_as_a_banner(client, reviewer, compliance_officer, shifted_reports):
     client.force_login(reviewer)
     page = client.get(reverse("clinical:review-queue")).content.decode()
     assert 'id="monitoring-banner"' in page and "Drift in" in page
     client.force_login(compliance_officer)
     page = client.get(reverse("monitoring:overview")).content.decode()
-    assert 'id="monitoring-alerts"' in page and "Drift in" in page
+    assert _alert_table(page).count("Drift in") == 1
+
+    # A persisting breach is raised by every report, but listed once, with how often it recurred.
+    drift_report_run(report_id=drift_report_create().pk)
+    page = client.get(reverse("monitoring:overview")).content.decode()
+    table = _alert_table(page)
+    assert table.count("Drift in") == 1 and "Also raised by 1 earlier report" in table
