@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python manage.py bench_upload --n 120
 	$(BIN)/python manage.py bench_audit --n 10000
 	$(BIN)/python manage.py bench_api --clients 10 --requests 200
+	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python manage.py bench_monitoring --n 1000000; \
+	else echo "bench_monitoring skipped: it needs DATABASE_URL (PostgreSQL)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
