@@ -77,6 +77,12 @@ def test_biased_outcomes_raise_parity_and_equal_opportunity_alerts_with_cis(
     assert alerts["demographic_parity_ratio:sex"].emailed_to == ["compliance@example.org"]
     assert AuditEvent.objects.filter(action="monitoring.alert", object_type="FairnessReport").count() == len(alerts)
 
+    # The latest disparities are Prometheus gauges (bounded labels: the dimension).
+    from django.test import Client
+    exposition = Client().get("/metrics").content.decode()
+    assert f'ecg_fairness_parity_ratio{{dimension="sex"}} {parity.value}' in exposition
+    assert 'ecg_fairness_equal_opportunity_difference{dimension="sex"}' in exposition
+
 
 def test_balanced_outcomes_raise_no_alert(db, clinician, reviewer, reference):
     _seed_group(reference, clinician, reviewer, n=200, sex="F", age=55, urgent_share=0.20, reviewed=100, tpr=0.8,
