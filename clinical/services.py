@@ -10,6 +10,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from clinical import metrics
@@ -41,12 +42,29 @@ NEEDS_REVIEW_SPREAD = 0.12
 MAX_EXPLAINED = 5
 STALE_QUEUED = timedelta(minutes=2)
 STALE_RUNNING = timedelta(minutes=10)
+# A job whose analysis was started this many times without finishing (each time the worker died, e.g. an input
+# that crashes the model code) is failed with the reason instead of being handed to yet another worker.
+# Above run_inference's transient-error retries (4 runs), so those still get their own message.
+MAX_ATTEMPTS = 5
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def _enqueue(job: InferenceJob) -> None:
+    transaction.on_commit(lambda: _send(job.id))
+
+
+def _send(job_id: int) -> None:
+    """Hand a committed job to the broker. If the broker is down the upload still stands: the job is marked as
+    not sent (enqueued_at NULL, our outbox) and the sweeper (jobs_requeue_stale, every 30 s) sends it once the
+    broker is back. The publish retries briefly so that a person's upload is not held up by an outage."""
     from clinical.tasks import run_inference  # tasks import services
 
-    transaction.on_commit(lambda: run_inference.delay(job.id))
+    try:
+        run_inference.apply_async((job_id,), retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception as exc:  # kombu / redis connection errors; anything else is just as unsendable
+        log.warning("broker unavailable, job %s kept for the sweeper: %s", job_id, exc)
+        InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.QUEUED).update(
+            enqueued_at=None, stage="Waiting for the message queue (it will be sent when it is back)")
 
 
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
@@ -136,14 +154,20 @@ def inference_run(*, job_id: int) -> InferenceJob:
     """Run the ensemble on a queued job's ECG and store prediction, findings and actions. Idempotent."""
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job_id)
-        if job.state == InferenceJob.State.DONE:
+        if job.state in (InferenceJob.State.DONE, InferenceJob.State.FAILED):
             return job
-        job.state, job.progress, job.stage = InferenceJob.State.RUNNING, 10, "Loading the model"
-        job.attempts += 1
-        job.started_at, job.error = timezone.now(), ""
-        job.save()
-        if job.enqueued_at:
-            metrics.QUEUE_WAIT_SECONDS.observe((job.started_at - job.enqueued_at).total_seconds())
+        crashed = job.attempts >= MAX_ATTEMPTS
+        if not crashed:
+            job.state, job.progress, job.stage = InferenceJob.State.RUNNING, 10, "Loading the model"
+            job.attempts += 1
+            job.started_at, job.error = timezone.now(), ""
+            job.save()
+            if job.enqueued_at:
+                metrics.QUEUE_WAIT_SECONDS.observe((job.started_at - job.enqueued_at).total_seconds())
+    if crashed:
+        return inference_fail(job_id=job_id, error=(
+            f"The analysis of this ECG was started {job.attempts} times and never finished (the worker process "
+            "stopped each time), so it was not tried again. Check the recording, then use Retry."))
     record = job.record
     started = time.perf_counter()
     ens = get_ensemble()
@@ -242,7 +266,7 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
         if job.state != InferenceJob.State.FAILED:
             raise ClinicalError("Only a failed analysis can be retried.")
         job.state, job.progress, job.stage, job.error = InferenceJob.State.QUEUED, 0, "Waiting for a worker", ""
-        job.enqueued_at = timezone.now()
+        job.enqueued_at, job.attempts = timezone.now(), 0
         job.save()
         audit_log(actor=actor, action="inference.retry", object_type="EcgRecord", object_id=job.record.public_id)
         _enqueue(job)
@@ -250,9 +274,11 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
 
 
 def jobs_requeue_stale() -> int:
-    """Send again the jobs whose message was lost: queued for too long, or running on a worker that died."""
+    """Send again the jobs whose message was lost: never sent (broker down at upload), queued for too long, or
+    running on a worker that died."""
     now = timezone.now()
-    stale = list(InferenceJob.objects.filter(state=InferenceJob.State.QUEUED, enqueued_at__lt=now - STALE_QUEUED)) + \
+    queued = InferenceJob.objects.filter(state=InferenceJob.State.QUEUED)
+    stale = list(queued.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - STALE_QUEUED))) + \
         list(InferenceJob.objects.filter(state=InferenceJob.State.RUNNING, started_at__lt=now - STALE_RUNNING))
     for job in stale:
         with transaction.atomic():

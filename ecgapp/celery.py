@@ -12,14 +12,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
 app = Celery("ecgapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("inference"), Queue("monitoring"), Queue("celery"))
+# Inference has its own workers; the periodic housekeeping (re-sending stale jobs, escalations) and the reports
+# go to "monitoring", so a busy inference queue never delays them.
 app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
+                       "clinical.tasks.requeue_stale_jobs": {"queue": "monitoring"},
+                       "clinical.tasks.escalate_results": {"queue": "monitoring"},
                        "monitoring.tasks.*": {"queue": "monitoring"}}
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.beat_schedule = {
     # A job whose message was lost (broker restart, crashed worker) is sent again instead of waiting forever.
-    "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 60.0},
+    # Also sends the jobs that could not be sent at upload because the broker was down (the outbox).
+    "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 30.0},
     # Urgent results left unacknowledged past their limit: one alert and one email per result per level.
     "escalate-unacknowledged-results": {"task": "clinical.tasks.escalate_results", "schedule": 60.0},
     # Drift of the last window against the reference, every hour; fairness over the last days, every night.

@@ -75,6 +75,9 @@ def database_config(url: str, default_sqlite: Path, conn_max_age: int = 60) -> d
         "HOST": u.hostname or "",
         "PORT": str(u.port or ""),
         "CONN_MAX_AGE": conn_max_age,
+        # A kept connection is checked before each request / task, so a database restart costs one reconnect,
+        # not errors until the connection ages out.
+        "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
     }
 
