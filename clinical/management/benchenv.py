@@ -36,8 +36,11 @@ def throwaway_database():
 
 
 @contextlib.contextmanager
-def bench_stack(*, web: bool = False):
-    """Yields (base_url or None, env). Uses Redis/PostgreSQL when configured, else the embedded default."""
+def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver", web_workers: int = 2):
+    """Yields (base_url or None, env). Uses Redis/PostgreSQL when configured, else the embedded default.
+
+    workers: Celery worker processes on the inference queue (one model process each); server: "runserver"
+    (thread per request) or "gunicorn" (the production server, `web_workers` sync processes)."""
     from celery import current_app
 
     tmp = Path(tempfile.mkdtemp(prefix="ecgapp-bench-"))
@@ -66,16 +69,25 @@ def bench_stack(*, web: bool = False):
     with throwaway_database() as test_db:
         if connection.vendor == "postgresql":
             env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
         procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
-                                   "-Q", "inference", "--concurrency", "1", "--pool", "prefork"], env=env)]
+                                   "-Q", "inference", "--concurrency", "1", "--pool", "prefork",
+                                   "-n", f"bench{i}@%h"], env=env) for i in range(workers)]
         base = None
         try:
             if web:
                 port = _free_port()
                 base = f"http://127.0.0.1:{port}"
-                procs.append(subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}",
-                                               "--noreload", "--skip-checks"],
-                                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "w")))
+                if server == "gunicorn":
+                    cmd = [sys.executable, "-m", "gunicorn", "ecgapp.wsgi:application", "-c", "gunicorn.conf.py"]
+                    web_env = env | {"GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(web_workers),
+                                     "ECGAPP_DB_CONN_MAX_AGE": "60"}
+                else:
+                    cmd = [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload",
+                           "--skip-checks"]
+                    web_env = env
+                procs.append(subprocess.Popen(cmd, env=web_env, stdout=subprocess.DEVNULL,
+                                              stderr=open(tmp / "web.log", "w")))
                 for _ in range(100):
                     try:
                         urllib.request.urlopen(f"{base}/health/live", timeout=1)
