@@ -17,7 +17,16 @@ class ImproperlyConfiguredEnv(RuntimeError):
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """NAME, or the contents of the file NAME_FILE names (Docker / Kubernetes secrets mounted as files)."""
+    if name in os.environ:
+        return os.environ[name]
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfiguredEnv(f"{name}_FILE={path!r} cannot be read: {exc.strerror}.") from exc
+    return default
 
 
 def env_bool(name: str, default: bool = False) -> bool:

@@ -69,6 +69,9 @@ def page():
         pg.set_default_timeout(60_000)  # a loaded 2-core CI machine can be slow to serve the first pages
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
+        # A script or style the Content-Security-Policy blocked shows up only as a console error.
+        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Content Security Policy"
+              in m.text else None)
         pg.js_errors = errors
         yield pg
         browser.close()
