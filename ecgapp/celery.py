@@ -5,6 +5,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
@@ -32,3 +33,18 @@ app.conf.beat_schedule = {
     "fairness-report-daily": {"task": "monitoring.tasks.fairness_daily", "schedule": crontab(hour=2, minute=15)},
 }
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs) -> None:
+    """With ECGAPP_WORKER_METRICS_PORT, the worker's main process serves /metrics for all its pool processes
+    (they write to PROMETHEUS_MULTIPROC_DIR; this merges them), so Prometheus can scrape a worker container."""
+    from django.conf import settings
+
+    if settings.ECG_WORKER_METRICS_PORT:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        start_http_server(settings.ECG_WORKER_METRICS_PORT, registry=registry)

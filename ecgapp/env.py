@@ -123,6 +123,7 @@ class Env:
     fairness_parity_min_ratio: float
     fairness_eo_max_difference: float
     alert_repeat_hours: int
+    worker_metrics_port: int
 
 
 def read_env() -> Env:
@@ -165,4 +166,7 @@ def read_env() -> Env:
         fairness_eo_max_difference=env_float("ECGAPP_FAIRNESS_EO_MAX_DIFFERENCE", 0.1),
         # A breach that persists raises an alert row per report, but is emailed again only after this long.
         alert_repeat_hours=env_int("ECGAPP_ALERT_REPEAT_HOURS", 24),
+        # A Celery worker in its own container serves its processes' metrics on this port (0: off). Web nodes
+        # serve /metrics themselves; a worker on the same node as web needs none (they share the samples folder).
+        worker_metrics_port=env_int("ECGAPP_WORKER_METRICS_PORT", 0),
     )

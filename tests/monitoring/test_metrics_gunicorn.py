@@ -134,3 +134,31 @@ def test_metrics_sum_the_requests_of_both_gunicorn_workers(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_container_serves_its_own_metrics(tmp_path):
+    """ECGAPP_WORKER_METRICS_PORT: a Celery worker in its own container is scraped directly."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
+        "ECGAPP_DATA_DIR": str(tmp_path / "data"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "ECGAPP_WORKER_METRICS_PORT": str(port), "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base"}
+    (tmp_path / "prom").mkdir()
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "-Q", "inference",
+                               "--concurrency", "1", "--loglevel", "WARNING"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = ""
+        for _ in range(150):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                if "ecg_inference_seconds_count" in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert "ecg_inference_seconds_count" in body and "ecg_queue_wait_seconds_bucket" in body
+    finally:
+        worker.terminate()
+        worker.wait(30)
