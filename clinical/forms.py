@@ -1,9 +1,68 @@
 from __future__ import annotations
 
-from django import forms
+import io
 
-from clinical.ingest import MAX_FS, MIN_FS
+from django import forms
+from django.core.files.uploadedfile import InMemoryUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+
+from clinical.ingest import ACCEPTED_UPLOADS, MAX_FS, MAX_UPLOAD_BYTES, MIN_FS, IntakeError, check_size, display_name
 from clinical.models import Patient
+
+MAX_FILES = 2  # a WFDB pair
+
+
+def upload_problem(files) -> str | None:
+    """What is wrong with a set of uploaded files before anything is read from them (their number and sizes),
+    or None. Shared by the upload page and the API, so that a 100 MB file is refused by its size alone."""
+    if len(files) > MAX_FILES:
+        return f"{len(files)} files were uploaded; upload {ACCEPTED_UPLOADS}."
+    for f in files:
+        ext = f.name.rsplit(".", 1)[-1].lower() if "." in f.name else ""
+        label = f".{ext}" if ext in ("hea", "dat", "csv", "json") else display_name(f.name)
+        try:
+            check_size(f.size, label, "files")
+        except IntakeError as exc:
+            return exc.message
+    return None
+
+
+class CappedUploadHandler(FileUploadHandler):
+    """Keeps the first MAX_UPLOAD_BYTES + 1 bytes of each uploaded file in memory and only counts the rest.
+
+    Every file over the limit is refused by its size (see upload_problem), so its content is never needed: with
+    settings.FILE_UPLOAD_HANDLERS = ["clinical.forms.CappedUploadHandler"] a 100 MB upload costs neither 100 MB of
+    memory nor of temporary disk (Django's default handlers spool it to a temporary file). The file keeps its true
+    size; its content is cut at the limit. At most MAX_FILES files' worth is kept per request, so a request with a
+    hundred files (Django's DATA_UPLOAD_MAX_NUMBER_FILES) stays small too. It consumes every chunk, so it is the
+    only handler: the app accepts no other uploads, and none larger than MAX_UPLOAD_BYTES.
+    """
+
+    chunk_size = 64 * 1024
+
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.budget = MAX_FILES * (MAX_UPLOAD_BYTES + 1)
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.file = io.BytesIO()
+        self.kept = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        room = min(MAX_UPLOAD_BYTES + 1 - self.kept, self.budget)
+        if room > 0:
+            piece = raw_data[:room]
+            self.file.write(piece)
+            self.kept += len(piece)
+            self.budget -= len(piece)
+        return None  # the chunk is consumed: no later handler sees it
+
+    def file_complete(self, file_size):
+        self.file.seek(0)
+        return InMemoryUploadedFile(file=self.file, field_name=self.field_name, name=self.file_name,
+                                    content_type=self.content_type, size=file_size, charset=self.charset,
+                                    content_type_extra=self.content_type_extra)
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -18,8 +77,13 @@ class MultipleFileField(forms.FileField):
     def clean(self, data, initial=None):
         single = super().clean
         if isinstance(data, (list, tuple)):
-            return [single(d, initial) for d in data]
-        return [single(data, initial)] if data else []
+            files = [single(d, initial) for d in data]
+        else:
+            files = [single(data, initial)] if data else []
+        problem = upload_problem(files)
+        if problem:
+            raise forms.ValidationError(problem, code="upload")
+        return files
 
 
 class EcgUploadForm(forms.Form):
@@ -31,7 +95,9 @@ class EcgUploadForm(forms.Form):
                               help_text="A WFDB pair (.hea + .dat), one CSV with a header row of lead names, "
                                         "or one JSON document.")
     fs = forms.FloatField(label="Sampling rate (Hz)", required=False, min_value=MIN_FS, max_value=MAX_FS,
-                          help_text="Required for CSV; WFDB and JSON carry their own.")
+                          help_text="Required for CSV; WFDB and JSON carry their own.",
+                          error_messages={key: f"Enter the sampling rate as a number of Hz between {MIN_FS:g} and "
+                                               f"{MAX_FS:g}." for key in ("invalid", "min_value", "max_value")})
 
 
 class AcknowledgeForm(forms.Form):

@@ -7,12 +7,15 @@ unit-tested on its own.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
 import re
 import tempfile
+import unicodedata
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -29,7 +32,9 @@ WFDB_RATES = (100, 250, 500, 1000)  # accepted WFDB sampling rates
 MIN_FS, MAX_FS = 50.0, 2000.0  # accepted for CSV/JSON (given in the form / document)
 
 _LEAD_LIST = "I, II, III, aVR, aVL, aVF, V1–V6"
-_ACCEPTED = "either a WFDB record (a .hea header and its .dat signal file together), one .csv file or one .json file"
+ACCEPTED_UPLOADS = (
+    "either a WFDB record (a .hea header and its .dat signal file together), one .csv file or one .json file"
+)
 _TIME_COLUMNS = ("time", "t", "time_s", "sample")
 # Leads some carts record beyond the standard 12 (right-sided, posterior, Frank XYZ); named so that the message
 # can say they are not accepted rather than that they are unrecognised.
@@ -42,7 +47,22 @@ _WFDB_BYTES_PER_SAMPLE: dict[str, float] = {"16": 2, "61": 2, "160": 2, "24": 3,
 # Conversion factors to mV; WFDB writes "uV" for PTB-XL-style headers and some tools write the Greek mu.
 _UNIT_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 # A WFDB record name: letters, digits, '_', '-', '.'; never a path, since it becomes a file name on our disk.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+# A 12-lead header is under 2 KB; PhysioNet headers with long comment blocks stay well below this.
+MAX_HEADER_BYTES = 64 * 1024
+# Columns of a CSV / entries of a JSON "leads" object: 12 leads (and a time column) with room for the extra leads
+# we name in the message; beyond this the file is not a 12-lead export at all.
+MAX_COLUMNS = 32
+# A CSV row is one sample of each lead: a few hundred characters. Longer lines are refused before the csv module
+# splits them into millions of cells.
+MAX_CSV_LINE_CHARS = 10_000
+# Amplitude plausibility, in mV. On PTB-XL (19,601 records) the widest 1st-99th percentile range of any lead is
+# 16 mV and no sample lies more than 18 mV from its lead's median; values in microvolts read as millivolts are a
+# thousand times larger. Beyond MAX_DEVIATION_MV a single sample is an export error, not an artefact.
+MAX_TYPICAL_RANGE_MV = 50.0
+MAX_DEVIATION_MV = 1000.0
+# Characters never shown as such in a message: controls, invisible formatting (bidi overrides), surrogates.
+_HIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 
 
 class IntakeError(ValueError):
@@ -85,29 +105,85 @@ def _lead_s(names: Sequence[str]) -> str:
     return f"Lead {names[0]}" if len(names) == 1 else f"Leads {_join(names)}"
 
 
-def _check_size(content: bytes, label: str, field: str) -> None:
-    if len(content) == 0:
+def shown(text: str, limit: int = 40) -> str:
+    """User-supplied text as it may appear in a message: invisible and control characters (a right-to-left
+    override would reorder the rest of the sentence on screen; a lone surrogate cannot even be encoded) are
+    written as \\uXXXX escapes, and long text is cut."""
+    text = str(text)
+    out = "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN_CATEGORIES else ch
+                  for ch in text[:limit])
+    return out + "…" if len(text) > limit else out
+
+
+def _quoted(names: Sequence[str], most: int = 5) -> str:
+    """"'a', 'b' and 'c'", or "'a', 'b', 'c', 'd', 'e' and 995 more"."""
+    quoted = [f"'{shown(n)}'" for n in names[:most]]
+    if len(names) > most:
+        return ", ".join(quoted) + f" and {len(names) - most:,} more"
+    return _join(quoted)
+
+
+def display_name(name: str) -> str:
+    """An uploaded file's name for messages: without any folder a client sent, and safe to show."""
+    return shown(_basename(name), 80)
+
+
+def check_size(size: int, label: str, field: str) -> None:
+    """Refuse an empty or over-large file before its content is read (the form and the API call this with the
+    size of the uploaded file; the parsers with the length of the content)."""
+    if size == 0:
         raise IntakeError(f"The {label} file is empty.", field)
-    if len(content) > MAX_UPLOAD_BYTES:
+    if size > MAX_UPLOAD_BYTES:
         raise IntakeError(
-            f"The {label} file is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.",
+            f"The {label} file is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file. "
+            "A 10 s 12-lead ECG at 500 Hz is under 1 MB as a WFDB record, CSV or JSON file.",
             field,
         )
 
 
+def _check_size(content: bytes, label: str, field: str) -> None:
+    check_size(len(content), label, field)
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+
+
 def _looks_binary(content: bytes) -> bool:
-    # Control characters other than tab/newline/carriage return do not occur in text exports.
+    # Control characters other than tab, newlines, vertical tab, form feed and carriage return do not occur in
+    # text exports.
+    return _CONTROL.search(content) is not None
+
+
+def _utf16_or_32(content: bytes) -> str | None:
+    """'UTF-16' / 'UTF-32' for text in those encodings (with a byte-order mark, or UTF-16 without one)."""
+    if content.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
     head = content[:4096]
-    return any(b < 9 or 13 < b < 32 for b in head)
+    if len(head) >= 4 and b"\0" in head:
+        # ASCII text in UTF-16 has a NUL in every other byte, all at even or all at odd positions.
+        even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+        if max(even, odd) > 0.9 and min(even, odd) < 0.1:
+            return "UTF-16"
+    return None
 
 
 def _check_fs(fs: object, field: str, what: str = "The sampling rate") -> float:
     if isinstance(fs, bool) or not isinstance(fs, int | float):
-        raise IntakeError(f"{what} must be a number of Hz; got {json.dumps(fs, default=str)}.", field)
-    value = float(fs)
+        raise IntakeError(f"{what} must be a number of Hz; got {_json_shown(fs)}.", field)
+    try:
+        value = float(fs)
+    except OverflowError:  # an integer with hundreds of digits
+        value = math.inf
     if not math.isfinite(value) or not MIN_FS <= value <= MAX_FS:
         raise IntakeError(f"{what} must be between {MIN_FS:g} and {MAX_FS:g} Hz; got {value:g} Hz.", field)
     return value
+
+
+def _json_shown(value: object) -> str:
+    text = json.dumps(value, default=str)  # ASCII: non-ASCII characters come out as \u escapes
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _canonical_names(raw_names: Sequence[str], field: str) -> list[str]:
@@ -117,25 +193,24 @@ def _canonical_names(raw_names: Sequence[str], field: str) -> list[str]:
     extra = [s for s in strangers if s.strip().lower() in _NON_STANDARD_LEADS]
     unknown = [s for s in strangers if s not in extra]
     if unknown:
-        quoted = _join([f"'{s}'" for s in unknown])
         verb = "is not a recognised lead name" if len(unknown) == 1 else "are not recognised lead names"
         raise IntakeError(
-            f"{quoted} {verb}; a 12-lead ECG has leads {_LEAD_LIST} (spellings such as AVR, v1 or 'Lead II' are fine).",
+            f"{_quoted(unknown)} {verb}; a 12-lead ECG has leads {_LEAD_LIST} (spellings such as AVR, v1 or "
+            "'Lead II' are fine).",
             field,
         )
     if extra:
         verb, pronoun = ("is", "it") if len(extra) == 1 else ("are", "them")
         raise IntakeError(
-            f"{_lead_s(extra)} {verb} not part of the standard 12-lead ECG; remove {pronoun} and upload only "
-            f"{_LEAD_LIST}.",
+            f"{_lead_s([shown(e) for e in extra[:5]])} {verb} not part of the standard 12-lead ECG; remove "
+            f"{pronoun} and upload only {_LEAD_LIST}.",
             field,
         )
     for lead in LEADS:
         spellings = [str(raw) for raw, c in zip(raw_names, canon) if c == lead]
         if len(spellings) > 1:
             raise IntakeError(
-                f"Lead {lead} appears {len(spellings)} times (as {_join([repr(s) for s in spellings])}); "
-                "each lead must appear once.",
+                f"Lead {lead} appears {len(spellings)} times (as {_quoted(spellings)}); each lead must appear once.",
                 field,
             )
     missing = [lead for lead in LEADS if lead not in canon]
@@ -143,6 +218,21 @@ def _canonical_names(raw_names: Sequence[str], field: str) -> list[str]:
         verb = "is" if len(missing) == 1 else "are"
         raise IntakeError(f"{_lead_s(missing)} {verb} missing; a 12-lead ECG needs {_LEAD_LIST}.", field)
     return [c for c in canon if c is not None]
+
+
+def _check_duration(n: int, fs: float, field: str) -> None:
+    duration = n / fs
+    if duration < MIN_SECONDS:
+        raise IntakeError(
+            f"The recording is {duration:.1f} s long ({n} samples at {fs:g} Hz); at least {MIN_SECONDS:g} s is needed.",
+            field,
+        )
+    if duration > MAX_SECONDS:
+        raise IntakeError(
+            f"The recording is {duration:.1f} s long; at most {MAX_SECONDS:g} s is accepted. "
+            "Crop it to the part to be interpreted.",
+            field,
+        )
 
 
 def _assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, field: str) -> ParsedEcg:
@@ -167,25 +257,42 @@ def _assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, fie
                 f"{_lead_s(names)} {verb} {word} values (first at {first / fs:.3f} s); every sample must be a number.",
                 field,
             )
-    n = x.shape[1]
-    duration = n / fs
-    if duration < MIN_SECONDS:
-        raise IntakeError(
-            f"The recording is {duration:.1f} s long ({n} samples at {fs:g} Hz); at least {MIN_SECONDS:g} s is needed.",
-            field,
-        )
-    if duration > MAX_SECONDS:
-        raise IntakeError(
-            f"The recording is {duration:.1f} s long; at most {MAX_SECONDS:g} s is accepted. "
-            "Crop it to the part to be interpreted.",
-            field,
-        )
+    _check_duration(x.shape[1], fs, field)
     too_large = (np.abs(x) > np.finfo(np.float32).max).any(axis=1)  # finite, but not as float32: not millivolts
     if too_large.any():
         names = [lead for lead, hit in zip(LEADS, too_large) if hit]
         verb = "has" if len(names) == 1 else "have"
-        raise IntakeError(f"{_lead_s(names)} {verb} values far too large to be millivolts.", field)
+        raise IntakeError(f"{_lead_s(names)} {verb} values far too large to be millivolts; an ECG spans a few mV.",
+                          field)
+    _check_amplitude(x, fs, field)
     return ParsedEcg(signal=np.ascontiguousarray(x, dtype=np.float32), fs=float(fs), source_format=source_format)
+
+
+def _check_amplitude(x: np.ndarray, fs: float, field: str) -> None:
+    """Refuse values no ECG in millivolts has: most often microvolts labelled as millivolts."""
+    with np.errstate(all="ignore"):
+        low, high = np.percentile(x, [1, 99], axis=1)
+        typical = high - low
+        deviation = np.abs(x - np.median(x, axis=1, keepdims=True))
+    wide = typical > MAX_TYPICAL_RANGE_MV
+    if wide.any():
+        names = [lead for lead, hit in zip(LEADS, wide) if hit]
+        verb = "spans" if len(names) == 1 else "span"
+        raise IntakeError(
+            f"{_lead_s(names)} {verb} about {float(typical[wide].max()):,.0f} mV, but an ECG spans a few mV. The "
+            "values look like microvolts: upload millivolts, or say they are microvolts (uV units in a WFDB "
+            'header, "units": "uV" in JSON).',
+            field,
+        )
+    peak = deviation.max(axis=1)
+    if (peak > MAX_DEVIATION_MV).any():
+        i = int(np.argmax(peak))
+        at = int(np.argmax(deviation[i]))
+        raise IntakeError(
+            f"Lead {LEADS[i]} has a value {float(peak[i]):,.0f} mV away from its baseline (at {at / fs:.3f} s); "
+            f"values beyond ±{MAX_DEVIATION_MV:g} mV are not an ECG in millivolts. Check the export and its units.",
+            field,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,128 +304,320 @@ def _basename(name: str) -> str:
     return PureWindowsPath(name).name
 
 
-def _header_record_name(text: str) -> str:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            return stripped.split()[0]
-    raise IntakeError("The .hea file has no record line; it is not a WFDB header.", "hea")
+_HEADER_SHAPE = "'<record> <number of signals> <sampling rate> <number of samples>', e.g. 'rec 12 500 5000'"
+_SIGNAL_FIELDS = ("file name", "storage format", "ADC gain", "ADC resolution", "ADC zero", "initial value",
+                  "checksum", "block size")
+_RX_COUNT = re.compile(r"\d{1,30}")
+_RX_FS = re.compile(r"(\d{1,15}(?:\.\d*)?|\.\d+)(?:/(?:\d+(?:\.\d*)?|\.\d+)(?:\(-?\d+(?:\.\d*)?\))?)?")
+_RX_SAMPLES = re.compile(r"\d{1,30}")
+_RX_FORMAT = re.compile(r"(\d{1,4})(?:x(\d{1,6}))?(?::(\d{1,6}))?(?:\+(\d{1,15}))?")
+# wfdb reads a lower-case exponent only, and a units string of these characters.
+_RX_GAIN = re.compile(r"(-?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d{1,3})?)(?:\((-?\d{1,12})\))?(?:/([A-Za-z0-9_^?%/-]{1,20}))?")
+_RX_INT = re.compile(r"-?\d{1,12}")
+_MICRO = re.compile(r"/[\u00b5\u03bc]V(?=\s)", re.IGNORECASE)  # "/µV " (micro sign) or "/μV " (Greek mu)
+
+
+@dataclass(frozen=True)
+class _SignalLine:
+    file_name: str
+    fmt: str
+    samples_per_frame: int
+    skew: int
+    byte_offset: int
+    gain: float
+    units: str
+    checksum: int
+    name: str
+
+
+@dataclass(frozen=True)
+class _Header:
+    record_name: str
+    n_sig: int
+    fs: float
+    sig_len: int
+    signals: list[_SignalLine]
+    text: str  # what wfdb is given: the checked lines only (no comments, no base time or date)
+
+
+def _header_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) of the non-comment lines, split as wfdb splits them (a '#' starts a comment)."""
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.split("#", 1)[0].strip()
+        if stripped:
+            lines.append((number, stripped))
+    return lines
+
+
+def _read_header(text: str, label: str) -> _Header:
+    """Check a WFDB header's syntax strictly before wfdb reads it: wfdb's own parser falls back to defaults (a
+    sampling rate of 250 Hz, an ADC gain of 200) or shifts fields when one is malformed, instead of failing."""
+    numbered = _header_lines(text)
+    if not numbered:
+        raise IntakeError(f"The .hea file has no record line; it is not a WFDB header. Its first line should be "
+                          f"{_HEADER_SHAPE}.", "hea")
+    invalid = f"The header {label} is not a valid WFDB header"
+    # Some tools write microvolts with a Greek mu; wfdb reads headers as ASCII and would drop it, reading "V"
+    # (a factor of a million), so it is spelt out before the ASCII check.
+    numbered = numbered[:1] + [(number, _MICRO.sub("/uV", line)) for number, line in numbered[1:]]
+    for number, line in numbered:
+        if not line.isascii():
+            odd = next(ch for ch in line if not ch.isascii())
+            raise IntakeError(
+                f"{invalid}: line {number} contains the non-ASCII character {shown(odd)!r} (U+{ord(odd):04X}); "
+                "WFDB headers are plain ASCII text (lead names such as I, aVR or V1).",
+                "hea",
+            )
+    lines = [line for _, line in numbered]
+    tokens = lines[0].split()
+    record_name = tokens[0]
+    if re.fullmatch(r"[^/]+/\d+", record_name):
+        raise IntakeError("Multi-segment WFDB records are not supported; upload a single-segment record.", "hea")
+    if not _SAFE_NAME.match(record_name):
+        raise IntakeError(
+            f"The header's record name '{shown(record_name)}' is not a valid WFDB record name (up to 64 letters, "
+            "digits, '_', '-' or '.').",
+            "hea",
+        )
+    if len(tokens) < 2 or not _RX_COUNT.fullmatch(tokens[1]):
+        got = f"'{shown(tokens[1])}'" if len(tokens) > 1 else "nothing"
+        raise IntakeError(
+            f"{invalid}: the number of signals should be a whole number, but the first line has {got}. "
+            f"Its first line should be {_HEADER_SHAPE}.",
+            "hea",
+        )
+    n_sig = int(tokens[1])
+    rates = ", ".join(str(r) for r in WFDB_RATES[:-1]) + f" or {WFDB_RATES[-1]}"
+    if len(tokens) < 3:
+        raise IntakeError(
+            f"The header {label} does not state the sampling rate (WFDB would assume 250 Hz); WFDB uploads must "
+            f"state theirs: {rates} Hz. Its first line should be {_HEADER_SHAPE}.",
+            "hea",
+        )
+    if not _RX_FS.fullmatch(tokens[2]):
+        raise IntakeError(
+            f"The header's sampling rate '{shown(tokens[2])}' is not a number of Hz; WFDB uploads must be sampled at "
+            f"{rates} Hz.",
+            "hea",
+        )
+    fs = float(tokens[2].split("/")[0])
+    if fs not in WFDB_RATES:
+        raise IntakeError(
+            f"The header's sampling rate is {fs:g} Hz; WFDB uploads must be sampled at {rates} Hz.", "hea"
+        )
+    if len(tokens) < 4:
+        raise IntakeError(f"The header {label} does not state the number of samples. Its first line should be "
+                          f"{_HEADER_SHAPE}.", "hea")
+    if not _RX_SAMPLES.fullmatch(tokens[3]):
+        raise IntakeError(
+            f"The header's number of samples '{shown(tokens[3])}' is not a whole number. Its first line should be "
+            f"{_HEADER_SHAPE}.",
+            "hea",
+        )
+    sig_len = int(tokens[3])
+    if sig_len == 0:
+        raise IntakeError(
+            f"The header {label} states 0 samples per lead; a recording of {MIN_SECONDS:g} to {MAX_SECONDS:g} s is "
+            "needed.",
+            "hea",
+        )
+    if sig_len / fs > MAX_SECONDS:
+        raise IntakeError(
+            f"The header {label} describes a recording of {sig_len / fs:,.1f} s ({sig_len:,} samples at {fs:g} Hz); "
+            f"at most {MAX_SECONDS:g} s is accepted. Crop it to the part to be interpreted.",
+            "hea",
+        )
+    described = len(lines) - 1
+    if n_sig == 0 or described != n_sig:
+        raise IntakeError(
+            f"The header {label} declares {n_sig} signals but describes {described}; it is incomplete or not a WFDB "
+            "header.",
+            "hea",
+        )
+    signals = [_read_signal_line(line, number, label) for number, line in numbered[1:]]
+    checked = "\n".join([f"{record_name} {n_sig} {tokens[2]} {sig_len}", *lines[1:]]) + "\n"
+    return _Header(record_name=record_name, n_sig=n_sig, fs=fs, sig_len=sig_len, signals=signals, text=checked)
+
+
+def _read_signal_line(line: str, k: int, label: str) -> _SignalLine:
+    parts = line.split(None, 8)
+    if len(parts) < 9:
+        raise IntakeError(
+            f"The header {label} does not name every signal; lead names are required (line {k} has "
+            f"{len(parts)} of the 9 fields: {', '.join(_SIGNAL_FIELDS)} and lead name).",
+            "hea",
+        )
+    file_name, fmt_spec, gain_spec, *numbers, name = parts
+
+    def bad(what: str, value: str, expected: str) -> IntakeError:
+        return IntakeError(
+            f"The header {label} is not a valid WFDB header: on line {k} the {what} '{shown(value)}' is not "
+            f"{expected}.",
+            "hea",
+        )
+
+    if not _SAFE_NAME.match(file_name):
+        raise IntakeError(
+            f"The header's signal file name '{shown(file_name)}' is not a plain file name (up to 64 letters, digits, "
+            "'_', '-' or '.', no folders).",
+            "hea",
+        )
+    fmt = _RX_FORMAT.fullmatch(fmt_spec)
+    if not fmt:
+        raise bad("storage format", fmt_spec, "a WFDB format such as 16 or 212")
+    gain = _RX_GAIN.fullmatch(gain_spec)
+    if not gain:
+        raise bad("ADC gain", gain_spec, "a gain such as 1000 or 1000(0)/mV")
+    for what, value in zip(_SIGNAL_FIELDS[3:], numbers):
+        if not _RX_INT.fullmatch(value):
+            raise bad(what, value, "a whole number")
+    gain_value = float(gain.group(1))
+    if not math.isfinite(gain_value) or gain_value <= 0:
+        raise IntakeError(
+            f"Lead {shown(name)} has an ADC gain of {gain.group(1)} in the header; the gain (ADC units per mV or uV) "
+            "must be a positive number. A gain of 0 marks an uncalibrated signal, which cannot be interpreted.",
+            "hea",
+        )
+    return _SignalLine(
+        file_name=file_name, fmt=str(int(fmt.group(1))), samples_per_frame=int(fmt.group(2) or 1),
+        skew=int(fmt.group(3) or 0), byte_offset=int(fmt.group(4) or 0), gain=gain_value,
+        units=gain.group(3) or "mV", checksum=int(numbers[3]), name=name,
+    )
+
+
+def _checksum(samples: np.ndarray) -> int:
+    """The WFDB checksum of one signal: the sum of its samples modulo 2**16. Writers differ in writing it signed
+    (the WFDB C library) or unsigned (wfdb-python), so it is compared modulo 2**16 too."""
+    return int(samples.sum(dtype=np.int64)) & 0xFFFF
 
 
 def parse_wfdb(hea: bytes, dat: bytes, *, hea_name: str, dat_name: str) -> ParsedEcg:
-    """Read a WFDB header and its single signal file (format 16, 212, 24, 32, 61, 80 or 160) into a ParsedEcg."""
+    """Read a WFDB header and its single signal file (format 16, 212, 24, 32, 61, 80 or 160) into a ParsedEcg.
+
+    Everything the header says is checked against what we accept and against the size of the signal file
+    before the samples are read, and the samples against the header's checksums after.
+    """
     _check_size(hea, ".hea", "hea")
     _check_size(dat, ".dat", "dat")
-    hea_label, dat_label = _basename(hea_name), _basename(dat_name)
+    hea_label, dat_label = display_name(hea_name), display_name(dat_name)
+    if len(hea) > MAX_HEADER_BYTES:
+        raise IntakeError(
+            f"The header {hea_label} is {len(hea) / 1024:,.0f} KB; a WFDB header is a short text file (at most "
+            f"{MAX_HEADER_BYTES // 1024} KB). Were the .hea and .dat files swapped?",
+            "hea",
+        )
+    encoding = _utf16_or_32(hea)
+    if encoding:
+        raise IntakeError(f"The header {hea_label} is {encoding} text; WFDB headers are plain ASCII text.", "hea")
     if _looks_binary(hea):
         raise IntakeError(
             f"The header {hea_label} is not a text file; were the .hea and .dat files swapped?", "hea"
         )
-    text = hea.decode("utf-8", errors="replace")
-    record_name = _header_record_name(text)
-    if re.fullmatch(r"[^/]+/\d+", record_name):
-        raise IntakeError("Multi-segment WFDB records are not supported; upload a single-segment record.", "hea")
-    if not _SAFE_NAME.match(record_name):
-        raise IntakeError(f"The header's record name {record_name!r} is not a valid WFDB record name.", "hea")
+    header = _read_header(hea.decode("utf-8", errors="replace"), hea_label)
+    n_sig, fs, sig_len, signals = header.n_sig, header.fs, header.sig_len, header.signals
+    names = [s.name for s in signals]
+    canon = _canonical_names(names, "hea")
+
+    declared = sorted({s.file_name for s in signals})
+    if len(declared) > 1:
+        raise IntakeError(
+            f"The header {hea_label} spreads the leads over several signal files ({_join(declared[:5])}); "
+            "only records with one .dat file are accepted.",
+            "hea",
+        )
+    dat_file = declared[0]
+    if dat_file.lower() != _basename(dat_name).lower():
+        raise IntakeError(
+            f"The header {hea_label} belongs to the signal file '{dat_file}', but the uploaded signal file is "
+            f"'{dat_label}'. Upload the .hea and .dat files of the same record.",
+            "dat",
+        )
+
+    fmts = sorted({s.fmt for s in signals})
+    if len(fmts) > 1:
+        raise IntakeError(f"The leads use mixed storage formats ({_join(fmts)}); one format is required.", "hea")
+    fmt = fmts[0]
+    if fmt not in _WFDB_BYTES_PER_SAMPLE:
+        supported = ", ".join(sorted(_WFDB_BYTES_PER_SAMPLE, key=int))
+        raise IntakeError(
+            f"WFDB storage format {fmt} is not supported; export the record in format 16 (supported: {supported}).",
+            "hea",
+        )
+    if any(s.samples_per_frame != 1 for s in signals):
+        raise IntakeError("Records with several samples per frame (mixed rates) are not supported.", "hea")
+    if any(s.skew for s in signals):
+        raise IntakeError("Records with skewed signals are not supported; export the record without skew.", "hea")
+    offsets = {s.byte_offset for s in signals}
+    if len(offsets) > 1:
+        raise IntakeError("The leads of the header start at different byte offsets; one offset is required.", "hea")
+
+    offset = offsets.pop()
+    expected = offset + math.ceil(n_sig * sig_len * _WFDB_BYTES_PER_SAMPLE[fmt])
+    if len(dat) != expected:
+        raise IntakeError(
+            f"The .dat file is {len(dat)} bytes but the header describes {expected} bytes ({n_sig} leads × "
+            f"{sig_len} samples in format {fmt}); the file is truncated or does not belong to {hea_label}.",
+            "dat",
+        )
+
+    factors = []
+    for s in signals:
+        key = s.units.strip().lower()
+        if key not in _UNIT_TO_MV:
+            raise IntakeError(
+                f"Lead {shown(s.name)} is recorded in '{shown(s.units)}'; only mV or uV are accepted.", "hea"
+            )
+        factors.append(_UNIT_TO_MV[key])
 
     with tempfile.TemporaryDirectory(prefix="ecg-intake-") as tmp:
-        base = Path(tmp) / record_name
-        Path(f"{base}.hea").write_bytes(hea)
-        try:
-            header = wfdb.rdheader(str(base))
-        except Exception as exc:  # wfdb raises HeaderSyntaxError, IndexError, ValueError... on malformed headers
-            raise IntakeError(
-                f"The header {hea_label} is not a valid WFDB header; its first line should be "
-                "'<record> <number of signals> <sampling rate> <number of samples>'.",
-                "hea",
-            ) from exc
-        n_sig = int(header.n_sig or 0)
-        file_names = list(getattr(header, "file_name", None) or [])
-        if n_sig == 0 or len(file_names) != n_sig:
-            raise IntakeError(
-                f"The header {hea_label} declares {n_sig} signals but describes {len(file_names)}; "
-                "it is incomplete or not a WFDB header.",
-                "hea",
-            )
-        if header.sig_len is None:
-            raise IntakeError(f"The header {hea_label} does not state the number of samples.", "hea")
-        fs = float(header.fs)
-        if fs not in WFDB_RATES:
-            rates = ", ".join(str(r) for r in WFDB_RATES[:-1]) + f" or {WFDB_RATES[-1]}"
-            raise IntakeError(
-                f"The header's sampling rate is {fs:g} Hz; WFDB uploads must be sampled at {rates} Hz.", "hea"
-            )
-
-        names = [str(n) for n in (header.sig_name or [])]
-        if len(names) != n_sig:
-            raise IntakeError(f"The header {hea_label} does not name every signal; lead names are required.", "hea")
-        canon = _canonical_names(names, "hea")
-
-        declared = sorted(set(file_names))
-        if len(declared) > 1:
-            raise IntakeError(
-                f"The header {hea_label} spreads the leads over several signal files ({_join(declared)}); "
-                "only records with one .dat file are accepted.",
-                "hea",
-            )
-        dat_file = declared[0]
-        if dat_file.lower() != dat_label.lower():
-            raise IntakeError(
-                f"The header {hea_label} belongs to the signal file '{dat_file}', but the uploaded signal file is "
-                f"'{dat_label}'. Upload the .hea and .dat files of the same record.",
-                "dat",
-            )
-        if not _SAFE_NAME.match(dat_file):
-            raise IntakeError(f"The header's signal file name {dat_file!r} is not a plain file name.", "hea")
-
-        fmts = sorted({str(f) for f in header.fmt})
-        if len(fmts) > 1:
-            raise IntakeError(f"The leads use mixed storage formats ({_join(fmts)}); one format is required.", "hea")
-        fmt = fmts[0]
-        if fmt not in _WFDB_BYTES_PER_SAMPLE:
-            supported = ", ".join(sorted(_WFDB_BYTES_PER_SAMPLE, key=int))
-            raise IntakeError(
-                f"WFDB storage format {fmt} is not supported; export the record in format 16 (supported: {supported}).",
-                "hea",
-            )
-        if any(int(s or 1) != 1 for s in (header.samps_per_frame or [])):
-            raise IntakeError("Records with several samples per frame (mixed rates) are not supported.", "hea")
-
-        sig_len = int(header.sig_len)
-        offset = int((header.byte_offset or [None])[0] or 0)
-        expected = offset + math.ceil(n_sig * sig_len * _WFDB_BYTES_PER_SAMPLE[fmt])
-        if len(dat) != expected:
-            raise IntakeError(
-                f"The .dat file is {len(dat)} bytes but the header describes {expected} bytes ({n_sig} leads × "
-                f"{sig_len} samples in format {fmt}); the file is truncated or does not belong to {hea_label}.",
-                "dat",
-            )
-
-        factors = []
-        for raw, unit in zip(names, header.units or ["mV"] * n_sig):
-            key = (unit or "mV").strip().lower()
-            if key not in _UNIT_TO_MV:
-                raise IntakeError(f"Lead {raw} is recorded in '{unit}'; only mV or uV are accepted.", "hea")
-            factors.append(_UNIT_TO_MV[key])
-
+        base = Path(tmp) / header.record_name
+        Path(f"{base}.hea").write_text(header.text, encoding="ascii")
         (Path(tmp) / dat_file).write_bytes(dat)
         try:
-            record = wfdb.rdrecord(str(base), physical=True)
+            record = wfdb.rdrecord(str(base), physical=False)
         except Exception as exc:  # the pair agrees on size, so this is a corrupt file; say so rather than crash
-            raise IntakeError(f"The signal file {dat_label} could not be read ({exc}).", "dat") from exc
+            raise IntakeError(f"The signal file {dat_label} could not be read with its header "
+                              f"({shown(str(exc), 200)}).", "dat") from exc
 
-    p_signal = np.asarray(record.p_signal, dtype=np.float64)  # (n, n_sig), header units
-    columns = {lead: p_signal[:, i] * factors[i] for i, lead in enumerate(canon)}
+    # Our reading of the header and wfdb's must agree, or the samples would be scaled by something else.
+    read = (int(record.n_sig), float(record.fs), int(record.sig_len), [str(f) for f in record.fmt],
+            [float(g) for g in record.adc_gain], [str(n) for n in record.sig_name])
+    if read != (n_sig, fs, sig_len, [s.fmt for s in signals], [s.gain for s in signals], names):
+        raise IntakeError(f"The header {hea_label} could not be read unambiguously; re-export the record.", "hea")
+    d_signal = np.asarray(record.d_signal)  # (n, n_sig) ADC units
+    if d_signal.shape != (sig_len, n_sig):
+        raise IntakeError(f"The signal file {dat_label} does not hold {sig_len} samples of {n_sig} leads.", "dat")
+    for i, s in enumerate(signals):
+        found = _checksum(d_signal[:, i])
+        if found != s.checksum & 0xFFFF:
+            raise IntakeError(
+                f"The signal file {dat_label} does not match its header: the samples of lead {shown(s.name)} add up "
+                f"to checksum {found}, but {hea_label} says {s.checksum}. The .dat file is damaged or belongs to "
+                "another record; upload the .hea and .dat files of the same record.",
+                "dat",
+            )
+    with np.errstate(all="ignore"):  # huge gains or values become inf and are refused by _assemble
+        p_signal = np.asarray(record.dac(return_res=64), dtype=np.float64)  # (n, n_sig), header units; NaN = gap
+        columns = {lead: p_signal[:, i] * factors[i] for i, lead in enumerate(canon)}
     return _assemble(columns, fs, "wfdb", "dat")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # CSV
 
+_CSV_SHAPE = f"a CSV is text with a header row of lead names ({_LEAD_LIST}) and one row of numbers per sample"
+
 
 def _decode_text(data: bytes, label: str, field: str) -> str:
+    encoding = _utf16_or_32(data)
+    if encoding:
+        raise IntakeError(
+            f"The {label} file is {encoding} text; save it as UTF-8 (in Excel: 'CSV UTF-8') and upload it again.",
+            field,
+        )
     if _looks_binary(data):
-        raise IntakeError(f"The {label} file is not a text file.", field)
+        raise IntakeError(f"The {label} file is not a text file; {_CSV_SHAPE}.", field)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -333,6 +632,20 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _first_line(text: str) -> str:
+    """The first non-blank line, refusing lines no CSV of samples has (checked before the csv module builds
+    a list of millions of cells from one line)."""
+    lines = text.splitlines()
+    longest = max(range(len(lines)), key=lambda k: len(lines[k]), default=0)
+    if lines and len(lines[longest]) > MAX_CSV_LINE_CHARS:
+        raise IntakeError(
+            f"Line {longest + 1} of the .csv file is {len(lines[longest]):,} characters long; each row of a CSV ECG "
+            f"is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
+            "csv",
+        )
+    return next((line for line in lines if line.strip()), "")
+
+
 def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
     """Read a CSV with a header row of lead names and one row per sample (values in mV).
 
@@ -345,7 +658,7 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
         raise IntakeError("Enter the sampling rate in Hz; CSV files do not store it.", "fs")
     rate = _check_fs(fs, "fs")
     text = _decode_text(data, ".csv", "csv")
-    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    first_line = _first_line(text)
     delimiter = ";" if ";" in first_line else "," if "," in first_line else "\t" if "\t" in first_line else ","
     decimal_comma = delimiter != ","
 
@@ -354,11 +667,25 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
     names: list[str] = []
     canon: list[str] = []
     header_row = 0
-    values: list[list[float]] = []
+    # Samples are kept as doubles in one flat buffer (8 bytes each, not a Python float per cell), and only as
+    # many as MAX_SECONDS allows: the rows after that are counted to say how long the recording is.
+    values = array("d")
+    max_rows = math.floor(MAX_SECONDS * rate)
+    n_rows = 0
     blank_at: int | None = None
     n_cols = 0
     skip_first = False
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a quoted cell running on for megabytes, say
+            problem = (f"a cell is longer than {csv.field_size_limit():,} characters (is a quote left open?)"
+                       if "field limit" in str(exc) else shown(str(exc), 120))
+            raise IntakeError(f"Row {reader.line_num} of the .csv file cannot be read: {problem}; {_CSV_SHAPE}.",
+                              "csv") from None
         row_no = reader.line_num
         if not any(cell.strip() for cell in row):
             blank_at = blank_at or row_no
@@ -367,6 +694,12 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
             header, header_row, blank_at = [cell.strip() for cell in row], row_no, None
             if header and header[-1] == "":
                 header = header[:-1]  # a trailing delimiter, common in spreadsheet exports
+            if len(header) > MAX_COLUMNS:
+                raise IntakeError(
+                    f"The header row has {len(header):,} columns; a 12-lead ECG has one column per lead "
+                    f"({_LEAD_LIST}), optionally after a time column.",
+                    "csv",
+                )
             if all(_is_number(c) for c in header):
                 raise IntakeError(
                     f"The first row must name the leads ({_LEAD_LIST}); it contains numbers instead.", "csv"
@@ -374,7 +707,7 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
             skip_first = header[0].lower() in _TIME_COLUMNS
             misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
             if misplaced:
-                raise IntakeError(f"The time column '{misplaced[0]}' must be the first column.", "csv")
+                raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
             names = header[1:] if skip_first else header
             canon = _canonical_names(names, "csv")
             n_cols = len(header)
@@ -387,26 +720,31 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
             raise IntakeError(
                 f"Row {row_no} has {len(row)} values but the header row names {n_cols} columns.", "csv"
             )
+        n_rows += 1
+        if n_rows > max_rows:
+            continue
         cells = row[1:] if skip_first else row
         try:
             if decimal_comma:
-                values.append([float(c.replace(",", ".")) for c in cells])
+                values.extend([float(c.replace(",", ".")) for c in cells])
             else:
-                values.append([float(c) for c in cells])
+                values.extend([float(c) for c in cells])
         except ValueError:
             for name, cell in zip(names, cells):
                 if not cell.strip():
-                    raise IntakeError(f"Row {row_no}, column {name}: the cell is empty.", "csv") from None
+                    raise IntakeError(f"Row {row_no}, column {shown(name)}: the cell is empty.", "csv") from None
                 if not _is_number(cell) or (not decimal_comma and "," in cell):
-                    message = f"Row {row_no}, column {name}: '{cell.strip()}' is not a number."
+                    message = f"Row {row_no}, column {shown(name)}: '{shown(cell.strip())}' is not a number."
                     raise IntakeError(message, "csv") from None
             raise IntakeError(f"Row {row_no} could not be read as numbers.", "csv") from None
     if header is None:
-        raise IntakeError("The .csv file has no rows.", "csv")
-    if not values:
+        raise IntakeError(f"The .csv file has no rows; {_CSV_SHAPE}.", "csv")
+    if not n_rows:
         raise IntakeError(f"The .csv file has a header (row {header_row}) but no samples.", "csv")
+    if n_rows > max_rows:
+        _check_duration(n_rows, rate, "csv")
 
-    matrix = np.asarray(values, dtype=np.float64)  # (n, 12) in file column order
+    matrix = np.frombuffer(values, dtype=np.float64).reshape(n_rows, len(names))  # (n, 12) in file column order
     columns = {lead: matrix[:, i] for i, lead in enumerate(canon)}
     return _assemble(columns, rate, "csv", "csv")
 
@@ -421,23 +759,41 @@ def _json_number_list(lead: str, values: object) -> np.ndarray:
     for i, v in enumerate(values):
         # bool is an int subclass and would silently become 0/1.
         if type(v) not in (int, float):
-            shown = "null" if v is None else json.dumps(v)[:40]
-            raise IntakeError(f"Lead {lead}, sample {i + 1}: {shown} is not a number.", "json")
-    return np.asarray(values, dtype=np.float64)
+            shown_value = "null" if v is None else _json_shown(v)
+            raise IntakeError(f"Lead {lead}, sample {i + 1}: {shown_value} is not a number.", "json")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond the range of a double
+        i = next(i for i, v in enumerate(values) if type(v) is int and abs(v) >= 2**1023)
+        raise IntakeError(
+            f"Lead {lead}, sample {i + 1}: a {len(str(values[i]))}-digit number is far too large to be millivolts.",
+            "json",
+        ) from None
 
 
 def parse_json(data: bytes) -> ParsedEcg:
     """Read ``{"fs": 500, "units": "mV" | "uV", "leads": {"I": [...], ...}}`` (units default to mV)."""
     _check_size(data, ".json", "json")
+    example = '{"fs": 500, "units": "mV", "leads": {"I": [...], "II": [...], ...}}'
     try:
         doc = json.loads(data)
     except UnicodeDecodeError as exc:
-        raise IntakeError("The .json file is not UTF-8 text.", "json") from exc
+        raise IntakeError(f"The .json file is not UTF-8 text; expected a JSON document like {example}.",
+                          "json") from exc
     except json.JSONDecodeError as exc:
         raise IntakeError(
-            f"The .json file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}).", "json"
+            f"The .json file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); expected a "
+            f"document like {example}.",
+            "json",
         ) from exc
-    example = '{"fs": 500, "units": "mV", "leads": {"I": [...], "II": [...], ...}}'
+    except RecursionError:
+        raise IntakeError(
+            f"The .json file is nested too deeply to be an ECG; expected a document like {example}.", "json"
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on int parsing)
+        problem = "it has a number thousands of digits long" if "digits" in str(exc) else shown(str(exc), 120)
+        raise IntakeError(f"The .json file cannot be read: {problem}; expected a document like {example}, with "
+                          "samples in mV such as 0.125.", "json") from exc
     if not isinstance(doc, dict):
         raise IntakeError(f"The JSON document must be an object like {example}.", "json")
     if "fs" not in doc:
@@ -445,7 +801,7 @@ def parse_json(data: bytes) -> ParsedEcg:
     fs = _check_fs(doc["fs"], "json", 'The JSON "fs" (sampling rate)')
     units = doc.get("units", "mV")
     if not isinstance(units, str) or units.strip().lower() not in ("mv", "uv", "µv", "μv"):
-        raise IntakeError(f'"units" must be "mV" or "uV"; got {json.dumps(units)}.', "json")
+        raise IntakeError(f'"units" must be "mV" or "uV"; got {_json_shown(units)}.', "json")
     factor = _UNIT_TO_MV[units.strip().lower()]
     if "leads" not in doc:
         raise IntakeError(f'The JSON document has no "leads"; expected {example}.', "json")
@@ -454,9 +810,15 @@ def parse_json(data: bytes) -> ParsedEcg:
         raise IntakeError(
             f'"leads" must be an object mapping lead names to lists of numbers, like {example}.', "json"
         )
+    if len(leads) > MAX_COLUMNS:
+        raise IntakeError(f'"leads" has {len(leads):,} entries; a 12-lead ECG has the leads {_LEAD_LIST}.', "json")
     raw_names = list(leads)
     canon = _canonical_names(raw_names, "json")
-    columns = {lead: _json_number_list(raw, leads[raw]) * factor for raw, lead in zip(raw_names, canon)}
+    for raw in raw_names:  # refuse a far too long lead before checking each of its samples
+        if isinstance(leads[raw], list) and len(leads[raw]) / fs > MAX_SECONDS:
+            _check_duration(len(leads[raw]), fs, "json")
+    with np.errstate(all="ignore"):
+        columns = {lead: _json_number_list(lead, leads[raw]) * factor for raw, lead in zip(raw_names, canon)}
     return _assemble(columns, fs, "json", "json")
 
 
@@ -480,11 +842,11 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         ext = _extension(name) or key.lower().lstrip(".")
         by_ext.setdefault(ext, []).append((name, content))
     if not by_ext:
-        raise IntakeError(f"No file was uploaded. Upload {_ACCEPTED}.")
+        raise IntakeError(f"No file was uploaded. Upload {ACCEPTED_UPLOADS}.")
     unsupported = sorted(e for e in by_ext if e not in ("hea", "dat", "csv", "json"))
     if unsupported:
-        shown = _join([f".{e}" if e else "(no extension)" for e in unsupported])
-        raise IntakeError(f"Files of type {shown} are not accepted. Upload {_ACCEPTED}.")
+        shown_types = _join([f".{shown(e, 12)}" if e else "(no extension)" for e in unsupported[:5]])
+        raise IntakeError(f"Files of type {shown_types} are not accepted. Upload {ACCEPTED_UPLOADS}.")
     counts = {e: len(v) for e, v in by_ext.items()}
     if counts == {"hea": 1, "dat": 1}:
         (hea_name, hea), (dat_name, dat) = by_ext["hea"][0], by_ext["dat"][0]
@@ -497,4 +859,4 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         return parse_csv(by_ext["csv"][0][1], fs=fs)
     if counts == {"json": 1}:
         return parse_json(by_ext["json"][0][1])
-    raise IntakeError(f"Upload one ECG at a time: {_ACCEPTED}.")
+    raise IntakeError(f"Upload one ECG at a time: {ACCEPTED_UPLOADS}.")

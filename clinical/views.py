@@ -193,6 +193,20 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula, and audit rows carry text that users chose
+# (file names, user names, request ids). OWASP's advice for CSV injection: prefix such a cell with a single quote,
+# which spreadsheets show as text. https://owasp.org/www-community/attacks/CSV_Injection
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """A CSV cell that no spreadsheet evaluates; numbers stay numbers and other text is unchanged."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
@@ -207,8 +221,9 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     def rows():
         yield writer.writerow(header)
         for e in selectors.audit_events(**filters).iterator(chunk_size=2000):
-            yield writer.writerow([e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id,
-                                   e.request_id, e.ip or "", e.details, e.prev_hash, e.hash])
+            yield writer.writerow([_spreadsheet_safe(cell) for cell in (
+                e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id, e.request_id,
+                e.ip or "", e.details, e.prev_hash, e.hash)])
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     response = StreamingHttpResponse(rows(), content_type="text/csv")

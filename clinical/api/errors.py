@@ -17,10 +17,27 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is larger than this server accepts."
 
 
+def _too_large(context) -> PayloadTooLarge:
+    """Say how large the body was and what is accepted."""
+    from django.conf import settings
+
+    request = context.get("request")
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        size = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+    except ValueError:
+        size = 0
+    said = f"The request body is {size / 2**20:.1f} MB" if size else "The request body is too large"
+    return PayloadTooLarge(
+        f"{said}; this server accepts at most {limit / 2**20:.0f} MB of JSON or form data. Submit one ECG per "
+        "request (up to 5 MB per file)."
+    )
+
+
 def api_exception_handler(exc, context):
     """Every 4xx/5xx as {"error": {"code", "message", "fields"}}; domain errors carry the form's messages."""
     if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge()
+        exc = _too_large(context)
     if isinstance(exc, ClinicalError):
         exc = exceptions.ValidationError({exc.field if exc.field != "__all__" else "non_field_errors": [exc.message]})
     response = exception_handler(exc, context)
@@ -28,12 +45,26 @@ def api_exception_handler(exc, context):
         return None
     fields: dict = {}
     if isinstance(exc, exceptions.ValidationError) and isinstance(response.data, dict):
-        fields = {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in response.data.items()}
-        first = next(iter(fields.values()), ["Invalid request."])
+        fields = dict(_flatten(response.data))
+        key, first = next(iter(fields.items()), ("", ["Invalid request."]))
         message = first[0] if first else "Invalid request."
+        if "." in key:  # a nested field ("leads.I.0"): say which
+            message = f"{key}: {message}"
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         message = str(detail) if detail else "Request failed."
     response.data = {"error": {"code": _CODES.get(response.status_code, "error"), "message": message,
                                "fields": fields}}
     return response
+
+
+def _flatten(errors, prefix: str = ""):
+    """DRF's nested validation errors ({"leads": {"I": {0: [...]}}}) as ("leads.I.0", [messages]) pairs."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(errors, list) and any(isinstance(v, dict | list) for v in errors):
+        for i, value in enumerate(errors):
+            yield from _flatten(value, f"{prefix}.{i}" if prefix else str(i))
+    else:
+        yield prefix or "non_field_errors", [str(m) for m in (errors if isinstance(errors, list) else [errors])]

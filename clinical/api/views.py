@@ -9,12 +9,15 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinical import selectors, services
+from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
+from clinical.forms import upload_problem
+from clinical.ingest import MAX_COLUMNS
 from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
 from mlcore.preprocess import LEADS
@@ -50,6 +53,33 @@ class ErrorSerializer(serializers.Serializer):
 
 
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
+
+
+class _SizedListField(serializers.ListField):
+    """A ListField that refuses too many items before validating each one (DRF checks max_length after
+    converting every item, which for a few million numbers takes many seconds)."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class _SizedDictField(serializers.DictField):
+    """A DictField that refuses too many keys before validating each value."""
+
+    default_error_messages = {"max_keys": "At most {max_keys} entries are accepted; got {count}."}
+
+    def __init__(self, *args, max_keys: int, **kwargs):
+        self.max_keys = max_keys
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and len(data) > self.max_keys:
+            self.fail("max_keys", max_keys=self.max_keys, count=len(data))
+        return super().to_internal_value(data)
+
+
 _ID = "3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44"
 EX_JOB = OpenApiExample("Job", response_only=True, value={
     "id": _ID, "state": "running", "progress": 60, "stage": "Computing evidence on the leads", "error": "",
@@ -80,7 +110,7 @@ def _job_payload(record: EcgRecord) -> dict:
 
 
 class EcgSubmitApi(APIView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser]
 
     class JsonInput(serializers.Serializer):
         class Patient(serializers.Serializer):
@@ -93,8 +123,9 @@ class EcgSubmitApi(APIView):
 
         fs = serializers.FloatField(min_value=50, max_value=2000)
         units = serializers.ChoiceField(choices=["mV", "uV"], default="mV")
-        leads = serializers.DictField(child=serializers.ListField(child=serializers.FloatField(), max_length=120_000),
-                                      help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
+        leads = _SizedDictField(child=_SizedListField(child=serializers.FloatField(), max_length=120_000),
+                                max_keys=MAX_COLUMNS,
+                                help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
         patient = Patient()
 
         class Meta:
@@ -102,7 +133,8 @@ class EcgSubmitApi(APIView):
 
     class MultipartInput(serializers.Serializer):
         files = serializers.ListField(child=serializers.FileField(), min_length=1, max_length=2,
-                                      help_text="A WFDB .hea + .dat pair, or one .csv / .json file.")
+                                      help_text="A WFDB .hea + .dat pair, or one .csv / .json file (5 MB each at "
+                                                "most).")
         pseudonym = serializers.CharField(max_length=64)
         age = serializers.IntegerField(min_value=0, max_value=120)
         sex = serializers.ChoiceField(choices=["M", "F", "U"])
@@ -111,13 +143,20 @@ class EcgSubmitApi(APIView):
         class Meta:
             ref_name = "SubmitMultipart"
 
+        def validate_files(self, files):
+            # Before anything is read: a 100 MB file is refused by its size, not loaded to find out.
+            problem = upload_problem(files)
+            if problem:
+                raise serializers.ValidationError(problem)
+            return files
+
     @extend_schema(
         operation_id="ecg_submit",
         summary="Submit a 12-lead ECG for analysis",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                      description="Retrying with the same key returns the first submission.")],
         request={"application/json": JsonInput, "multipart/form-data": MultipartInput},
-        responses={202: JobOutput, **ERRORS},
+        responses={202: JobOutput, **ERRORS, 413: ErrorSerializer},
         examples=[EX_JOB, EX_ERROR, OpenApiExample("JSON", request_only=True, value={
             "fs": 500, "units": "mV", "patient": {"id": "PT-0042", "age": 63, "sex": "F"},
             "leads": {lead: [0.0, 0.01, 0.02] for lead in LEADS}})],
