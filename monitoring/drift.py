@@ -8,7 +8,6 @@ keeps time and memory flat at a million stored predictions; the summary says how
 """
 from __future__ import annotations
 
-import logging
 import os
 import random
 import tempfile
@@ -28,8 +27,8 @@ from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, SUPERCLASSES, Ref
 from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import DriftFeature, DriftReport
+from monitoring.running import report_execute, report_progress
 
-log = logging.getLogger(__name__)
 CHUNK = 2000
 MIN_REFERENCE_VALUES = 30
 Progress = Callable[[int, str], None]
@@ -49,10 +48,6 @@ def drift_report_create(*, requested_by=None, now=None) -> DriftReport:
         audit_log(actor=requested_by, action="monitoring.drift_requested", object_type="DriftReport",
                   object_id=report.pk, details={"window_hours": settings.ECG_DRIFT_WINDOW_HOURS})
     return report
-
-
-def _progress(report: DriftReport, progress: int, stage: str) -> None:
-    DriftReport.objects.filter(pk=report.pk).update(progress=progress, stage=stage)
 
 
 def _window_ids(start, end, cap: int, seed: int) -> tuple[int, list[int]]:
@@ -144,19 +139,7 @@ def evidently_drift(current: dict[str, list], reference: dict[str, list], featur
 
 def drift_report_run(*, report_id: int) -> DriftReport:
     """Compute a queued drift report: features, per-feature tests, drift share, the HTML file, alerts."""
-    report = DriftReport.objects.get(pk=report_id)
-    if report.finished:
-        return report
-    DriftReport.objects.filter(pk=report.pk).update(state=DriftReport.State.RUNNING, progress=2,
-                                                     stage="Counting predictions in the window")
-    try:
-        _run(report)
-    except Exception as exc:
-        log.exception("drift report %s failed", report.pk)
-        DriftReport.objects.filter(pk=report.pk).update(state=DriftReport.State.FAILED, error=str(exc)[:2000],
-                                                         stage="Failed", finished_at=timezone.now())
-        raise
-    return DriftReport.objects.get(pk=report.pk)
+    return report_execute(DriftReport, report_id, _run, "Counting predictions in the window")
 
 
 def _run(report: DriftReport) -> None:
@@ -168,8 +151,9 @@ def _run(report: DriftReport) -> None:
         _finish(report, DriftReport.Outcome.INSUFFICIENT,
                 f"Insufficient data: {total:,} predictions in the window, {cfg['min_rows']:,} needed")
         return
-    _progress(report, 5, f"Reading {len(ids):,} of {total:,} predictions")
-    current = production_rows(ids, ref, lambda done, stage: _progress(report, 5 + int(55 * done / len(ids)), stage))
+    report_progress(report, 5, f"Reading {len(ids):,} of {total:,} predictions")
+    current = production_rows(ids, ref,
+                              lambda done, stage: report_progress(report, 5 + int(55 * done / len(ids)), stage))
     if report.reference.startswith("production:"):
         days = int(report.reference.split(":", 1)[1].rstrip("d"))
         n_ref, ref_ids = _window_ids(report.window_start - timedelta(days=days), report.window_start,
@@ -190,12 +174,12 @@ def _run(report: DriftReport) -> None:
     if not tested:
         _finish(report, DriftReport.Outcome.INSUFFICIENT, "Insufficient data: no feature has enough values")
         return
-    _progress(report, 65, f"Testing {len(tested)} features with Evidently")
+    report_progress(report, 65, f"Testing {len(tested)} features with Evidently")
     threshold = cfg["alpha"] / len(tested)
     with tempfile.TemporaryDirectory() as tmp:
         html = Path(tmp) / f"drift-{report.pk}.html"
         p_values = evidently_drift(current, reference, tested, cfg["alpha"], html)
-        _progress(report, 90, "Saving the report")
+        report_progress(report, 90, "Saving the report")
         with html.open("rb") as fh:
             report.html.save(html.name, File(fh), save=False)
     rows = []

@@ -16,7 +16,6 @@ Counting happens in the database (urgent rates) or streams in chunks (review out
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ from mlcore.reference import SEXES, Reference
 from monitoring import metrics, stats
 from monitoring.alerts import alert_raise
 from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
+from monitoring.running import report_execute, report_progress
 
-log = logging.getLogger(__name__)
 URGENT = ("immediate", "urgent")
 SEX_LABELS = dict(Patient.Sex.choices)
 DIMENSION_NAMES = {"sex": "sex", "age_band": "age band", "sex_age": "sex × age band"}
@@ -189,23 +188,7 @@ def _compare(rows: list[FairnessMetric], dimension: str, metric: str, kind: str,
 
 
 def fairness_report_run(*, report_id: int) -> FairnessReport:
-    report = FairnessReport.objects.get(pk=report_id)
-    if report.finished:
-        return report
-    FairnessReport.objects.filter(pk=report.pk).update(state=FairnessReport.State.RUNNING, progress=5,
-                                                        stage="Counting urgent recommendations per group")
-    try:
-        _run(report)
-    except Exception as exc:
-        log.exception("fairness report %s failed", report.pk)
-        FairnessReport.objects.filter(pk=report.pk).update(state=FairnessReport.State.FAILED, stage="Failed",
-                                                            error=str(exc)[:2000], finished_at=timezone.now())
-        raise
-    return FairnessReport.objects.get(pk=report.pk)
-
-
-def _progress(report: FairnessReport, progress: int, stage: str) -> None:
-    FairnessReport.objects.filter(pk=report.pk).update(progress=progress, stage=stage)
+    return report_execute(FairnessReport, report_id, _run, "Counting urgent recommendations per group")
 
 
 def _run(report: FairnessReport) -> None:
@@ -218,18 +201,18 @@ def _run(report: FairnessReport) -> None:
     report.n_predictions = sum(c.n for (dim, _), c in urgent.items() if dim == "sex")
     rows += [_rate(dim, group, "urgent_rate", c.events, c.n, min_group) for (dim, group), c in sorted(urgent.items())]
 
-    _progress(report, 35, "Reading reviewer outcomes")
+    report_progress(report, 35, "Reading reviewer outcomes")
     report.n_reviewed, outcomes = outcome_counts(report.window_start, report.window_end, bands)
     for (dim, group), t in sorted(outcomes.items()):
         rows.append(_rate(dim, group, "tpr", t["tp"], t["tp"] + t["fn"], min_group))
         rows.append(_rate(dim, group, "fpr", t["fp"], t["fp"] + t["tn"], min_group))
 
-    _progress(report, 60, "AUC per group on the validation data")
+    report_progress(report, 60, "AUC per group on the validation data")
     ref = Reference.load(settings.ECG_WEIGHTS_DIR)
     report.model_version = ref.model_version
     rows += validation_auc(ref, bands, min_group)
 
-    _progress(report, 90, "Comparing groups")
+    report_progress(report, 90, "Comparing groups")
     comparisons = []
     for dim in DIMENSIONS:
         comparisons.append(_compare(rows, dim, "demographic_parity_ratio", "ratio", cfg["parity_min_ratio"],

@@ -82,3 +82,23 @@ def shot(page, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+PASSWORD = "browser-test-pw-1"
+
+
+def person(username: str, role: str):
+    """A user in one of the roles (the groups must exist: roles_ensure())."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username, password=PASSWORD)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def log_in(page, base, username):
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()

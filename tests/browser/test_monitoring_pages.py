@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from clinical.roles import roles_ensure
@@ -15,27 +15,10 @@ from mlcore.reference import Reference
 from monitoring.drift import drift_report_create, drift_report_run
 from monitoring.fairness import fairness_report_create, fairness_report_run
 from monitoring.models import FairnessReport
-from tests.browser.conftest import CHROMIUM, shot
+from tests.browser.conftest import CHROMIUM, log_in, person, shot
 from tests.monitoring.factories import embeddings_for, reference_sample, seed_predictions, seed_reviews
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")
-PASSWORD = "browser-test-pw-1"
-
-
-def person(username: str, role: str) -> User:
-    user = User.objects.create_user(username, password=PASSWORD)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-def log_in(page, base, username):
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-
-
 def seed_population(uploader: User, reviewer: User) -> None:
     """A month of results in which women aged over 65 get urgent actions less often and have MIs missed more."""
     ref = Reference.load(settings.ECG_WEIGHTS_DIR)

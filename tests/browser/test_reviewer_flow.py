@@ -4,31 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from clinical import demo, services
 from clinical.models import Prediction
 from clinical.roles import roles_ensure
-from tests.browser.conftest import CHROMIUM, shot
+from tests.browser.conftest import CHROMIUM, log_in, person, shot
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium")
-PASSWORD = "browser-test-pw-1"
-
-
-def person(username: str, role: str) -> User:
-    user = User.objects.create_user(username, password=PASSWORD)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-def log_in(page, base, username):
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-
-
 def test_reviewer_acknowledges_and_everyone_sees_it(live_server, transactional_db, weights_dir, page):
     roles_ensure()
     clinician = person("dr-up", "clinician")
