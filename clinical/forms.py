@@ -31,7 +31,7 @@ class CappedUploadHandler(FileUploadHandler):
     """Keeps the first MAX_UPLOAD_BYTES + 1 bytes of each uploaded file in memory and only counts the rest.
 
     Every file over the limit is refused by its size (see upload_problem), so its content is never needed: with
-    settings.FILE_UPLOAD_HANDLERS = ["clinical.forms.CappedUploadHandler"] a 100 MB upload costs neither 100 MB of
+    settings.FILE_UPLOAD_HANDLERS (set so in ecgapp.settings.base) a 100 MB upload costs neither 100 MB of
     memory nor of temporary disk (Django's default handlers spool it to a temporary file). The file keeps its true
     size; its content is cut at the limit. At most MAX_FILES files' worth is kept per request, so a request with a
     hundred files (Django's DATA_UPLOAD_MAX_NUMBER_FILES) stays small too. It consumes every chunk, so it is the

@@ -16,7 +16,7 @@ from django.utils import timezone
 from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
-from clinical.ingest import IntakeError, parse_upload
+from clinical.ingest import IntakeError, parse_upload, shown
 from clinical.models import (
     EcgRecord,
     Finding,
@@ -91,7 +91,9 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
                   object_id=digest[:16],
                   details={"field": exc.field, "reason": exc.message,
-                           "files": sorted(name for name, _ in files.values())})
+                           # as the client sent them (folders too: evidence of a traversal attempt), but escaped:
+                           # jsonb cannot hold a NUL, and a control character must not reach the audit page raw
+                           "files": sorted(shown(name, 200) for name, _ in files.values())})
         raise
 
 

@@ -93,6 +93,9 @@ MEDIA_ROOT = ENV.data_dir / "media"
 # Uploads: the intake parsers enforce their own per-file limit with a clear message; Django's cap sits above it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+# One handler that keeps at most the per-file limit (+1 byte, so the size check still sees an over-large file)
+# and only counts the rest: a 100 MB upload costs neither 100 MB of memory nor a temporary file.
+FILE_UPLOAD_HANDLERS = ["clinical.forms.CappedUploadHandler"]
 
 # Celery: Redis when REDIS_URL is set, else a filesystem broker that needs no server (embedded default).
 if ENV.redis_url:
