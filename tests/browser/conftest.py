@@ -58,6 +58,7 @@ def celery_worker_thread(transactional_db, weights_dir):
 
 @pytest.fixture
 def page(monkeypatch):
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; Django's ORM would refuse to run beside it.
@@ -77,6 +78,9 @@ def page(monkeypatch):
         pg.js_errors = errors
         yield pg
         browser.close()
+        # Django keeps connections per asyncio/greenlet context; the ones the test body opened while Playwright's
+        # loop ran here would otherwise outlive the test (and block dropping the test database at the end).
+        connections.close_all()
 
 
 def shot(page, name: str) -> Path:
