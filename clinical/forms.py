@@ -6,7 +6,17 @@ from django import forms
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 
-from clinical.ingest import ACCEPTED_UPLOADS, MAX_FS, MAX_UPLOAD_BYTES, MIN_FS, IntakeError, check_size, display_name
+from clinical.ingest import (
+    ACCEPTED_UPLOADS,
+    MAX_FS,
+    MAX_UPLOAD_BYTES,
+    MIN_FS,
+    UPLOAD_EXTENSIONS,
+    IntakeError,
+    check_size,
+    display_name,
+    extension,
+)
 from clinical.models import Patient
 
 MAX_FILES = 2  # a WFDB pair
@@ -18,8 +28,8 @@ def upload_problem(files) -> str | None:
     if len(files) > MAX_FILES:
         return f"{len(files)} files were uploaded; upload {ACCEPTED_UPLOADS}."
     for f in files:
-        ext = f.name.rsplit(".", 1)[-1].lower() if "." in f.name else ""
-        label = f".{ext}" if ext in ("hea", "dat", "csv", "json") else display_name(f.name)
+        ext = extension(f.name)
+        label = f".{ext}" if ext in UPLOAD_EXTENSIONS else display_name(f.name)
         try:
             check_size(f.size, label, "files")
         except IntakeError as exc:

@@ -32,6 +32,7 @@ WFDB_RATES = (100, 250, 500, 1000)  # accepted WFDB sampling rates
 MIN_FS, MAX_FS = 50.0, 2000.0  # accepted for CSV/JSON (given in the form / document)
 
 _LEAD_LIST = "I, II, III, aVR, aVL, aVF, V1–V6"
+UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "json")
 ACCEPTED_UPLOADS = (
     "either a WFDB record (a .hea header and its .dat signal file together), one .csv file or one .json file"
 )
@@ -307,9 +308,8 @@ def _basename(name: str) -> str:
 _HEADER_SHAPE = "'<record> <number of signals> <sampling rate> <number of samples>', e.g. 'rec 12 500 5000'"
 _SIGNAL_FIELDS = ("file name", "storage format", "ADC gain", "ADC resolution", "ADC zero", "initial value",
                   "checksum", "block size")
-_RX_COUNT = re.compile(r"\d{1,30}")
+_RX_WHOLE = re.compile(r"\d{1,30}")  # the number of signals, the number of samples
 _RX_FS = re.compile(r"(\d{1,15}(?:\.\d*)?|\.\d+)(?:/(?:\d+(?:\.\d*)?|\.\d+)(?:\(-?\d+(?:\.\d*)?\))?)?")
-_RX_SAMPLES = re.compile(r"\d{1,30}")
 _RX_FORMAT = re.compile(r"(\d{1,4})(?:x(\d{1,6}))?(?::(\d{1,6}))?(?:\+(\d{1,15}))?")
 # wfdb reads a lower-case exponent only, and a units string of these characters.
 _RX_GAIN = re.compile(r"(-?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d{1,3})?)(?:\((-?\d{1,12})\))?(?:/([A-Za-z0-9_^?%/-]{1,20}))?")
@@ -380,7 +380,7 @@ def _read_header(text: str, label: str) -> _Header:
             "digits, '_', '-' or '.').",
             "hea",
         )
-    if len(tokens) < 2 or not _RX_COUNT.fullmatch(tokens[1]):
+    if len(tokens) < 2 or not _RX_WHOLE.fullmatch(tokens[1]):
         got = f"'{shown(tokens[1])}'" if len(tokens) > 1 else "nothing"
         raise IntakeError(
             f"{invalid}: the number of signals should be a whole number, but the first line has {got}. "
@@ -409,7 +409,7 @@ def _read_header(text: str, label: str) -> _Header:
     if len(tokens) < 4:
         raise IntakeError(f"The header {label} does not state the number of samples. Its first line should be "
                           f"{_HEADER_SHAPE}.", "hea")
-    if not _RX_SAMPLES.fullmatch(tokens[3]):
+    if not _RX_WHOLE.fullmatch(tokens[3]):
         raise IntakeError(
             f"The header's number of samples '{shown(tokens[3])}' is not a whole number. Its first line should be "
             f"{_HEADER_SHAPE}.",
@@ -826,7 +826,8 @@ def parse_json(data: bytes) -> ParsedEcg:
 # Dispatch
 
 
-def _extension(name: str) -> str:
+def extension(name: str) -> str:
+    """An uploaded file's extension, lower case and without the dot ('' for none); folders are ignored."""
     return Path(_basename(name)).suffix.lower().lstrip(".")
 
 
@@ -839,11 +840,11 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
     """
     by_ext: dict[str, list[tuple[str, bytes]]] = {}
     for key, (name, content) in files.items():
-        ext = _extension(name) or key.lower().lstrip(".")
+        ext = extension(name) or key.lower().lstrip(".")
         by_ext.setdefault(ext, []).append((name, content))
     if not by_ext:
         raise IntakeError(f"No file was uploaded. Upload {ACCEPTED_UPLOADS}.")
-    unsupported = sorted(e for e in by_ext if e not in ("hea", "dat", "csv", "json"))
+    unsupported = sorted(e for e in by_ext if e not in UPLOAD_EXTENSIONS)
     if unsupported:
         shown_types = _join([f".{shown(e, 12)}" if e else "(no extension)" for e in unsupported[:5]])
         raise IntakeError(f"Files of type {shown_types} are not accepted. Upload {ACCEPTED_UPLOADS}.")

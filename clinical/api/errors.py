@@ -48,7 +48,7 @@ def api_exception_handler(exc, context):
         fields = dict(_flatten(response.data))
         key, first = next(iter(fields.items()), ("", ["Invalid request."]))
         message = first[0] if first else "Invalid request."
-        if "." in key:  # a nested field ("leads.I.0"): say which
+        if "." in key:  # a nested field ("patient.age"): say which
             message = f"{key}: {message}"
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
@@ -59,7 +59,7 @@ def api_exception_handler(exc, context):
 
 
 def _flatten(errors, prefix: str = ""):
-    """DRF's nested validation errors ({"leads": {"I": {0: [...]}}}) as ("leads.I.0", [messages]) pairs."""
+    """DRF's nested validation errors ({"patient": {"age": [...]}}) as ("patient.age", [messages]) pairs."""
     if isinstance(errors, dict):
         for key, value in errors.items():
             yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))

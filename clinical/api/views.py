@@ -21,7 +21,7 @@ from clinical import selectors, services
 from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
-from clinical.ingest import MAX_COLUMNS, shown
+from clinical.ingest import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
 from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
 from mlcore.preprocess import LEADS
@@ -59,7 +59,9 @@ class ErrorSerializer(serializers.Serializer):
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
 
 
-MAX_SAMPLES_PER_LEAD = 120_000  # 2 minutes at 1000 Hz; the intake parser refuses anything over its own limit
+# The longest lead the intake parser could accept (MAX_SECONDS at the highest rate), refused before any parsing;
+# the parser then checks the length against the document's own "fs".
+MAX_SAMPLES_PER_LEAD = int(MAX_SECONDS * MAX_FS)
 
 
 @extend_schema_field({"type": "object", "maxProperties": MAX_COLUMNS,

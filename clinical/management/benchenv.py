@@ -17,7 +17,8 @@ from django.db import connection
 from django.test.utils import setup_test_environment
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the servers benchmarks and tests start)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -76,7 +77,7 @@ def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver
         base = None
         try:
             if web:
-                port = _free_port()
+                port = free_port()
                 base = f"http://127.0.0.1:{port}"
                 if server == "gunicorn":
                     cmd = [sys.executable, "-m", "gunicorn", "ecgapp.wsgi:application", "-c", "gunicorn.conf.py"]

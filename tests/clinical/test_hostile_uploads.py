@@ -11,7 +11,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from clinical import services
 from clinical.audit import audit_log, current_request_id
 from clinical.errors import ClinicalError
 from clinical.ingest import parse_wfdb, shown
+from clinical.management.benchenv import free_port
 from clinical.models import AuditEvent, EcgRecord, InferenceJob, Patient
 from clinical.tokens import api_token_create
 from tests.clinical.hostile import corpus
@@ -290,12 +290,6 @@ def test_audit_export_neutralises_formulas_and_keeps_the_data(client, clinician,
 # End to end: the real web server (gunicorn, one worker), every case over HTTP
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     kids = []
     for entry in Path("/proc").iterdir():
@@ -321,7 +315,7 @@ class WebServer:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.spool = root / "tmp"
         self.spool.mkdir()
         keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ECGAPP_", "GUNICORN_",

@@ -30,6 +30,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from clinical.management.benchenv import free_port
 from tests.deploy import deployfiles as df
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -41,12 +42,6 @@ pytestmark = pytest.mark.skipif(
 VENV_BIN = Path(sys.executable).parent
 CONTAINER_DATA = "/var/lib/ecgapp"
 STARTUP_S = 150  # generous: four Python processes importing Django and torch at once on two loaded cores
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -185,7 +180,7 @@ def _wait_for(what: str, check, services: Services, timeout: float = STARTUP_S):
 
 
 def test_compose_services_run_as_local_processes(tmp_path, database, redis_url):
-    services = Services(tmp_path, database, redis_url, _free_port())
+    services = Services(tmp_path, database, redis_url, free_port())
     base = f"http://127.0.0.1:{services.port}"
     host = socket.gethostname()
 

@@ -23,16 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from clinical import demo
+from clinical.management.benchenv import free_port
 from mlcore.preprocess import LEADS
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def available() -> str | None:

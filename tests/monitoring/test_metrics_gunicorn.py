@@ -16,17 +16,13 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from clinical.management.benchenv import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 N = 60
 COUNTER = "django_http_requests_total_by_view_transport_method_total"
 LIVE = '{method="GET",transport="http",view="health-live"}'
 LIVE_LABELS = {"method": "GET", "transport": "http", "view": "health-live"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -83,7 +79,7 @@ def test_metrics_sum_the_requests_of_both_gunicorn_workers(tmp_path):
     prom_dir.mkdir()
     _stale_samples(prom_dir)  # gunicorn.conf.py's on_starting must wipe it, or /metrics would say N + 1000
     assert list(prom_dir.glob("counter_*.db"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "ECGAPP_DATA_DIR": str(data_dir),
            "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base", "DATABASE_URL": "", "ECGAPP_DB_CONN_MAX_AGE": "0",
@@ -138,9 +134,7 @@ def test_metrics_sum_the_requests_of_both_gunicorn_workers(tmp_path):
 
 def test_a_worker_container_serves_its_own_metrics(tmp_path):
     """ECGAPP_WORKER_METRICS_PORT: a Celery worker in its own container is scraped directly."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "ECGAPP_DATA_DIR": str(tmp_path / "data"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
         "ECGAPP_WORKER_METRICS_PORT": str(port), "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base"}
