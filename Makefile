@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m training bench
 	$(BIN)/python manage.py bench_upload --n 120
+	$(BIN)/python manage.py bench_upload --api --n 60
 	$(BIN)/python manage.py bench_audit --n 10000
 	$(BIN)/python manage.py bench_api --clients 10 --requests 200
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python manage.py bench_monitoring --n 1000000; \
