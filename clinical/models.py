@@ -17,7 +17,8 @@ class Patient(models.Model):
 
     # Pseudonymous: the clinic's own key, never a name or national identifier.
     pseudonym = models.CharField(max_length=64, unique=True)
-    age = models.PositiveSmallIntegerField()
+    # None: the age is unknown (said so explicitly at upload), as "U" is for sex.
+    age = models.PositiveSmallIntegerField(null=True, blank=True)
     sex = models.CharField(max_length=1, choices=Sex.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -29,7 +30,7 @@ class EcgRecord(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="ecgs")
     # Age at acquisition: the patient's row holds the latest value, each ECG keeps its own.
-    age_at_ecg = models.PositiveSmallIntegerField()
+    age_at_ecg = models.PositiveSmallIntegerField(null=True, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ecgs")
     uploaded_at = models.DateTimeField(auto_now_add=True)
     source_format = models.CharField(max_length=8)
