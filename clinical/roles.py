@@ -12,6 +12,18 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": ("upload_ecg", "view_all_ecgs", "acknowledge_result", "view_audit", "view_monitoring", "use_api"),
 }
 ROLES = tuple(ROLE_PERMISSIONS)
+# What the admin role may do to accounts in the Django admin (app_label "auth"): list, create and edit users
+# (roles, active, password) and read the roles. Not: delete users (the audit trail refers to them), edit the
+# roles' permissions (they are defined here), or grant superuser and per-user permissions (clinical.admin).
+ROLE_ACCOUNT_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "admin": ("view_user", "add_user", "change_user", "view_group"),
+}
+
+
+def role_permission_names(name: str) -> list[str]:
+    """The role's permissions as `app_label.codename`, for display."""
+    return ([f"clinical.{c}" for c in ROLE_PERMISSIONS[name]]
+            + [f"auth.{c}" for c in ROLE_ACCOUNT_PERMISSIONS.get(name, ())])
 
 
 def roles_ensure() -> list[Group]:
@@ -19,8 +31,10 @@ def roles_ensure() -> list[Group]:
     groups = []
     for name, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
+        account = ROLE_ACCOUNT_PERMISSIONS.get(name, ())
         perms = list(Permission.objects.filter(content_type__app_label="clinical", codename__in=codenames))
-        if len(perms) != len(codenames):
+        perms += Permission.objects.filter(content_type__app_label="auth", codename__in=account)
+        if len(perms) != len(codenames) + len(account):
             raise RuntimeError(f"missing permissions for {name}: run migrate first")
         group.permissions.set(perms)
         groups.append(group)

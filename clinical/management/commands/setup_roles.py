@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from clinical.roles import ROLE_PERMISSIONS, roles_ensure
+from clinical.roles import role_permission_names, roles_ensure
 
 
 class Command(BaseCommand):
@@ -10,4 +10,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for group in roles_ensure():
-            self.stdout.write(f"{group.name}: {', '.join(ROLE_PERMISSIONS[group.name])}")
+            self.stdout.write(f"{group.name}: {', '.join(role_permission_names(group.name))}")
