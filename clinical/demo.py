@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +64,55 @@ CASES = (
 )
 
 
+# The demo population: the six showcase cases above first (their own ages, seeds 0-5), then variants of them
+# spread evenly over sex x age band, so each sex, each default fairness age band (<40, 40-65, >65) and each of
+# their intersections holds at least 30 patients and the drift window holds more than its 100 predictions.
+POPULATION_SIZE = 200
+AGE_RANGES = ((18, 39), (40, 65), (66, 90))
+# Relative frequency of each showcase case among the variants, per age range (young: mostly normal rhythms;
+# old: more atrial fibrillation, conduction delay and old infarction), in CASES order.
+CASE_WEIGHTS = ((6, 3, 1, 0, 0, 0), (5, 2, 2, 1, 1, 1), (3, 1, 2, 3, 2, 2))
+POPULATION_SEED = 2026
+
+
+@dataclass(frozen=True)
+class DemoEcg:
+    """One synthetic demo ECG: a showcase case with this patient's age, sex, heart rate, amplitude, noise, seed."""
+    pseudonym: str
+    case: DemoCase
+    age: int
+    sex: str
+    amplitude: float = 1.0
+    noise_mv: float = 0.01
+    seed: int = 0
+
+    @property
+    def file_name(self) -> str:
+        """The upload's name says that it is synthetic and what it shows, e.g. DEMO-0003-synthetic-anterior-...."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.case.name.lower()).strip("-")
+        return f"{self.pseudonym}-synthetic-{slug}.json"
+
+    def signal(self, fs: int = 500) -> np.ndarray:
+        """(12, fs * 10) float32 mV."""
+        return synthesize(self.case, fs=fs, seed=self.seed, amplitude=self.amplitude, noise_mv=self.noise_mv)
+
+
+def population(n: int = POPULATION_SIZE) -> list[DemoEcg]:
+    """The demo's ECGs, the same on every call: DEMO-0001..0006 are CASES as written; the rest vary them."""
+    out = [DemoEcg(c.pseudonym, c, c.age, c.sex, seed=i) for i, c in enumerate(CASES[:n])]
+    rng = np.random.default_rng(POPULATION_SEED)
+    for k in range(n - len(out)):
+        cell = k % (2 * len(AGE_RANGES))  # (F, <40), (M, <40), (F, 40-65), ...: round robin over sex x age
+        sex, (lo, hi) = "FM"[cell % 2], AGE_RANGES[cell // 2]
+        weights = np.asarray(CASE_WEIGHTS[cell // 2], dtype=float)
+        case = CASES[rng.choice(len(CASES), p=weights / weights.sum())]
+        case = replace(case, heart_rate=round(case.heart_rate * rng.uniform(0.85, 1.15)))
+        out.append(DemoEcg(f"DEMO-{len(out) + 1:04d}", case, int(rng.integers(lo, hi + 1)), sex,
+                           amplitude=round(float(rng.uniform(0.75, 1.3)), 3),
+                           noise_mv=round(float(rng.uniform(0.005, 0.03)), 4), seed=1000 + k))
+    return out
+
+
 def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(3, n) heart vector over time."""
     d = np.zeros((3, len(t)))
@@ -84,8 +134,9 @@ def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return d
 
 
-def synthesize(case: DemoCase, fs: int = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
-    """(12, n) float32 mV in standard lead order."""
+def synthesize(case: DemoCase, fs: int = 500, seconds: float = 10.0, seed: int = 0, amplitude: float = 1.0,
+               noise_mv: float = 0.01) -> np.ndarray:
+    """(12, n) float32 mV in standard lead order; `amplitude` scales the heart's signal, not wander or noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(fs * seconds)) / fs
     d = _dipole(case, t, rng)
@@ -96,7 +147,7 @@ def synthesize(case: DemoCase, fs: int = 500, seconds: float = 10.0, seed: int =
     pre = {k: v @ d for k, v in _PRECORDIAL.items()}
     sig = np.stack([limb[k] if k in limb else pre[k] for k in LEADS])
     wander = 0.05 * np.sin(2 * np.pi * 0.15 * t + rng.uniform(0, 6))
-    return (sig + wander + 0.01 * rng.standard_normal(sig.shape)).astype(np.float32)
+    return (amplitude * sig + wander + noise_mv * rng.standard_normal(sig.shape)).astype(np.float32)
 
 
 def as_json(signal: np.ndarray, fs: float) -> bytes:
