@@ -99,8 +99,12 @@ class MultipleFileField(forms.FileField):
 class EcgUploadForm(forms.Form):
     pseudonym = forms.CharField(label="Patient pseudonymous id", max_length=64,
                                 help_text="The clinic's pseudonym, never a name.")
-    age = forms.IntegerField(label="Age (years)", min_value=0, max_value=120)
-    sex = forms.ChoiceField(choices=Patient.Sex.choices)
+    # Unknown is a choice like the others, made on purpose: a blank age or sex is an error, never a default.
+    age = forms.IntegerField(label="Age (years)", min_value=0, max_value=120, required=False)
+    age_unknown = forms.BooleanField(label="Age unknown", required=False,
+                                     help_text="Tick only when the patient's age is not known.")
+    sex = forms.ChoiceField(choices=[("", "Choose…"), *Patient.Sex.choices],
+                            error_messages={"required": "Choose male, female or unknown."})
     files = MultipleFileField(label="ECG file(s)",
                               help_text="A WFDB pair (.hea + .dat), one CSV with a header row of lead names, "
                                         "or one JSON document.")
@@ -108,6 +112,16 @@ class EcgUploadForm(forms.Form):
                           help_text="Required for CSV; WFDB and JSON carry their own.",
                           error_messages={key: f"Enter the sampling rate as a number of Hz between {MIN_FS:g} and "
                                                f"{MAX_FS:g}." for key in ("invalid", "min_value", "max_value")})
+
+    def clean(self):
+        d = super().clean()
+        if "age" in self.errors:
+            return d
+        if d.get("age") is None and not d.get("age_unknown"):
+            self.add_error("age", "Enter the age in years, or tick 'Age unknown'.")
+        elif d.get("age") is not None and d.get("age_unknown"):
+            self.add_error("age", "Enter an age or tick 'Age unknown', not both.")
+        return d
 
 
 class AcknowledgeForm(forms.Form):

@@ -56,6 +56,11 @@ class EcgRecord(models.Model):
         ]
 
     @property
+    def age_label(self) -> str:
+        """The age as the pages show it: "63 y", or "age unknown" when the uploader said so."""
+        return "age unknown" if self.age_at_ecg is None else f"{self.age_at_ecg} y"
+
+    @property
     def duration_s(self) -> float:
         return self.n_samples / self.fs
 

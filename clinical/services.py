@@ -103,8 +103,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
                             "pseudonym")
-    if age is None or not 0 <= age <= 120:
-        raise ClinicalError("Age must be a whole number of years between 0 and 120.", "age")
+    if age is not None and not 0 <= age <= 120:  # None: the uploader said the age is unknown
+        raise ClinicalError("Age must be a whole number of years between 0 and 120, or unknown.", "age")
     if sex not in Patient.Sex.values:
         raise ClinicalError("Choose male, female or unknown.", "sex")
     try:
@@ -275,13 +275,14 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
     return job
 
 
-def jobs_requeue_stale() -> int:
+def jobs_requeue_stale(*, running_for: timedelta = STALE_RUNNING) -> int:
     """Send again the jobs whose message was lost: never sent (broker down at upload), queued for too long, or
-    running on a worker that died."""
+    running on a worker that died. The only worker of an installation, when it starts, knows that every running
+    job is orphaned and passes running_for=0 (monitoring.workers)."""
     now = timezone.now()
     queued = InferenceJob.objects.filter(state=InferenceJob.State.QUEUED)
     stale = list(queued.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - STALE_QUEUED))) + \
-        list(InferenceJob.objects.filter(state=InferenceJob.State.RUNNING, started_at__lt=now - STALE_RUNNING))
+        list(InferenceJob.objects.filter(state=InferenceJob.State.RUNNING, started_at__lte=now - running_for))
     for job in stale:
         with transaction.atomic():
             InferenceJob.objects.filter(pk=job.pk).update(state=InferenceJob.State.QUEUED, enqueued_at=now,

@@ -132,7 +132,9 @@ class EcgSubmitApi(APIView):
     class JsonInput(serializers.Serializer):
         class Patient(serializers.Serializer):
             id = serializers.CharField(max_length=64)
-            age = serializers.IntegerField(min_value=0, max_value=120)
+            age = serializers.IntegerField(min_value=0, max_value=120, allow_null=True,
+                                           help_text="Whole years; null when the age is unknown (required: "
+                                                     "send null, not nothing).")
             sex = serializers.ChoiceField(choices=["M", "F", "U"])
 
             class Meta:
@@ -151,7 +153,8 @@ class EcgSubmitApi(APIView):
                                       help_text="A WFDB .hea + .dat pair, or one .csv / .json file (5 MB each at "
                                                 "most).")
         pseudonym = serializers.CharField(max_length=64)
-        age = serializers.IntegerField(min_value=0, max_value=120)
+        age = serializers.IntegerField(min_value=0, max_value=120, allow_null=True,
+                                       help_text="Whole years; an empty value when the age is unknown (required).")
         sex = serializers.ChoiceField(choices=["M", "F", "U"])
         fs = serializers.FloatField(required=False, min_value=50, max_value=2000, help_text="Required for CSV.")
 
@@ -311,7 +314,7 @@ class PatientEcgListApi(APIView):
         id = serializers.UUIDField(source="public_id")
         uploaded_at = serializers.DateTimeField()
         state = serializers.CharField(source="job.state")
-        age_at_ecg = serializers.IntegerField()
+        age_at_ecg = serializers.IntegerField(allow_null=True)  # null: unknown
         source_format = serializers.CharField()
         job_url = serializers.SerializerMethodField()
 

@@ -185,3 +185,30 @@ def test_an_oversized_request_is_refused_in_the_error_shape(clinician_token, set
     resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
     assert resp.status_code == 413 and resp.json()["error"]["code"] == "too_large"
     assert not EcgRecord.objects.exists()
+
+
+def test_an_unknown_age_is_sent_as_null_and_read_back_as_null(clinician_token, wfdb_pair):
+    body = json_body(pid="PT-NOAGE")
+    body["patient"]["age"] = None
+    resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
+    assert resp.status_code == 202, resp.json()
+    record = EcgRecord.objects.get(public_id=resp.json()["id"])
+    assert record.age_at_ecg is None and record.patient.age is None
+    files = [SimpleUploadedFile(name, data) for name, data in wfdb_pair.values()]
+    resp = api(clinician_token).post("/api/v1/ecgs/", {"files": files, "pseudonym": "PT-NOAGE", "age": "",
+                                                       "sex": "U"}, format="multipart")
+    assert resp.status_code == 202, resp.json()
+    listing = api(clinician_token).get("/api/v1/patients/PT-NOAGE/ecgs/").json()
+    assert [r["age_at_ecg"] for r in listing["results"]] == [None, None]
+
+
+def test_an_age_left_out_is_refused_not_taken_for_unknown(clinician_token):
+    body = json_body(pid="PT-FORGOT")
+    del body["patient"]["age"]
+    resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
+    assert resp.status_code == 400 and "patient.age" in resp.json()["error"]["fields"]
+    del body["patient"]["sex"]
+    body["patient"]["age"] = 60
+    resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
+    assert resp.status_code == 400 and "patient.sex" in resp.json()["error"]["fields"]
+    assert not EcgRecord.objects.exists()

@@ -122,13 +122,15 @@ def _bad_cases(tmp):
         ("unusable-quality", [("a.json", demo.as_json(flat, 500))], {}, "files", "cannot be analysed"),
         ("bad-pseudonym", [("a.csv", csv_of(sig))], {"fs": "500", "pseudonym": "Jane Doe"}, "pseudonym", "name"),
         ("age-out-of-range", [("a.csv", csv_of(sig))], {"fs": "500", "age": "150"}, "age", "120"),
-        ("sex-missing", [("a.csv", csv_of(sig))], {"fs": "500", "sex": ""}, "sex", "required"),
+        ("sex-missing", [("a.csv", csv_of(sig))], {"fs": "500", "sex": ""}, "sex", "choose male, female or unknown"),
+        ("age-blank", [("a.csv", csv_of(sig))], {"fs": "500", "age": ""}, "age", "age unknown"),
+        ("age-and-unknown", [("a.csv", csv_of(sig))], {"fs": "500", "age_unknown": "on"}, "age", "not both"),
     ]
 
 
 
 
-@pytest.mark.parametrize("index", range(30))
+@pytest.mark.parametrize("index", range(32))
 def test_bad_input_gets_a_clear_message_next_to_its_field_and_stores_nothing(client, clinician, tmp_path, index):
     case_id, files, fields, field, fragment = _bad_cases(tmp_path)[index]
     client.force_login(clinician)
@@ -139,3 +141,33 @@ def test_bad_input_gets_a_clear_message_next_to_its_field_and_stores_nothing(cli
     assert match, f"{case_id}: no error next to {field}"
     assert fragment.lower() in match.group(1).lower(), f"{case_id}: {match.group(1)!r}"
     assert_nothing_stored()
+
+
+def test_sex_has_no_preselected_choice(client, clinician):
+    """A form left as it opened must not upload a woman's ECG as a man's."""
+    client.force_login(clinician)
+    html = client.get(URL).content.decode()
+    select = re.search(r'<select name="sex".*?</select>', html, re.S).group(0)
+    assert re.search(r'<option value="" selected>', select)
+    assert "selected" not in select.replace('<option value="" selected>', "")
+    assert 'required' in select  # the browser says so too, before the server does
+
+
+def test_sex_omitted_is_refused_not_taken_for_male(client, clinician, csv_upload):
+    client.force_login(clinician)
+    data = {"pseudonym": "PT-7", "age": "58", "fs": "500",
+            "files": [SimpleUploadedFile(*csv_upload["csv"])]}
+    resp = client.post(URL, data)
+    assert resp.status_code == 400
+    assert 'id="error-sex"' in resp.content.decode()
+    assert_nothing_stored()
+
+
+def test_age_unknown_is_accepted_and_shown_as_unknown(client, clinician, csv_upload):
+    client.force_login(clinician)
+    resp = post(client, [csv_upload["csv"]], age="", age_unknown="on", fs="500")
+    assert resp.status_code == 302
+    record = EcgRecord.objects.get()
+    assert record.age_at_ecg is None and record.patient.age is None
+    assert "age unknown" in client.get(resp["Location"]).content.decode()
+    assert "age unknown" in client.get(reverse("clinical:ecg-list")).content.decode()
