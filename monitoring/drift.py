@@ -50,6 +50,13 @@ def drift_report_create(*, requested_by=None, now=None) -> DriftReport:
     return report
 
 
+def window_label(report: DriftReport) -> str:
+    """How long a window the report compared, from its stored bounds ("24 h", "90 min"): what it used, whatever
+    the setting says now."""
+    minutes = round((report.window_end - report.window_start).total_seconds() / 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
 def _window_ids(start, end, cap: int, seed: int) -> tuple[int, list[int]]:
     """(predictions in [start, end), up to `cap` of their ids drawn uniformly at random)."""
     ids = list(Prediction.objects.filter(created_at__gte=start, created_at__lt=end).values_list("id", flat=True)

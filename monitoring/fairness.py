@@ -36,6 +36,9 @@ from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
 from monitoring.running import report_execute, report_progress
 
 URGENT = ("immediate", "urgent")
+# Patients whose age the uploader marked unknown form their own band, as sex "U" forms its own group: left out,
+# they would vanish from the age comparisons without anyone seeing that they are there.
+UNKNOWN_AGE_BAND = "Unknown"
 SEX_LABELS = dict(Patient.Sex.choices)
 DIMENSION_NAMES = {"sex": "sex", "age_band": "age band", "sex_age": "sex × age band"}
 DIMENSIONS = tuple(DIMENSION_NAMES)
@@ -55,7 +58,7 @@ def age_bands(edges: list[int]) -> list[tuple[str, int, int]]:
 
 def band_of(age: float | None, bands: list[tuple[str, int, int]]) -> str | None:
     if age is None or (isinstance(age, float) and math.isnan(age)):
-        return None
+        return UNKNOWN_AGE_BAND
     whole = int(math.floor(age))
     return next((label for label, lo, hi in bands if lo <= whole <= hi), None)
 
@@ -93,7 +96,7 @@ class Counts:
 def urgent_counts(start, end, bands) -> dict[tuple[str, str], Counts]:
     """Predictions and urgent ones per (dimension, group), counted by the database per (sex, band) cell."""
     band_case = Case(*[When(record__age_at_ecg__gte=lo, record__age_at_ecg__lte=hi, then=Value(label))
-                       for label, lo, hi in bands], default=Value(""), output_field=CharField())
+                       for label, lo, hi in bands], default=Value(UNKNOWN_AGE_BAND), output_field=CharField())
     cells = (Prediction.objects.filter(created_at__gte=start, created_at__lt=end)
              .annotate(band=band_case, sex=F("record__patient__sex")).values("band", "sex")
              .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=URGENT))).order_by())

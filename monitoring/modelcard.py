@@ -306,7 +306,9 @@ def population(reference: dict) -> dict | None:
     bands = [(f"{lo}–{hi - 1}", n) for lo, hi, n in zip(edges[:-1], edges[1:], hist)]
     if bands and edges[-1] > 90:  # PTB-XL codes ages of 90 and over as 90
         bands[-1] = (f"{edges[-2]}+", bands[-1][1])
-    return {"n": reference.get("n_records"), "age_mean": age.get("mean"), "age_std": age.get("std"),
+    n = reference.get("n_records")
+    unknown = n - sum(hist) if n is not None and hist else 0  # records without an age are in no histogram bin
+    return {"n": n, "age_mean": age.get("mean"), "age_std": age.get("std"), "age_unknown": max(unknown, 0),
             "age_bands": bands, "male": sex.get("male"), "female": sex.get("female")}
 
 

@@ -1,6 +1,7 @@
 """Compliance pages: alerts, drift and fairness reports (run on demand with progress), Evidently HTML."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from clinical.errors import ClinicalError
 from monitoring import charts, selectors
+from monitoring.drift import window_label
 from monitoring.models import DriftReport, FairnessMetric, FairnessReport
 from monitoring.services import report_request
 
@@ -19,9 +21,14 @@ monitoring_staff = permission_required("clinical.view_monitoring", raise_excepti
 @login_required
 @monitoring_staff
 def overview(request: HttpRequest) -> HttpResponse:
+    drift = selectors.drift_reports(limit=1)
     return render(request, "monitoring/overview.html", {
         "alerts": selectors.alerts_current(),
-        "drift": selectors.drift_reports(limit=1),
+        "drift": drift,
+        "drift_window": window_label(drift[0]) if drift else None,
+        # What the next scheduled report will use; each report shows the window it did use.
+        "drift_window_hours": settings.ECG_DRIFT_WINDOW_HOURS,
+        "drift_reference": settings.ECG_DRIFT_REFERENCE,
         "fairness": selectors.fairness_reports(limit=1),
     })
 
@@ -47,8 +54,8 @@ def _status(report: DriftReport | FairnessReport) -> JsonResponse:
 @monitoring_staff
 def drift_list(request: HttpRequest) -> HttpResponse:
     reports = selectors.drift_reports()
-    return render(request, "monitoring/drift_list.html", {"reports": reports,
-                                                          "trend": charts.drift_trend(reports)})
+    return render(request, "monitoring/drift_list.html", {
+        "reports": [(r, window_label(r)) for r in reports], "trend": charts.drift_trend(reports)})
 
 
 @login_required
@@ -56,7 +63,8 @@ def drift_list(request: HttpRequest) -> HttpResponse:
 def drift_detail(request: HttpRequest, pk: int) -> HttpResponse:
     report = get_object_or_404(DriftReport, pk=pk)
     return render(request, "monitoring/drift_detail.html", {
-        "report": report, "features": list(report.features.all()), "alerts": list(report.alerts.all())})
+        "report": report, "window": window_label(report), "features": list(report.features.all()),
+        "alerts": list(report.alerts.all())})
 
 
 @login_required

@@ -36,16 +36,21 @@ def embeddings_for(ref: Reference, cols: dict[str, np.ndarray], seed: int) -> np
     return np.array(out)
 
 
+def _age(value) -> int | None:
+    """Whole years, or None (an upload with "Age unknown") for a missing value."""
+    return None if value is None or not np.isfinite(value) else int(round(value))
+
+
 def seed_predictions(cols: dict, *, uploader: User, embeddings: np.ndarray | None = None,
                      urgency: list[str] | None = None, with_features: bool = True) -> list[Prediction]:
     """Store one patient, ECG and prediction per row; returns the predictions (created now)."""
     n = len(cols["age"])
     patients = Patient.objects.bulk_create([
-        Patient(pseudonym=f"MON-{next(_serial)}", age=int(round(cols["age"][i])), sex=cols["sex"][i] or "U")
+        Patient(pseudonym=f"MON-{next(_serial)}", age=_age(cols["age"][i]), sex=cols["sex"][i] or "U")
         for i in range(n)])
     flags = {"0": 0, "1": 1, "2": 2, "3+": 3}
     records = EcgRecord.objects.bulk_create([
-        EcgRecord(patient=patients[i], age_at_ecg=int(round(cols["age"][i])), uploaded_by=uploader,
+        EcgRecord(patient=patients[i], age_at_ecg=_age(cols["age"][i]), uploaded_by=uploader,
                   source_format="csv", upload_sha256="0" * 64, fs=100.0, n_samples=0, signal=b"",
                   features=({"heart_rate": float(cols["heart_rate"][i]), "noise": float(cols["noise"][i]),
                              "quality_flags": flags.get(cols["quality_flags"][i], 0),

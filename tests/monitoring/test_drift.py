@@ -126,3 +126,16 @@ def test_a_production_window_can_be_the_reference(db, clinician, reference, sett
     report = _run()
     assert report.reference == "production:7" and report.n_reference == 300 and report.n_current == 300
     assert set(report.features.filter(drifted=True).values_list("feature", flat=True)) == {"age"}
+
+
+def test_ecgs_of_unknown_age_leave_the_age_test_to_the_others(db, clinician, reference):
+    """An unknown age is no age: those rows are dropped from the age feature only, not counted as age 0."""
+    cols = reference_sample(reference, N, seed=15)
+    cols["age"] = cols["age"].astype(float)
+    cols["age"][: N // 4] = np.nan
+    seed_predictions(cols, uploader=clinician, embeddings=embeddings_for(reference, cols, seed=15))
+    report = _run()
+    assert report.state == "done" and report.outcome == "no_drift", report.stage
+    age = report.features.get(feature="age")
+    assert age.n_current == N - N // 4 and age.p_value is not None and not age.drifted
+    assert report.features.get(feature="sex").n_current == N

@@ -10,7 +10,7 @@ from django.conf import settings
 from clinical.models import AuditEvent
 from mlcore.reference import Reference
 from monitoring import stats
-from monitoring.fairness import age_bands, band_of, fairness_report_create, fairness_report_run
+from monitoring.fairness import UNKNOWN_AGE_BAND, age_bands, band_of, fairness_report_create, fairness_report_run
 from monitoring.models import FairnessComparison, FairnessMetric, MonitoringAlert
 from tests.monitoring.factories import reference_sample, seed_predictions, seed_reviews
 
@@ -118,6 +118,19 @@ def test_groups_by_age_band_and_intersection(db, clinician, reviewer, reference)
     assert {("age_band", "<40"), ("age_band", ">65"), ("sex_age", "Female · <40"), ("sex_age", "Male · >65")} <= groups
 
 
+def test_patients_of_unknown_age_form_an_unknown_band_not_a_gap(db, clinician, reviewer, reference):
+    """Left out, ECGs uploaded with "Age unknown" would vanish from every age comparison unseen."""
+    _seed_group(reference, clinician, reviewer, n=40, sex="F", age=math.nan, urgent_share=0.5, reviewed=20, tpr=0.5,
+                seed=12)
+    _seed_group(reference, clinician, reviewer, n=40, sex="M", age=70, urgent_share=0.1, reviewed=0, tpr=0, seed=13)
+    report = _run()
+    rows = FairnessMetric.objects.filter(report=report, group__contains=UNKNOWN_AGE_BAND)
+    urgent = rows.get(dimension="age_band", group="Unknown", metric="urgent_rate")
+    assert urgent.n == 40 and urgent.events == 20
+    assert rows.get(dimension="sex_age", group="Female · Unknown", metric="tpr").n == 20
+    assert report.n_predictions == 80
+
+
 def test_validation_auc_per_group_has_bootstrap_cis(db, reference):
     report = _run()
     auc = FairnessMetric.objects.get(report=report, dimension="sex", group="Female", metric="auc")
@@ -134,7 +147,7 @@ def test_age_bands_follow_the_configured_edges():
     bands = age_bands([40, 65])
     assert [b[0] for b in bands] == ["<40", "40–65", ">65"]
     assert [band_of(a, bands) for a in (39, 40, 65, 66, 90.0)] == ["<40", "40–65", "40–65", ">65", ">65"]
-    assert band_of(None, bands) is None and band_of(math.nan, bands) is None
+    assert band_of(None, bands) == "Unknown" and band_of(math.nan, bands) == "Unknown"
     assert [b[0] for b in age_bands([30, 50, 70])] == ["<30", "30–50", "51–70", ">70"]
 
 

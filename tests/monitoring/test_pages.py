@@ -98,3 +98,24 @@ def test_alerts_reach_reviewers_as_a_banner(client, reviewer, compliance_officer
     page = client.get(reverse("monitoring:overview")).content.decode()
     table = _alert_table(page)
     assert table.count("Drift in") == 1 and "Also raised by 1 earlier report" in table
+
+
+def test_the_overview_title_is_plain_text(client, compliance_officer):
+    client.force_login(compliance_officer)
+    html = client.get(reverse("monitoring:overview")).content.decode()
+    title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == "Monitoring · ECG-DS"
+
+
+def test_drift_pages_say_the_window_the_report_used(client, compliance_officer, settings):
+    """A report over 6 hours says 6 h, also after the setting has moved on to another window."""
+    settings.ECG_DRIFT_WINDOW_HOURS = 6
+    report = drift_report_run(report_id=drift_report_create().pk)
+    settings.ECG_DRIFT_WINDOW_HOURS = 48
+    client.force_login(compliance_officer)
+    detail = client.get(reverse("monitoring:drift-detail", args=[report.pk])).content.decode()
+    assert "Window of 6 h:" in detail and "24 h" not in detail
+    listing = client.get(reverse("monitoring:drift-list")).content.decode()
+    assert "6 h:" in listing
+    overview = client.get(reverse("monitoring:overview")).content.decode()
+    assert "over the last 6 h" in overview and "the last 48 hours" in overview
