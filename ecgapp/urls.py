@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from clinical.auth import ThrottledAuthenticationForm
@@ -19,6 +21,8 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("vendor/plotly.min.js", plotly_js, name="plotly-js"),
+    # Browsers ask for /favicon.ico whatever the page links; lazy: the hashed name is known once static files are.
+    path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("favicon.svg"), permanent=True)),
     path("", include("django_prometheus.urls")),  # /metrics
     path("admin/", admin.site.urls),
 ]
