@@ -54,6 +54,10 @@ EVIDENCE_COLORSCALE = [
     [1.0, "rgba(214, 25, 25, 0.55)"],
 ]
 MARGIN_PX = {"l": 10, "r": 10, "b": 10}
+# A CSS pixel is 1/96 inch, so at this width the sheet measures what a printout does (25 mm per second) on a
+# screen at its nominal density. The page never draws it narrower: a phone scrolls the sheet instead.
+PX_PER_MM = 96 / 25.4
+PAPER_WIDTH_PX = round((X_RANGE[1] - X_RANGE[0]) * MM_PER_S * PX_PER_MM + MARGIN_PX["l"] + MARGIN_PX["r"])  # 1040
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def ecg_paper_figure(
           "figure": {"data": [...], "layout": {...}},      # plotly figure JSON (fig.to_plotly_json())
           "overlay_traces": {"MI": [14, 15, ...], ...},     # indices into figure["data"] to toggle visible
           "overlay_lead_relevance": {"MI": [{"lead": "V2", "share": 0.31}, ...], ...},  # sorted, largest first
+          "paper_width": 1040,                              # CSS px at 25 mm/s: the narrowest it may be drawn
         }
 
     Trace order in figure["data"]: 0-11 the twelve lead segments in LEADS order (I, II, III, aVR, ..., V6),
@@ -142,6 +147,7 @@ def ecg_paper_figure(
         "figure": fig.to_plotly_json(),
         "overlay_traces": overlay_traces,
         "overlay_lead_relevance": overlay_relevance,
+        "paper_width": PAPER_WIDTH_PX,
     }
 
 

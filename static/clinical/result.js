@@ -6,14 +6,19 @@
   const fig = data.figure;
   // The figure is built at a nominal width; fit it to its card and keep its height in proportion so that
   // the paper's squares stay square (the y axis is anchored to x at 10 mm/mV : 25 mm/s).
+  // Where the result is one column (phones, tablets: the breakpoint of .result-grid in app.css) the sheet is
+  // never drawn narrower than paper scale: it scrolls sideways inside #ecg-scroll, and dragging scrolls it
+  // (Plotly's pan would take the touch and the page could not move).
+  const box = document.getElementById("ecg-scroll");
   const ratio = fig.layout.height / fig.layout.width;
+  const oneColumn = window.matchMedia("(max-width: 1100px)");
   function fit() {
-    const w = plotEl.clientWidth;
-    return {width: w, height: Math.round(w * ratio)};
+    const w = Math.max(box.clientWidth, oneColumn.matches ? data.paper_width : 0);
+    return {width: w, height: Math.round(w * ratio), dragmode: oneColumn.matches ? false : "pan"};
   }
   if (plotEl && window.Plotly) {
     Object.assign(fig.layout, fit());
-    Plotly.newPlot(plotEl, fig.data, fig.layout, {displaylogo: false,
+    Plotly.newPlot(plotEl, fig.data, fig.layout, {displaylogo: false, responsive: false,
       modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"]});
     let pending = null;
     window.addEventListener("resize", function () {
