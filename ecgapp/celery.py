@@ -5,7 +5,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_init
+from celery.signals import task_prerun, worker_init, worker_ready, worker_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
@@ -48,3 +48,32 @@ def _serve_worker_metrics(**kwargs) -> None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         start_http_server(settings.ECG_WORKER_METRICS_PORT, registry=registry)
+
+
+@worker_ready.connect
+def _heartbeat_start(sender=None, **kwargs) -> None:
+    """Readiness sees workers through the database (monitoring.workers), for either broker. The embedded default's
+    only worker (ECGAPP_SOLE_WORKER, set by `serve`) also re-sends the jobs a dead predecessor left behind."""
+    from monitoring import workers
+
+    queues = sorted(sender.app.amqp.queues.consume_from or {}) if sender is not None else []
+    workers.heartbeat_start(getattr(sender, "hostname", None) or f"worker@{os.getpid()}", queues)
+    if os.environ.get("ECGAPP_SOLE_WORKER") == "1":
+        workers.orphaned_jobs_requeue()
+
+
+@task_prerun.connect
+def _task_taken(**kwargs) -> None:
+    from monitoring import workers
+
+    workers.task_taken()
+
+
+@worker_shutdown.connect
+def _heartbeat_stop(**kwargs) -> None:
+    from monitoring import workers
+
+    try:
+        workers.heartbeat_stop()
+    except Exception:  # shutting down with the database gone: the row goes stale instead
+        pass

@@ -67,11 +67,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# SQLite for several users at once (the embedded default serves a threaded web server and a worker process):
+# - WAL: readers never wait for the writer and the writer never waits for readers;
+# - IMMEDIATE: a transaction takes the write lock when it begins, so two transactions that read and then write
+#   cannot deadlock (with DEFERRED, SQLite answers one of them "database is locked" at once, without waiting);
+# - timeout: a writer waits up to 30 s for the lock (sqlite3's busy handler) instead of failing;
+# - synchronous=NORMAL is durable across application crashes in WAL mode (SQLite's documented recommendation).
+SQLITE_OPTIONS = {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                  "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"}
+
+
 def database_config(url: str, default_sqlite: Path, conn_max_age: int = 60) -> dict:
     """DATABASES['default'] from a postgres:// URL, or SQLite when the URL is empty."""
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite),
-                "OPTIONS": {"timeout": 20}}
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite), "OPTIONS": SQLITE_OPTIONS}
     u = urlparse(url)
     if u.scheme not in ("postgres", "postgresql", "pgsql"):
         raise ImproperlyConfiguredEnv(f"DATABASE_URL scheme {u.scheme!r} is not supported (use postgres://).")
@@ -124,6 +133,8 @@ class Env:
     fairness_eo_max_difference: float
     alert_repeat_hours: int
     worker_metrics_port: int
+    worker_stale_seconds: int
+    queue_max_wait_seconds: int
 
 
 def read_env() -> Env:
@@ -169,4 +180,8 @@ def read_env() -> Env:
         # A Celery worker in its own container serves its processes' metrics on this port (0: off). Web nodes
         # serve /metrics themselves; a worker on the same node as web needs none (they share the samples folder).
         worker_metrics_port=env_int("ECGAPP_WORKER_METRICS_PORT", 0),
+        # /health/ready fails when no inference worker has written its heartbeat (every 5 s) for this long, or when
+        # the oldest queued ECG has waited this long while no worker took a job.
+        worker_stale_seconds=env_int("ECGAPP_WORKER_STALE_SECONDS", 30),
+        queue_max_wait_seconds=env_int("ECGAPP_QUEUE_MAX_WAIT_SECONDS", 300),
     )

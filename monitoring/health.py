@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from monitoring import workers
+
 
 def live(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -28,7 +30,8 @@ def _check_broker() -> str | None:
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the broker and the model weights are all there; 503 naming what is not."""
+    """200 when the database, the broker, an analysis worker and the model weights are all there; 503 naming what
+    is not (monitoring.workers says when a worker counts as gone or stuck)."""
     problems = []
     try:
         with connection.cursor() as cur:
@@ -37,6 +40,11 @@ def ready(request: HttpRequest) -> JsonResponse:
         problems.append(f"database: {exc}")
     if (err := _check_broker()) is not None:
         problems.append(err)
+    try:
+        problems.extend(workers.readiness_problems())
+    except Exception as exc:  # the database is down: already said above
+        if not problems:
+            problems.append(f"workers: {exc}")
     model_version = None
     manifest = Path(settings.ECG_WEIGHTS_DIR) / "manifest.json"
     if not manifest.exists():

@@ -157,3 +157,19 @@ class MonitoringAlert(models.Model):
     @property
     def report(self) -> DriftReport | FairnessReport:
         return self.drift_report or self.fairness_report
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per live Celery worker, refreshed by a thread in the worker (monitoring.workers). Readiness reads
+    it: no fresh row for the inference queue means no worker is running, whatever the broker."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    # When this worker last took a task off the queue (None: not yet).
+    last_task_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} (pid {self.pid})"

@@ -137,6 +137,8 @@ ECG_FAIRNESS_PARITY_MIN_RATIO = ENV.fairness_parity_min_ratio
 ECG_FAIRNESS_EO_MAX_DIFFERENCE = ENV.fairness_eo_max_difference
 ECG_ALERT_REPEAT_HOURS = ENV.alert_repeat_hours
 ECG_WORKER_METRICS_PORT = ENV.worker_metrics_port
+ECG_WORKER_STALE_SECONDS = ENV.worker_stale_seconds
+ECG_QUEUE_MAX_WAIT_SECONDS = ENV.queue_max_wait_seconds
 
 ECG_WEIGHTS_DIR = ENV.weights_dir or str(BASE_DIR / "mlcore" / "weights")
 ECG_TORCH_THREADS = ENV.torch_threads
