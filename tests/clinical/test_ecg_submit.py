@@ -35,7 +35,7 @@ def test_resubmitting_for_a_known_patient_updates_age(clinician, wfdb_pair, csv_
 
 @pytest.mark.parametrize(("kw", "field"), [
     ({"pseudonym": "a"}, "pseudonym"), ({"pseudonym": "John Smith"}, "pseudonym"),
-    ({"age": 130}, "age"), ({"age": None}, "age"), ({"sex": "X"}, "sex"),
+    ({"age": 130}, "age"), ({"age": -1}, "age"), ({"sex": "X"}, "sex"),
 ])
 def test_bad_patient_fields_store_nothing(clinician, wfdb_pair, kw, field):
     with pytest.raises(ClinicalError) as exc:
@@ -44,6 +44,11 @@ def test_bad_patient_fields_store_nothing(clinician, wfdb_pair, kw, field):
     assert not Patient.objects.exists() and not EcgRecord.objects.exists()
     refused = AuditEvent.objects.exclude(action__startswith="role.").get()
     assert refused.action == "ecg.upload_refused" and refused.details["field"] == field
+
+
+def test_an_age_said_to_be_unknown_is_stored_as_unknown(clinician, wfdb_pair):
+    record = submit(clinician, wfdb_pair, age=None, sex="U")
+    assert record.age_at_ecg is None and record.patient.age is None and record.age_label == "age unknown"
 
 
 def test_quality_gate_refuses_an_unusable_record_with_reasons(clinician, ecg_500hz):
