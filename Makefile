@@ -6,7 +6,12 @@ BIN := $(VENV)/bin
 PIP_FIND := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint bench clean
+# Where `make run` listens: `make run PORT=8001` (or HOST=0.0.0.0 to be reached from other machines; then add the
+# name to DJANGO_ALLOWED_HOSTS).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: venv run reset-demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -18,11 +23,18 @@ $(STAMP): pyproject.toml
 
 # Quick start: migrate, demo accounts and ECGs, web + Celery worker + beat on http://127.0.0.1:8000.
 run: export ECGAPP_DEMO ?= 1
+run: export ECGAPP_SITE_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py setup_roles
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py serve 127.0.0.1:8000
+	$(BIN)/python manage.py serve $(HOST):$(PORT)
+
+# Back to a fresh demo: deletes the embedded SQLite database, queued messages and report files (stop `make run`
+# first), then migrates and seeds again; `make run` afterwards.
+reset-demo: export ECGAPP_DEMO ?= 1
+reset-demo: $(STAMP)
+	$(BIN)/python manage.py seed_demo --reset
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -36,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python manage.py bench_upload --api --n 60
 	$(BIN)/python manage.py bench_audit --n 10000
 	$(BIN)/python manage.py bench_api --clients 10 --requests 200
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py bench_embedded --clients 10 --seconds 60
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python manage.py bench_monitoring --n 1000000; \
 	else echo "bench_monitoring skipped: it needs DATABASE_URL (PostgreSQL)"; fi
 

@@ -1,5 +1,5 @@
 """The embedded default as a new user runs it (`manage.py serve`: SQLite, filesystem broker, supervised worker and
-beat), in a folder of its own, for fault tests and the load benchmark."""
+beat), in a folder of its own, for the fault tests and the load benchmark (bench_embedded)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ from clinical import demo
 from clinical.management.benchenv import free_port
 from mlcore.preprocess import LEADS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (manage.py)
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):

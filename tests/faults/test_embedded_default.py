@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.embedded import EmbeddedApp, ReadyWatcher, children, wait_for
+from clinical.management.embedded import EmbeddedApp, ReadyWatcher, children, wait_for
 
 pytestmark = [pytest.mark.faults]
 
@@ -101,3 +101,16 @@ def test_beat_killed_is_restarted(app):
     os.kill(beat, signal.SIGKILL)
     wait_for(lambda: (pid := app.beat_pid()) and pid != beat, 60, "beat to be restarted")
     assert app.proc.poll() is None
+
+
+def test_concurrent_page_and_api_users_get_no_server_error():
+    """The load benchmark, shortened: 6 users (3 through the page, 3 through the API) for 20 s on a fresh
+    embedded default. It fails on any response >= 500, a lost result or an unaudited refusal."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("bench_embedded", clients=6, seconds=20, stdout=out)
+    text = out.getvalue()
+    assert "responses >= 500: 0;" in text and text.strip().endswith("PASS"), text
