@@ -56,6 +56,11 @@ class EcgRecord(models.Model):
         ]
 
     @property
+    def is_synthetic_demo(self) -> bool:
+        """A demo ECG made by clinical.demo (seed_demo names its uploads DEMO-NNNN-synthetic-<case>.json)."""
+        return self.patient.pseudonym.startswith("DEMO-") and any("-synthetic-" in f for f in self.source_files)
+
+    @property
     def age_label(self) -> str:
         """The age as the pages show it: "63 y", or "age unknown" when the uploader said so."""
         return "age unknown" if self.age_at_ecg is None else f"{self.age_at_ecg} y"

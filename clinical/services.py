@@ -118,8 +118,10 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     features = intake_features(parsed.signal, parsed.fs, quality)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
-        if not created and (patient.age, patient.sex) != (age, sex):
-            patient.age, patient.sex = age, sex
+        # "Unknown" at this upload never erases what an earlier one knew (the record keeps its own age_at_ecg).
+        known = (age if age is not None else patient.age, sex if sex != Patient.Sex.UNKNOWN else patient.sex)
+        if not created and (patient.age, patient.sex) != known:
+            patient.age, patient.sex = known
             patient.save(update_fields=["age", "sex"])
         record = EcgRecord.objects.create(
             patient=patient, age_at_ecg=age, uploaded_by=actor, source_format=parsed.source_format,

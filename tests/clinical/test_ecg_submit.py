@@ -99,3 +99,28 @@ def test_model_failure_marks_the_job_failed_with_the_reason(clinician, wfdb_pair
     assert run_inference.apply(args=[record.job.id]).get() == "failed"
     job = InferenceJob.objects.get(pk=record.job.id)
     assert job.state == InferenceJob.State.FAILED and "manifest.json" in job.error
+
+
+def test_unknown_at_a_later_upload_keeps_what_the_patient_record_knew(clinician, wfdb_pair):
+    submit(clinician, wfdb_pair, age=64, sex="F")
+    later = submit(clinician, wfdb_pair, age=None, sex="U")
+    later.patient.refresh_from_db()
+    assert (later.patient.age, later.patient.sex) == (64, "F")
+    assert later.age_at_ecg is None  # the ECG keeps what its uploader said
+    newer = submit(clinician, wfdb_pair, age=65, sex="F")
+    newer.patient.refresh_from_db()
+    assert newer.patient.age == 65
+
+
+def test_demo_ecgs_are_labelled_synthetic_on_the_pages(client, clinician):
+    from django.urls import reverse
+
+    sig = demo.synthesize(demo.CASES[0], fs=500, seed=3)
+    record = submit(clinician, {"json": ("DEMO-0001-synthetic-normal.json", demo.as_json(sig, 500))},
+                    pseudonym="DEMO-0001")
+    real = submit(clinician, {"json": ("ecg.json", demo.as_json(sig, 500))}, pseudonym="PT-77")
+    assert record.is_synthetic_demo and not real.is_synthetic_demo
+    client.force_login(clinician)
+    assert "Synthetic demo ECG" in client.get(reverse("clinical:ecg-detail", args=[record.public_id])).text
+    assert "Synthetic demo ECG" not in client.get(reverse("clinical:ecg-detail", args=[real.public_id])).text
+    assert ">synthetic</span>" in client.get(reverse("clinical:ecg-list")).text
