@@ -178,6 +178,80 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000, q)) if values else float("nan")
 
 
+class RunningApp:
+    """An app already serving (e.g. `make run`) at base_url, on this process's settings and database: the
+    benchmark adds its own users and tokens to it and reads the outcome from the same database."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+        self.token = ""
+
+    def prepare(self, users: tuple[tuple[str, str], ...] = ()) -> None:
+        from django.contrib.auth.models import Group, User
+
+        from clinical.roles import roles_ensure
+
+        roles_ensure()
+        tag = uuid.uuid4().hex[:6]
+        api = User.objects.create_user(f"load-api-{tag}", password=None)
+        api.groups.add(Group.objects.get(name="integrator"))
+        self.api_user = api.username
+        for username, role in users:
+            u, _ = User.objects.get_or_create(username=username)
+            u.set_password(PASSWORD)
+            u.save()
+            u.groups.add(Group.objects.get(name=role))
+        self.token = self.new_token("load0")
+
+    def new_token(self, name: str) -> str:
+        from django.contrib.auth.models import User
+
+        from clinical.tokens import api_token_create
+
+        return api_token_create(user=User.objects.get(username=self.api_user), name=name)[1]
+
+    def start(self) -> None:
+        from django.db import connection
+
+        connection.close()  # SQLite: let the server's writers have the file
+
+    def jobs(self, public_ids: list[str] | None = None) -> dict[str, int]:
+        """States of the benchmark's own uploads (the app holds others: the demo's)."""
+        from django.db.models import Count
+
+        from clinical.models import InferenceJob
+
+        rows = InferenceJob.objects.filter(record__public_id__in=public_ids or [])
+        return {r["state"]: r["n"] for r in rows.values("state").annotate(n=Count("id"))}
+
+    def refusals(self) -> int:
+        from clinical.models import AuditEvent
+
+        return AuditEvent.objects.filter(action="ecg.upload_refused").count()
+
+    def audit_verify(self) -> str:
+        from clinical.audit import audit_verify
+
+        return audit_verify()[2]
+
+    def close(self) -> None:
+        pass
+
+
+class FreshApp(EmbeddedApp):
+    def jobs(self, public_ids: list[str] | None = None) -> dict[str, int]:
+        return super().jobs()  # a fresh app holds only the benchmark's uploads
+
+    def new_token(self, name: str) -> str:
+        return self.manage("api_token", "create", "--user", "embedded-api", "--name", name).split()[0]
+
+    def refusals(self) -> int:
+        return self.sql("SELECT count(*) FROM clinical_auditevent WHERE action = 'ecg.upload_refused'")[0][0]
+
+    def audit_verify(self) -> str:
+        return self.manage("audit_verify").strip()
+
+
 class Command(BaseCommand):
     help = "Load the embedded default (manage.py serve) with concurrent page and API users; prints errors and latency."
 
@@ -186,16 +260,19 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=60)
         parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
         parser.add_argument("--settle", type=float, default=600, help="seconds to wait for the last results")
+        parser.add_argument("--url", default="",
+                            help="load an app that is already serving here (e.g. `make run`: run this command "
+                                 "with the same environment, so it shares the database) instead of a fresh one")
 
-    def handle(self, *args, clients: int, seconds: float, poll: float, settle: float, **options):
+    def handle(self, *args, clients: int, seconds: float, poll: float, settle: float, url: str, **options):
         n_page = clients // 2
         n_api = clients - n_page
-        app = EmbeddedApp()
+        app = RunningApp(url) if url else FreshApp()
         tally = Tally()
         try:
             app.prepare(users=tuple((f"load-dr{k}", "clinician") for k in range(n_page)))
-            tokens = [app.token] + [app.manage("api_token", "create", "--user", "embedded-api", "--name",
-                                               f"load{k}").split()[0] for k in range(1, n_api)]
+            tokens = [app.token] + [app.new_token(f"load{k}") for k in range(1, n_api)]
+            refused_before = app.refusals()
             app.start()
             sigs = _signals()
             stop = threading.Event()
@@ -215,20 +292,19 @@ class Command(BaseCommand):
             # Every accepted upload must reach its result (the clients stopped polling at the deadline).
             deadline = time.monotonic() + settle
             while time.monotonic() < deadline:
-                states = app.jobs()
+                states = app.jobs(tally.accepted)
                 if sum(v for k, v in states.items() if k not in ("done", "failed")) == 0:
                     break
                 time.sleep(1)
-            states = app.jobs()
-            refusals_audited = app.sql("SELECT count(*) FROM clinical_auditevent "
-                                       "WHERE action = 'ecg.upload_refused'")[0][0]
-            chain_ok = app.manage("audit_verify").strip()
+            states = app.jobs(tally.accepted)
+            refusals_audited = app.refusals() - refused_before
+            chain_ok = app.audit_verify()
         finally:
             app.close()
         total = sum(tally.status.values())
-        self.stdout.write(
-            f"embedded default (manage.py serve: SQLite, filesystem broker, 1 worker), {n_page} page users + "
-            f"{n_api} API clients for {seconds:.0f} s ({wall:.0f} s with the last requests):")
+        where = f"the app at {url}" if url else "a fresh embedded default (manage.py serve: SQLite, filesystem broker)"
+        self.stdout.write(f"{where}, {n_page} page users + {n_api} API clients for {seconds:.0f} s "
+                          f"({wall:.0f} s with the last requests):")
         self.stdout.write(f"  requests {total}; responses >= 500: {len(tally.server_errors)}; transport errors: "
                           f"{len(tally.transport_errors)}; status counts {dict(sorted(tally.status.items()))}")
         for kind in ("login", "page", "submit_page", "submit_api", "poll", "result_api"):
