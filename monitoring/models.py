@@ -155,6 +155,13 @@ class MonitoringAlert(models.Model):
         ]
 
     @property
+    def headline(self) -> str:
+        """The message without its itemised list (a drift alert names every drifted feature), for the banner
+        shown on every page; the full message is on the monitoring pages."""
+        head, sep, _ = self.message.partition(": ")
+        return head + "." if sep and len(head) >= 20 else self.message
+
+    @property
     def report(self) -> DriftReport | FairnessReport:
         return self.drift_report or self.fairness_report
 

@@ -119,3 +119,16 @@ def test_drift_pages_say_the_window_the_report_used(client, compliance_officer, 
     assert "6 h:" in listing
     overview = client.get(reverse("monitoring:overview")).content.decode()
     assert "over the last 6 h" in overview and "the last 48 hours" in overview
+
+
+def test_banner_gives_the_headline_and_leaves_the_feature_list_to_the_monitoring_pages():
+    from monitoring.models import MonitoringAlert
+
+    drift = MonitoringAlert(message="Drift in 23 of 27 monitored features over 200 predictions: age (p = 1.0e-08), "
+                                    "noise (p = 2.7e-169)")
+    assert drift.headline == "Drift in 23 of 27 monitored features over 200 predictions."
+    parity = MonitoringAlert(message="Demographic parity ratio by sex is 0.63 (95% CI 0.47-0.83; threshold 0.8): "
+                                     "Female lowest, Male highest.")
+    assert parity.headline == "Demographic parity ratio by sex is 0.63 (95% CI 0.47-0.83; threshold 0.8)."
+    plain = MonitoringAlert(message="Something without a list.")
+    assert plain.headline == "Something without a list."
