@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
-from clinical import services
+from clinical import audit, services
 from clinical.models import InferenceJob
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,11 @@ def escalate_results() -> int:
     from clinical.reviews import alerts_escalate
 
     return len(alerts_escalate())
+
+
+@shared_task(name="clinical.tasks.audit_checkpoint")
+def audit_checkpoint() -> int | None:
+    return audit.audit_checkpoint().event_id
 
 
 @shared_task(name="clinical.tasks.requeue_stale_jobs")

@@ -18,6 +18,7 @@ app.conf.task_queues = (Queue("inference"), Queue("monitoring"), Queue("celery")
 app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
                        "clinical.tasks.requeue_stale_jobs": {"queue": "monitoring"},
                        "clinical.tasks.escalate_results": {"queue": "monitoring"},
+                       "clinical.tasks.audit_checkpoint": {"queue": "monitoring"},
                        "monitoring.tasks.*": {"queue": "monitoring"}}
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
@@ -28,6 +29,9 @@ app.conf.beat_schedule = {
     "requeue-stale-inference-jobs": {"task": "clinical.tasks.requeue_stale_jobs", "schedule": 30.0},
     # Urgent results left unacknowledged past their limit: one alert and one email per result per level.
     "escalate-unacknowledged-results": {"task": "clinical.tasks.escalate_results", "schedule": 60.0},
+    # A signed note of the audit chain's head, outside the database: audit_verify then sees the newest events
+    # deleted, or a rewritten row with the chain re-hashed after it.
+    "audit-checkpoint": {"task": "clinical.tasks.audit_checkpoint", "schedule": 300.0},
     # Drift of the last window against the reference, every hour; fairness over the last days, every night.
     "drift-report-hourly": {"task": "monitoring.tasks.drift_hourly", "schedule": crontab(minute=5)},
     "fairness-report-daily": {"task": "monitoring.tasks.fairness_daily", "schedule": crontab(hour=2, minute=15)},

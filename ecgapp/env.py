@@ -135,6 +135,8 @@ class Env:
     worker_metrics_port: int
     worker_stale_seconds: int
     queue_max_wait_seconds: int
+    audit_key: str
+    audit_checkpoints: Path
 
 
 def read_env() -> Env:
@@ -184,4 +186,8 @@ def read_env() -> Env:
         # the oldest queued ECG has waited this long while no worker took a job.
         worker_stale_seconds=env_int("ECGAPP_WORKER_STALE_SECONDS", 30),
         queue_max_wait_seconds=env_int("ECGAPP_QUEUE_MAX_WAIT_SECONDS", 300),
+        # Signs the audit chain's checkpoints (HMAC-SHA256); keep it where the database's administrators cannot
+        # read it. Unset: a key derived from DJANGO_SECRET_KEY, with a warning outside demo and debug.
+        audit_key=env_str("ECGAPP_AUDIT_KEY"),
+        audit_checkpoints=Path(env_str("ECGAPP_AUDIT_CHECKPOINTS", str(data_dir / "audit-checkpoints.jsonl"))),
     )

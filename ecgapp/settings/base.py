@@ -139,6 +139,9 @@ ECG_ALERT_REPEAT_HOURS = ENV.alert_repeat_hours
 ECG_WORKER_METRICS_PORT = ENV.worker_metrics_port
 ECG_WORKER_STALE_SECONDS = ENV.worker_stale_seconds
 ECG_QUEUE_MAX_WAIT_SECONDS = ENV.queue_max_wait_seconds
+# Signed checkpoints of the audit chain's head, outside the database (clinical.audit.audit_checkpoint).
+ECG_AUDIT_KEY = ENV.audit_key
+ECG_AUDIT_CHECKPOINTS = ENV.audit_checkpoints
 
 ECG_WEIGHTS_DIR = ENV.weights_dir or str(BASE_DIR / "mlcore" / "weights")
 ECG_TORCH_THREADS = ENV.torch_threads

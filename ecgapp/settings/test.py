@@ -19,3 +19,8 @@ if not ENV.redis_url:
                                        "processed_folder": str(_broker / "processed"),
                                        "control_folder": str(_broker / "control"), "store_processed": False,
                                        "polling_interval": 0.1}
+# Tests never read or extend a running app's audit checkpoints (they would name events the test database lacks).
+import tempfile as _tempfile  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+ECG_AUDIT_CHECKPOINTS = _Path(_tempfile.mkdtemp(prefix="ecgapp-test-audit-")) / "audit-checkpoints.jsonl"
