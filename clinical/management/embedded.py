@@ -147,7 +147,11 @@ class EmbeddedApp:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            body = exc.read()
+            try:
+                return exc.code, json.loads(body or b"{}")
+            except ValueError:  # a server error page: keep its text for the assertion message
+                return exc.code, {"raw": body[:2000].decode(errors="replace")}
 
     def submit(self, i: int) -> dict:
         sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i)
