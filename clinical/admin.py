@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from clinical import accounts
 from clinical.roles import ROLES
@@ -110,3 +115,18 @@ admin.site.unregister(User)
 admin.site.register(User, UserAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, GroupAdmin)
+
+
+def admin_login(request, extra_context=None):
+    """The admin has no login form of its own: it sends people to /login/, so a login for the admin is throttled
+    and audited exactly as every other (the admin's own form was not throttled)."""
+    target = request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index")
+    if admin.site.has_permission(request):
+        return redirect(reverse("admin:index"))
+    if request.user.is_authenticated:
+        raise PermissionDenied  # signed in without admin rights: a login form would only loop back here
+    return redirect_to_login(target, reverse("login"))
+
+
+# AdminSite.get_urls routes "login/" to self.login when ecgapp.urls first reads admin.site.urls, after this runs.
+admin.site.login = admin_login

@@ -3,6 +3,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from django.utils.cache import patch_cache_control
+
 from clinical.audit import current_ip, current_request_id
 
 _SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -50,4 +52,22 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        return response
+
+
+class PrivateResponseMiddleware:
+    """`Cache-Control: private, no-store` on every response to a signed-in person and on every API response, so
+    no browser, proxy or shared-computer history keeps a copy of patient data. Responses that declare themselves
+    public (Plotly.js) and the health probes keep their own; static files never reach this (WhiteNoise)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith("/health/") or "public" in response.get("Cache-Control", ""):
+            return response
+        # After the view: a token-authenticated API request has its user only then (DRF sets it on the request).
+        if request.path.startswith("/api/") or request.user.is_authenticated:
+            patch_cache_control(response, private=True, no_store=True)
         return response

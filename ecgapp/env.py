@@ -135,6 +135,8 @@ class Env:
     worker_metrics_port: int
     worker_stale_seconds: int
     queue_max_wait_seconds: int
+    session_idle_minutes: int
+    session_max_hours: int
     audit_key: str
     audit_checkpoints: Path
 
@@ -186,6 +188,9 @@ def read_env() -> Env:
         # the oldest queued ECG has waited this long while no worker took a job.
         worker_stale_seconds=env_int("ECGAPP_WORKER_STALE_SECONDS", 30),
         queue_max_wait_seconds=env_int("ECGAPP_QUEUE_MAX_WAIT_SECONDS", 300),
+        # A signed-in session ends after this long without a request, and after this long in all (re-login).
+        session_idle_minutes=env_int("ECGAPP_SESSION_IDLE_MINUTES", 30),
+        session_max_hours=env_int("ECGAPP_SESSION_MAX_HOURS", 12),
         # Signs the audit chain's checkpoints (HMAC-SHA256); keep it where the database's administrators cannot
         # read it. Unset: a key derived from DJANGO_SECRET_KEY, with a warning outside demo and debug.
         audit_key=env_str("ECGAPP_AUDIT_KEY"),

@@ -46,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clinical.middleware.RequestIdMiddleware",
     "clinical.middleware.SecurityHeadersMiddleware",
+    "clinical.middleware.PrivateResponseMiddleware",
+    "clinical.auth.SessionLifetimeMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -139,6 +141,9 @@ ECG_ALERT_REPEAT_HOURS = ENV.alert_repeat_hours
 ECG_WORKER_METRICS_PORT = ENV.worker_metrics_port
 ECG_WORKER_STALE_SECONDS = ENV.worker_stale_seconds
 ECG_QUEUE_MAX_WAIT_SECONDS = ENV.queue_max_wait_seconds
+# Idle timeout: the session's own expiry, slid forward by clinical.auth.SessionLifetimeMiddleware; and a hard limit.
+SESSION_COOKIE_AGE = ENV.session_idle_minutes * 60
+ECG_SESSION_MAX_AGE = ENV.session_max_hours * 3600
 # Signed checkpoints of the audit chain's head, outside the database (clinical.audit.audit_checkpoint).
 ECG_AUDIT_KEY = ENV.audit_key
 ECG_AUDIT_CHECKPOINTS = ENV.audit_checkpoints

@@ -11,7 +11,7 @@ from clinical.audit import audit_log
 from clinical.models import AuditEvent
 
 
-def test_login_logout_and_failures_are_audited_and_repeated_failures_lock_the_account(client, clinician):
+def test_login_logout_and_failures_are_audited_and_repeated_failures_make_that_address_wait(client, clinician):
     for _ in range(5):
         resp = client.post(reverse("login"), {"username": "dr-ada", "password": "wrong-password"})
         assert resp.status_code == 200
@@ -20,6 +20,10 @@ def test_login_logout_and_failures_are_audited_and_repeated_failures_lock_the_ac
     assert b"Too many failed attempts" in locked.content and "_auth_user_id" not in client.session
     other = client.post(reverse("login"), {"username": "nobody-else", "password": "x"})
     assert b"Too many failed attempts" not in other.content
+    # A wait, not a lock: the same person from another address logs in (tests/ecgapp/test_security_login.py).
+    elsewhere = client.post(reverse("login"), {"username": "dr-ada", "password": "pw-for-tests-1"},
+                            REMOTE_ADDR="10.9.8.7")
+    assert elsewhere.status_code == 302
 
 
 def test_a_good_login_and_logout_are_audited_with_ip(client, clinician):
