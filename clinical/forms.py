@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 from django import forms
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
+from django.core.validators import MaxValueValidator, MinValueValidator
 
 from clinical.ingest import (
     ACCEPTED_UPLOADS,
@@ -20,6 +22,10 @@ from clinical.ingest import (
 from clinical.models import Patient
 
 MAX_FILES = 2  # a WFDB pair
+NOTE_MAX_LENGTH = 5000  # a review note, on the page and in the API
+# Audit filter dates: wide enough for any event this app wrote, and the day after `until` still a valid date.
+AUDIT_DATE_MIN = dt.date(1900, 1, 1)
+AUDIT_DATE_MAX = dt.date(9998, 12, 31)
 
 
 def upload_problem(files) -> str | None:
@@ -127,7 +133,8 @@ class EcgUploadForm(forms.Form):
 class AcknowledgeForm(forms.Form):
     verdict = forms.ChoiceField(choices=[("agree", "I agree with the findings"), ("disagree", "I disagree")],
                                 widget=forms.RadioSelect)
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=3,
+    # The same bounds as the API's note (EcgAcknowledgeApi.Input).
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=3, max_length=NOTE_MAX_LENGTH,
                            help_text="Required: what you checked and what you decided.")
 
     def __init__(self, *args, findings=(), missable=(), **kwargs):
@@ -152,16 +159,31 @@ class AcknowledgeForm(forms.Form):
         return verdicts
 
 
+_AUDIT_DATE_RANGE = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+_AUDIT_DATE_ERRORS = {key: f"Enter a date between {AUDIT_DATE_MIN:%Y-%m-%d} and {AUDIT_DATE_MAX:%Y-%m-%d}."
+                      for key in ("invalid", "min_value", "max_value")}
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(required=False, max_length=150)
     action = forms.CharField(required=False, max_length=64)
     patient = forms.CharField(required=False, max_length=64, label="Patient pseudonym")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="Until (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}),
+                            validators=_AUDIT_DATE_RANGE, error_messages=_AUDIT_DATE_ERRORS)
+    until = forms.DateField(required=False, label="Until (inclusive)", widget=forms.DateInput(attrs={"type": "date"}),
+                            validators=_AUDIT_DATE_RANGE, error_messages=_AUDIT_DATE_ERRORS)
+    # The id of the last event already shown (keyset pagination); the page's "Older events" link sets it.
+    cursor = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput,
+                                error_messages={key: "This page link is broken: open the audit trail again."
+                                                for key in ("invalid", "min_value", "max_value")})
+
+    def clean(self):
+        d = super().clean()
+        if d.get("since") and d.get("until") and d["since"] > d["until"]:
+            self.add_error("until", "Until must be on or after From.")
+        return d
 
     def filters(self) -> dict:
-        import datetime as dt
-
         from django.utils import timezone
 
         d = self.cleaned_data

@@ -63,7 +63,7 @@ MAX_CSV_LINE_CHARS = 10_000
 MAX_TYPICAL_RANGE_MV = 50.0
 MAX_DEVIATION_MV = 1000.0
 # Characters never shown as such in a message: controls, invisible formatting (bidi overrides), surrogates.
-_HIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
+HIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 
 
 class IntakeError(ValueError):
@@ -111,7 +111,7 @@ def shown(text: str, limit: int = 40) -> str:
     override would reorder the rest of the sentence on screen; a lone surrogate cannot even be encoded) are
     written as \\uXXXX escapes, and long text is cut."""
     text = str(text)
-    out = "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN_CATEGORIES else ch
+    out = "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in HIDDEN_CATEGORIES else ch
                   for ch in text[:limit])
     return out + "…" if len(text) > limit else out
 

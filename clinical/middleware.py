@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import unquote
+
+from django.http import HttpResponseBadRequest
 
 from django.utils.cache import patch_cache_control
 
@@ -71,3 +74,37 @@ class PrivateResponseMiddleware:
         if request.path.startswith("/api/") or request.user.is_authenticated:
             patch_cache_control(response, private=True, no_store=True)
         return response
+
+
+class RefuseNulBytesMiddleware:
+    """400 for a NUL character in the path, the query string or a header, before any view or query sees it.
+
+    PostgreSQL text cannot hold U+0000 (the driver raises, a 500), and no address, filter or header of this app
+    has a use for it. Views validate their own input too; this is the guard for what one of them misses. Bodies
+    are left to the forms and serializers (they refuse NUL in text fields).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        where = _nul_in(request)
+        if where is None:
+            return self.get_response(request)
+        message = f"The request's {where} contains a NUL character."
+        from clinical.api.errors import api_error_response, is_api_request
+
+        if is_api_request(request):
+            return api_error_response(400, message)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+
+def _nul_in(request) -> str | None:
+    if "\x00" in request.path_info:
+        return "address"
+    if "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+        return "query string"
+    for key, value in request.META.items():
+        if key.startswith("HTTP_") and isinstance(value, str) and "\x00" in value:
+            return f"{key[5:].replace('_', '-').title()} header"
+    return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime
 
 import numpy as np
@@ -178,14 +179,22 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_list(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
-    filters = form.filters() if form.is_valid() else {}
-    cursor = request.GET.get("cursor")
-    events = list(selectors.audit_events(**filters, cursor=int(cursor) if cursor and cursor.isdigit() else None)[:51])
+    if form.is_bound and not form.is_valid():
+        return _audit_filters_refused(request, form)
+    filters = form.filters() if form.is_bound else {}
+    after = form.cleaned_data["cursor"] if form.is_bound else None
+    events = list(selectors.audit_events(**filters, cursor=after)[:51])
     next_cursor = events[49].id if len(events) > 50 else None
     query = request.GET.copy()
     query.pop("cursor", None)
     return render(request, "clinical/audit_list.html", {"form": form, "events": events[:50], "next_cursor": next_cursor,
                                                         "query": query.urlencode()})
+
+
+def _audit_filters_refused(request: HttpRequest, form: AuditFilterForm) -> HttpResponse:
+    """The audit page with the form's errors and no events: never a query with filters that did not validate."""
+    return render(request, "clinical/audit_list.html", {"form": form, "events": [], "next_cursor": None,
+                                                        "query": ""}, status=400)
 
 
 class _Echo:
@@ -209,9 +218,11 @@ def _spreadsheet_safe(value: object) -> object:
 
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
-def audit_export(request: HttpRequest) -> StreamingHttpResponse:
+def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     form = AuditFilterForm(request.GET or None)
-    filters = form.filters() if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        return _audit_filters_refused(request, form)
+    filters = form.filters() if form.is_bound else {}
     audit_log(actor=request.user, action="audit.export", object_type="AuditEvent", object_id="csv",
               details={k: str(v) for k, v in filters.items() if v})
     writer = csv.writer(_Echo())
@@ -219,14 +230,15 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
               "hash"]
 
     def rows():
-        yield writer.writerow(header)
+        # A byte order mark: without it Excel reads a UTF-8 CSV as the local code page (names come out garbled).
+        yield "\ufeff" + writer.writerow(header)
         for e in selectors.audit_events(**filters).iterator(chunk_size=2000):
             yield writer.writerow([_spreadsheet_safe(cell) for cell in (
                 e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id, e.request_id,
-                e.ip or "", e.details, e.prev_hash, e.hash)])
+                e.ip or "", json.dumps(e.details, ensure_ascii=False, default=str), e.prev_hash, e.hash)])
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
     return response
 

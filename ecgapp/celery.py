@@ -42,16 +42,19 @@ app.autodiscover_tasks()
 @worker_init.connect
 def _serve_worker_metrics(**kwargs) -> None:
     """With ECGAPP_WORKER_METRICS_PORT, the worker's main process serves /metrics for all its pool processes
-    (they write to PROMETHEUS_MULTIPROC_DIR; this merges them), so Prometheus can scrape a worker container."""
+    (they write to PROMETHEUS_MULTIPROC_DIR; this merges them), so Prometheus can scrape a worker container. Only
+    to the addresses and the token web's /metrics accepts (monitoring.access)."""
     from django.conf import settings
 
     if settings.ECG_WORKER_METRICS_PORT:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
+
+        from monitoring.access import worker_metrics_serve
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        start_http_server(settings.ECG_WORKER_METRICS_PORT, registry=registry)
+        worker_metrics_serve(settings.ECG_WORKER_METRICS_PORT, registry)
 
 
 @worker_ready.connect

@@ -4,6 +4,7 @@ With none set, the app runs on an embedded default: SQLite, Celery over a filesy
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR blocks ("127.0.0.1,::1,10.0.0.0/8"); set but empty: none."""
+    raw = os.environ.get(name)
+    items = default if raw is None else [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in items]
+    except ValueError as exc:
+        raise ImproperlyConfiguredEnv(f"{name}={raw!r}: {exc}.") from exc
 
 
 # SQLite for several users at once (the embedded default serves a threaded web server and a worker process):
@@ -133,6 +144,8 @@ class Env:
     fairness_eo_max_difference: float
     alert_repeat_hours: int
     worker_metrics_port: int
+    metrics_allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    metrics_token: str
     worker_stale_seconds: int
     queue_max_wait_seconds: int
     session_idle_minutes: int
@@ -184,6 +197,11 @@ def read_env() -> Env:
         # A Celery worker in its own container serves its processes' metrics on this port (0: off). Web nodes
         # serve /metrics themselves; a worker on the same node as web needs none (they share the samples folder).
         worker_metrics_port=env_int("ECGAPP_WORKER_METRICS_PORT", 0),
+        # Who may read /metrics (web and worker port) and the API schema without logging in: these client
+        # addresses (loopback by default, as GitLab's monitoring allow-list), and Prometheus sending
+        # `Authorization: Bearer <ECGAPP_METRICS_TOKEN>` (or the file ECGAPP_METRICS_TOKEN_FILE names).
+        metrics_allow=env_networks("ECGAPP_METRICS_ALLOW", ["127.0.0.0/8", "::1"]),
+        metrics_token=env_str("ECGAPP_METRICS_TOKEN"),
         # /health/ready fails when no inference worker has written its heartbeat (every 5 s) for this long, or when
         # the oldest queued ECG has waited this long while no worker took a job.
         worker_stale_seconds=env_int("ECGAPP_WORKER_STALE_SECONDS", 30),

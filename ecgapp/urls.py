@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 
 from clinical.auth import ThrottledAuthenticationForm
 from clinical.views import plotly_js
-from monitoring import health
+from monitoring import access, health
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="clinical:ecg-list", permanent=False)),
@@ -23,6 +23,12 @@ urlpatterns = [
     path("vendor/plotly.min.js", plotly_js, name="plotly-js"),
     # Browsers ask for /favicon.ico whatever the page links; lazy: the hashed name is known once static files are.
     path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("favicon.svg"), permanent=True)),
-    path("", include("django_prometheus.urls")),  # /metrics
+    # django_prometheus's view, for monitoring users, allowed addresses and the metrics token only.
+    path("metrics", access.metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
 ]
+# Under /api/ every error is the API's JSON shape, also those raised before or outside a DRF view.
+handler400 = "clinical.api.errors.bad_request"
+handler403 = "clinical.api.errors.permission_denied"
+handler404 = "clinical.api.errors.page_not_found"
+handler500 = "clinical.api.errors.server_error"

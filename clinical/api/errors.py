@@ -1,11 +1,14 @@
 """The API's one error shape."""
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from clinical.errors import ClinicalError
+from clinical.ingest import ACCEPTED_UPLOADS
 
 _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
@@ -38,6 +41,12 @@ def api_exception_handler(exc, context):
     """Every 4xx/5xx as {"error": {"code", "message", "fields"}}; domain errors carry the form's messages."""
     if isinstance(exc, RequestDataTooBig):
         exc = _too_large(context)
+    if isinstance(exc, TooManyFilesSent | TooManyFieldsSent):
+        # Django refuses a multipart body with over DATA_UPLOAD_MAX_NUMBER_FILES files (or _FIELDS fields) while
+        # DRF parses it; uncaught, that is Django's HTML 400 page.
+        exc = exceptions.ValidationError({"files" if isinstance(exc, TooManyFilesSent) else "non_field_errors": [
+            f"The request carries too many {'files' if isinstance(exc, TooManyFilesSent) else 'fields'}; "
+            f"upload {ACCEPTED_UPLOADS}."]})
     if isinstance(exc, ClinicalError):
         exc = exceptions.ValidationError({exc.field if exc.field != "__all__" else "non_field_errors": [exc.message]})
     response = exception_handler(exc, context)
@@ -68,3 +77,42 @@ def _flatten(errors, prefix: str = ""):
             yield from _flatten(value, f"{prefix}.{i}" if prefix else str(i))
     else:
         yield prefix or "non_field_errors", [str(m) for m in (errors if isinstance(errors, list) else [errors])]
+
+
+# Django's own error views, for what fails outside an API view (an unknown address under /api/, a request refused
+# by middleware): under /api/ the error shape, elsewhere the app's pages. Wired as handler400/403/404/500 in
+# ecgapp.urls.
+API_PREFIX = "/api/"
+_MESSAGES = {400: "Bad request.", 403: "Forbidden.", 404: "No such API address; see /api/v1/docs/.",
+             500: "Server error; the request id in X-Request-ID finds it in the logs."}
+
+
+def api_error_response(status_code: int, message: str = "", fields: dict | None = None) -> JsonResponse:
+    """The error shape for a response made outside DRF."""
+    return JsonResponse({"error": {"code": _CODES.get(status_code, "error"),
+                                   "message": message or _MESSAGES.get(status_code, "Request failed."),
+                                   "fields": fields or {}}}, status=status_code)
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return api_error_response(400) if is_api_request(request) else defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return api_error_response(500) if is_api_request(request) else defaults.server_error(request)

@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from clinical.api import schema, views
+from monitoring.access import SchemaReaders
 
 assert schema  # registers the token scheme with drf-spectacular
 
@@ -15,7 +16,8 @@ urlpatterns = [
     path("ecgs/<uuid:public_id>/acknowledge/", views.EcgAcknowledgeApi.as_view(), name="ecg-acknowledge"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),
-    path("schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
+    # Authenticated users (session or token) and allowed addresses; the docs page is a shell that loads it.
+    path("schema/", SpectacularAPIView.as_view(api_version="v1", permission_classes=[SchemaReaders]), name="schema"),
     # The split view serves Swagger UI's init script as its own response (?script), so the page needs no inline
     # script under our Content-Security-Policy.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -22,7 +23,7 @@ from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.ingest import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
-from clinical.models import EcgRecord
+from clinical.models import EcgRecord, InferenceJob
 from clinical.reviews import result_acknowledge
 from mlcore.preprocess import LEADS
 
@@ -307,6 +308,18 @@ class EcgResultApi(APIView):
 class _Newest(CursorPagination):
     page_size = 50
     ordering = "-uploaded_at"
+    invalid_cursor_message = "This cursor is not one this API gave out; follow a page's 'next' or 'previous' link."
+
+    def decode_cursor(self, request):
+        """DRF's cursor, checked before it reaches a query: its position is an upload time or the cursor is a 400
+        (DRF answers 404 for an undecodable cursor, and passes a forged position to the filter, a 500)."""
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None and parse_datetime(cursor.position) is None:
+                raise ValueError(cursor.position)
+        except (NotFound, ValueError) as exc:
+            raise serializers.ValidationError({"cursor": [self.invalid_cursor_message]}) from exc
+        return cursor
 
 
 class PatientEcgListApi(APIView):
@@ -324,6 +337,13 @@ class PatientEcgListApi(APIView):
         def get_job_url(self, obj) -> str:
             return reverse("api:ecg-job", args=[obj.public_id])
 
+    class Filter(serializers.Serializer):
+        pseudonym = serializers.CharField(max_length=64, trim_whitespace=False)  # as uploads accept it
+        state = serializers.ChoiceField(choices=InferenceJob.State.values, allow_blank=True, required=False)
+
+        class Meta:
+            ref_name = "PatientEcgFilter"
+
     @extend_schema(operation_id="patient_ecg_list", summary="ECGs of one patient, newest first",
                    parameters=[OpenApiParameter("state", str, enum=["queued", "running", "done", "failed"]),
                                OpenApiParameter("cursor", str)],
@@ -337,8 +357,11 @@ class PatientEcgListApi(APIView):
                                     "age_at_ecg": 63, "source_format": "json",
                                     "job_url": f"/api/v1/ecgs/{_ID}/job/"}]})])
     def get(self, request, pseudonym):
+        f = self.Filter(data={"pseudonym": pseudonym, "state": request.query_params.get("state", "")})
+        f.is_valid(raise_exception=True)
+        pseudonym = f.validated_data["pseudonym"]
         qs = selectors.ecg_list_for_user(user=request.user).filter(patient__pseudonym=pseudonym)
-        if state := request.query_params.get("state"):
+        if state := f.validated_data.get("state"):
             qs = qs.filter(job__state=state)
         paginator = _Newest()
         page = paginator.paginate_queryset(qs, request, view=self)

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "clinical.middleware.RefuseNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -139,6 +140,8 @@ ECG_FAIRNESS_PARITY_MIN_RATIO = ENV.fairness_parity_min_ratio
 ECG_FAIRNESS_EO_MAX_DIFFERENCE = ENV.fairness_eo_max_difference
 ECG_ALERT_REPEAT_HOURS = ENV.alert_repeat_hours
 ECG_WORKER_METRICS_PORT = ENV.worker_metrics_port
+ECG_METRICS_ALLOW = ENV.metrics_allow
+ECG_METRICS_TOKEN = ENV.metrics_token
 ECG_WORKER_STALE_SECONDS = ENV.worker_stale_seconds
 ECG_QUEUE_MAX_WAIT_SECONDS = ENV.queue_max_wait_seconds
 # Idle timeout: the session's own expiry, slid forward by clinical.auth.SessionLifetimeMiddleware; and a hard limit.

@@ -1,1 +1,1 @@
-from tests.clinical.conftest import clinician, ecg_500hz, wfdb_pair  # noqa: F401
+from tests.clinical.conftest import clinician, compliance_officer, ecg_500hz, reviewer, wfdb_pair  # noqa: F401
