@@ -31,6 +31,9 @@ class EcgRecord(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="ecgs")
     # Age at acquisition: the patient's row holds the latest value, each ECG keeps its own.
     age_at_ecg = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Sex as given with this ECG ("U": the uploader said unknown). Pages, API and monitoring read this, not the
+    # patient's row, which a later upload may change.
+    sex_at_ecg = models.CharField(max_length=1, choices=Patient.Sex.choices)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ecgs")
     uploaded_at = models.DateTimeField(auto_now_add=True)
     source_format = models.CharField(max_length=8)
@@ -226,11 +229,15 @@ class ApiToken(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """A client's Idempotency-Key on submit: the same key again returns the first ECG instead of a new one."""
+    """A client's Idempotency-Key on submit: the same key with the same request returns the first ECG instead of
+    a new one."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=100)
     record = models.ForeignKey(EcgRecord, on_delete=models.CASCADE, related_name="+")
+    # SHA-256 of the request the key was first used with (clinical.services.submission_sha256): the same key with
+    # another request is refused, never answered with this record. Blank for keys stored before it was kept.
+    request_sha256 = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
+from clinical.ingest import shown
 from clinical.models import Acknowledgement, Alert, Prediction
 
 
@@ -28,6 +29,13 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
         raise ClinicalError("A note is required: what you checked and what you decided.", "note")
     keys = {f.overlay_key for f in prediction.findings.all()}
     missable = {f"superclass:{c}" for c in prediction.superclass} - keys
+    wrong = sorted(k.removeprefix("superclass:") for k, v in (finding_verdicts or {}).items()
+                   if v == MISSED and k not in missable)
+    if wrong:
+        choices = ", ".join(sorted(k.removeprefix("superclass:") for k in missable)) or "none"
+        raise ClinicalError(f"Only a diagnostic class this result did not flag can be marked as missed; not "
+                            f"{', '.join(shown(c, 16) for c in wrong)} (classes it did not flag: {choices}).",
+                            "missed")
     finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys | missable}
     if any(v not in Acknowledgement.Verdict.values for k, v in finding_verdicts.items() if k in keys):
         raise ClinicalError("Each finding can only be agreed or disagreed with.", "verdict")

@@ -1,7 +1,7 @@
 """Clinical reads."""
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from clinical.models import Alert, AuditEvent, EcgRecord, Prediction
 
@@ -45,7 +45,8 @@ def audit_events(*, actor: str = "", action: str = "", patient: str = "", since=
         qs = qs.filter(action__startswith=action)
     if patient:
         ids = [str(u) for u in EcgRecord.objects.filter(patient__pseudonym=patient).values_list("public_id", flat=True)]
-        qs = qs.filter(object_type="EcgRecord", object_id__in=ids)
+        # The patient's ECGs, and the patient itself (changes to its age or sex, reads of its ECG list).
+        qs = qs.filter(Q(object_type="EcgRecord", object_id__in=ids) | Q(object_type="Patient", object_id=patient))
     if since:
         qs = qs.filter(at__gte=since)
     if until:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -72,21 +73,27 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
     """Parse, quality-check and store an upload, then queue its inference.
 
     On error nothing clinical is stored; the refusal itself is audited (who, when, which files, why).
-    With an ``idempotency_key`` already used by this actor, the first submission's record is returned and
-    nothing new is stored, also when two retries race.
+    With an ``idempotency_key`` already used by this actor for the same request (patient fields and file bytes),
+    the first submission's record is returned and nothing new is stored, also when two retries race; the same
+    key with a different request is refused (code "idempotency_mismatch").
     """
-    if idempotency_key:
-        seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related("record").first()
-        if seen:
-            return seen.record
     digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+    request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files)
+                      if idempotency_key else "")
     try:
-        return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
-                           digest=digest, idempotency_key=idempotency_key)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        return IdempotencyKey.objects.select_related("record").get(user=actor, key=idempotency_key).record
+        if idempotency_key:
+            seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related(
+                "record__patient").first()
+            if seen:
+                return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
+        try:
+            return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
+                               digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256)
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            seen = IdempotencyKey.objects.select_related("record__patient").get(user=actor, key=idempotency_key)
+            return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
     except ClinicalError as exc:
         audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
                   object_id=digest[:16],
@@ -97,8 +104,40 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         raise
 
 
+IDEMPOTENCY_MISMATCH = ("This Idempotency-Key was already used with a different request (another patient or other "
+                        "ECG data). A retry must repeat the first request exactly; use a new key for a new "
+                        "submission.")
+
+
+def submission_sha256(*, pseudonym: str, age: int | None, sex: str, fs: float | None,
+                      files: dict[str, tuple[str, bytes]]) -> str:
+    """SHA-256 of what a submission asks for: the patient fields, the sampling rate, each file's name and bytes.
+
+    Every part is length-prefixed, so no two different requests share an encoding.
+    """
+    h = hashlib.sha256()
+    fields = json.dumps({"pseudonym": pseudonym, "age": age, "sex": sex, "fs": fs}, sort_keys=True).encode()
+    h.update(b"%d:%s" % (len(fields), fields))
+    for name, data in sorted(files.values()):
+        raw = name.encode("utf-8", "surrogatepass")
+        h.update(b"%d:%s%d:" % (len(raw), raw, len(data)))
+        h.update(data)
+    return h.hexdigest()
+
+
+def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str, pseudonym: str) -> EcgRecord:
+    """The record a repeated key stands for, if the request is the one the key was first used with."""
+    if seen.request_sha256:
+        same = seen.request_sha256 == request_sha256
+    else:  # stored before requests were hashed: the same files for the same patient
+        same = seen.record.upload_sha256 == digest and seen.record.patient.pseudonym == (pseudonym or "").strip()
+    if not same:
+        raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch")
+    return seen.record
+
+
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-                fs: float | None, digest: str, idempotency_key: str) -> EcgRecord:
+                fs: float | None, digest: str, idempotency_key: str, request_sha256: str) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -120,18 +159,26 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         # "Unknown" at this upload never erases what an earlier one knew (the record keeps its own age_at_ecg).
         known = (age if age is not None else patient.age, sex if sex != Patient.Sex.UNKNOWN else patient.sex)
+        before = {"age": patient.age, "sex": patient.sex}
         if not created and (patient.age, patient.sex) != known:
             patient.age, patient.sex = known
             patient.save(update_fields=["age", "sex"])
+        # Each ECG keeps the age and sex given with it: what its pages and the monitoring read.
         record = EcgRecord.objects.create(
-            patient=patient, age_at_ecg=age, uploaded_by=actor, source_format=parsed.source_format,
+            patient=patient, age_at_ecg=age, sex_at_ecg=sex, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
             n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
             quality=quality.to_dict(), features=features,
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
-            IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=record)
+            IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=record,
+                                          request_sha256=request_sha256)
+        changed = [] if created else [k for k in ("age", "sex") if getattr(patient, k) != before[k]]
+        if changed:  # a shared patient's stored demographics: who changed them, from what, with which ECG
+            audit_log(actor=actor, action="patient.change", object_type="Patient", object_id=pseudonym,
+                      details={"old": {k: before[k] for k in changed}, "new": {k: getattr(patient, k) for k in changed},
+                               "ecg": str(record.public_id)})
         audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
                   details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from clinical import selectors, services
+from clinical import access, selectors, services
 from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, plotly_js_path
 from clinical.errors import ClinicalError
@@ -39,7 +39,8 @@ def _can_see_ecgs(user) -> bool:
 def ecg_list(request: HttpRequest) -> HttpResponse:
     if not _can_see_ecgs(request.user):
         return _forbidden(request, "Your role has no access to ECGs.")
-    records = selectors.ecg_list_for_user(user=request.user)[:100]
+    records = list(selectors.ecg_list_for_user(user=request.user)[:100])
+    access.ecg_list_audit(actor=request.user, records=records, via=access.PAGE, view="ecg_list")
     return render(request, "clinical/ecg_list.html", {"records": records})
 
 
@@ -90,7 +91,7 @@ def _ack_form(prediction, data=None) -> AcknowledgeForm:
 @login_required
 def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
-    audit_log(actor=request.user, action="ecg.view", object_type="EcgRecord", object_id=record.public_id)
+    access.ecg_view_audit(actor=request.user, record=record, via=access.PAGE, view="ecg_detail")
     prediction = getattr(record, "prediction", None)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
@@ -109,6 +110,7 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
 
 @login_required
 def ecg_status(request: HttpRequest, public_id) -> JsonResponse:
+    # Not audited: the page polls it, and it holds the analysis state only (see clinical.access).
     job = _record_or_404(request, public_id).job
     return JsonResponse({"state": job.state, "progress": job.progress, "stage": job.stage, "error": job.error,
                          "attempts": job.attempts})
@@ -172,7 +174,10 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
 @login_required
 @permission_required("clinical.acknowledge_result", raise_exception=True)
 def review_queue(request: HttpRequest) -> HttpResponse:
-    return render(request, "clinical/review_queue.html", {"items": selectors.review_queue()[:200]})
+    items = list(selectors.review_queue()[:200])
+    access.ecg_list_audit(actor=request.user, records=[p.record for p in items], via=access.PAGE,
+                          view="review_queue")
+    return render(request, "clinical/review_queue.html", {"items": items})
 
 
 @login_required
@@ -185,6 +190,9 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     after = form.cleaned_data["cursor"] if form.is_bound else None
     events = list(selectors.audit_events(**filters, cursor=after)[:51])
     next_cursor = events[49].id if len(events) > 50 else None
+    # Audit rows name patients and who saw them: reading them is audited like the CSV export.
+    audit_log(actor=request.user, action="audit.view", object_type="AuditEvent", object_id="list",
+              details={**{k: str(v) for k, v in filters.items() if v}, "after": after, "count": len(events[:50])})
     query = request.GET.copy()
     query.pop("cursor", None)
     return render(request, "clinical/audit_list.html", {"form": form, "events": events[:50], "next_cursor": next_cursor,

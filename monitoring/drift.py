@@ -72,7 +72,7 @@ def production_rows(ids: list[int], reference: Reference, progress: Progress | N
     cols: dict[str, list] = {k: [] for k in FEATURES}
     for start in range(0, len(ids), CHUNK):
         rows = list(Prediction.objects.filter(id__in=ids[start:start + CHUNK]).values_list(
-            "record__age_at_ecg", "record__patient__sex", "record__features", "superclass", "embedding"))
+            "record__age_at_ecg", "record__sex_at_ecg", "record__features", "superclass", "embedding"))
         if not rows:
             continue
         age, sex, features, superclass, embedding = zip(*rows)

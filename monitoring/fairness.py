@@ -98,7 +98,7 @@ def urgent_counts(start, end, bands) -> dict[tuple[str, str], Counts]:
     band_case = Case(*[When(record__age_at_ecg__gte=lo, record__age_at_ecg__lte=hi, then=Value(label))
                        for label, lo, hi in bands], default=Value(UNKNOWN_AGE_BAND), output_field=CharField())
     cells = (Prediction.objects.filter(created_at__gte=start, created_at__lt=end)
-             .annotate(band=band_case, sex=F("record__patient__sex")).values("band", "sex")
+             .annotate(band=band_case, sex=F("record__sex_at_ecg")).values("band", "sex")
              .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=URGENT))).order_by())
     out: dict[tuple[str, str], Counts] = defaultdict(Counts)
     for cell in cells:
@@ -112,7 +112,7 @@ def outcome_counts(start, end, bands) -> tuple[int, dict[tuple[str, str], dict[s
     """Reviewed results and their tp/fn/fp/tn over the diagnostic classes per (dimension, group), streamed."""
     out: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"tp": 0, "fn": 0, "fp": 0, "tn": 0})
     rows = (Acknowledgement.objects.filter(prediction__created_at__gte=start, prediction__created_at__lt=end)
-            .values_list("prediction__record__age_at_ecg", "prediction__record__patient__sex", "outcomes")
+            .values_list("prediction__record__age_at_ecg", "prediction__record__sex_at_ecg", "outcomes")
             .iterator(chunk_size=OUTCOME_CHUNK))
     n = 0
     for age, sex, outcomes in rows:

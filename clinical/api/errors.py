@@ -12,7 +12,9 @@ from clinical.ingest import ACCEPTED_UPLOADS
 
 _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-          429: "throttled"}
+          422: "unprocessable", 429: "throttled"}
+# Domain error codes whose status is not 400 (ClinicalError.code); each keeps its own code in the error body.
+CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY}
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -47,8 +49,13 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError({"files" if isinstance(exc, TooManyFilesSent) else "non_field_errors": [
             f"The request carries too many {'files' if isinstance(exc, TooManyFilesSent) else 'fields'}; "
             f"upload {ACCEPTED_UPLOADS}."]})
+    code = None
     if isinstance(exc, ClinicalError):
+        if exc.code in CLINICAL_STATUS:
+            code = exc.code
+        status_code = CLINICAL_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST)
         exc = exceptions.ValidationError({exc.field if exc.field != "__all__" else "non_field_errors": [exc.message]})
+        exc.status_code = status_code
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -62,7 +69,7 @@ def api_exception_handler(exc, context):
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         message = str(detail) if detail else "Request failed."
-    response.data = {"error": {"code": _CODES.get(response.status_code, "error"), "message": message,
+    response.data = {"error": {"code": code or _CODES.get(response.status_code, "error"), "message": message,
                                "fields": fields}}
     return response
 

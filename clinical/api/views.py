@@ -1,6 +1,8 @@
 """REST API v1: one APIView per operation, calling the same services and selectors as the pages."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -18,16 +20,20 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinical import selectors, services
+from clinical import access, selectors, services
 from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.ingest import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
-from clinical.models import EcgRecord, InferenceJob
-from clinical.reviews import result_acknowledge
+from clinical.models import EcgRecord, InferenceJob, Patient
+from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
 EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EHR thumbnail
+# An Idempotency-Key is stored as sent, so one that would not fit or that carries invisible characters is refused
+# rather than cut or rewritten: two different keys must never become the same one.
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,100}$")
+IDEMPOTENCY_KEY_RULE = "at most 100 printable ASCII characters"
 
 
 def _record(request, public_id) -> EcgRecord:
@@ -105,6 +111,9 @@ EX_JOB = OpenApiExample("Job", response_only=True, value={
 EX_ERROR = OpenApiExample("Error", response_only=True, status_codes=["400"], value={
     "error": {"code": "invalid", "message": "Missing lead(s): V6; a 12-lead ECG is required.",
               "fields": {"file": ["Missing lead(s): V6; a 12-lead ECG is required."]}}})
+EX_MISMATCH = OpenApiExample("Idempotency mismatch", response_only=True, status_codes=["422"], value={
+    "error": {"code": "idempotency_mismatch", "message": services.IDEMPOTENCY_MISMATCH,
+              "fields": {"Idempotency-Key": [services.IDEMPOTENCY_MISMATCH]}}})
 
 
 class JobOutput(serializers.Serializer):
@@ -173,16 +182,23 @@ class EcgSubmitApi(APIView):
         operation_id="ecg_submit",
         summary="Submit a 12-lead ECG for analysis",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="Retrying with the same key returns the first submission.")],
+                                     description=f"{IDEMPOTENCY_KEY_RULE[:1].upper()}{IDEMPOTENCY_KEY_RULE[1:]} "
+                                                 "(a longer key, or other characters: 400). Retrying the same "
+                                                 "request with the same key returns the first submission; the same "
+                                                 "key with a different request (other patient fields or ECG data) "
+                                                 "is refused with 422, code \"idempotency_mismatch\".")],
         request={"application/json": JsonInput, "multipart/form-data": MultipartInput},
-        responses={202: JobOutput, **ERRORS, 413: ErrorSerializer},
-        examples=[EX_JOB, EX_ERROR, OpenApiExample("JSON", request_only=True, value={
+        responses={202: JobOutput, **ERRORS, 413: ErrorSerializer, 422: ErrorSerializer},
+        examples=[EX_JOB, EX_ERROR, EX_MISMATCH, OpenApiExample("JSON", request_only=True, value={
             "fs": 500, "units": "mV", "patient": {"id": "PT-0042", "age": 63, "sex": "F"},
             "leads": {lead: [0.0, 0.01, 0.02] for lead in LEADS}})],
     )
     def post(self, request):
         _require(request, "upload_ecg", "use_api")
-        key = (request.headers.get("Idempotency-Key") or "").strip()[:100]
+        key = (request.headers.get("Idempotency-Key") or "").strip()
+        if key and not IDEMPOTENCY_KEY.match(key):
+            raise serializers.ValidationError({"Idempotency-Key": [
+                f"Use {IDEMPOTENCY_KEY_RULE} for the Idempotency-Key (got {len(key)} characters)."]})
         json_body = not request.content_type.startswith("multipart/")
         if not json_body:
             s = self.MultipartInput(data=request.data)
@@ -215,6 +231,7 @@ class EcgJobApi(APIView):
     @extend_schema(operation_id="ecg_job", summary="Analysis state of a submitted ECG",
                    responses={200: JobOutput, **ERRORS}, examples=[EX_JOB])
     def get(self, request, public_id):
+        # Not audited: the analysis state only, no patient data (see clinical.access); the result read is.
         return Response(_job_payload(_record(request, public_id)))
 
 
@@ -275,6 +292,8 @@ class EcgResultApi(APIView):
                        "acknowledged_by": None, "acknowledged_at": None})])
     def get(self, request, public_id):
         record = _record(request, public_id)
+        want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
+        access.ecg_view_audit(actor=request.user, record=record, via=access.API, view="ecg_result", evidence=want)
         prediction = getattr(record, "prediction", None)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
@@ -282,7 +301,6 @@ class EcgResultApi(APIView):
                 "acknowledged_by": None, "acknowledged_at": None}
         if prediction is None:
             return Response(body)
-        want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
         findings = []
         for f in prediction.findings.all():
             item = {"head": f.head, "code": f.code, "display": f.display, "probability": f.probability,
@@ -328,6 +346,7 @@ class PatientEcgListApi(APIView):
         uploaded_at = serializers.DateTimeField()
         state = serializers.CharField(source="job.state")
         age_at_ecg = serializers.IntegerField(allow_null=True)  # null: unknown
+        sex_at_ecg = serializers.ChoiceField(choices=Patient.Sex.choices, help_text="As given with this ECG.")
         source_format = serializers.CharField()
         job_url = serializers.SerializerMethodField()
 
@@ -354,7 +373,7 @@ class PatientEcgListApi(APIView):
                    examples=[OpenApiExample("Page", response_only=True, value={
                        "next": "/api/v1/patients/PT-0042/ecgs/?cursor=cD0yMDI2", "previous": None,
                        "results": [{"id": _ID, "uploaded_at": "2026-11-27T16:50:15Z", "state": "done",
-                                    "age_at_ecg": 63, "source_format": "json",
+                                    "age_at_ecg": 63, "sex_at_ecg": "F", "source_format": "json",
                                     "job_url": f"/api/v1/ecgs/{_ID}/job/"}]})])
     def get(self, request, pseudonym):
         f = self.Filter(data={"pseudonym": pseudonym, "state": request.query_params.get("state", "")})
@@ -365,6 +384,8 @@ class PatientEcgListApi(APIView):
             qs = qs.filter(job__state=state)
         paginator = _Newest()
         page = paginator.paginate_queryset(qs, request, view=self)
+        access.ecg_list_audit(actor=request.user, records=page, via=access.API, view="patient_ecgs",
+                              patient=pseudonym)
         return paginator.get_paginated_response(self.Output(page, many=True).data)
 
 
@@ -374,6 +395,11 @@ class EcgAcknowledgeApi(APIView):
         note = serializers.CharField(min_length=3, max_length=5000)
         findings = serializers.DictField(child=serializers.ChoiceField(choices=["agree", "disagree"]), required=False,
                                          help_text="'superclass:MI' -> agree/disagree")
+        missed = serializers.ListField(
+            child=serializers.CharField(max_length=16), required=False, max_length=len(services.SUPERCLASS_NAMES),
+            help_text="Diagnostic classes present on the ECG that the model did not flag (superclass codes: "
+                      f"{', '.join(services.SUPERCLASS_NAMES)}), recorded as missed. Only a class this result did "
+                      "not flag is accepted; any other code is refused with 400.")
 
         class Meta:
             ref_name = "AcknowledgeInput"
@@ -384,7 +410,7 @@ class EcgAcknowledgeApi(APIView):
                        **ERRORS, 409: ErrorSerializer},
                    examples=[OpenApiExample("Acknowledge", request_only=True, value={
                        "verdict": "disagree", "note": "Old inferior Q waves, unchanged from 2024.",
-                       "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"}}),
+                       "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"}, "missed": ["HYP"]}),
                              OpenApiExample("Acknowledged", response_only=True, value={
                                  "acknowledged_by": "rev-ward-3", "acknowledged_at": "2026-11-27T17:02:00Z"})])
     def post(self, request, public_id):
@@ -395,9 +421,12 @@ class EcgAcknowledgeApi(APIView):
             raise NotFound("This ECG has no result yet.")
         s = self.Input(data=request.data)
         s.is_valid(raise_exception=True)
+        d = s.validated_data
+        # The page's "present but not flagged" boxes, in the service's terms.
+        verdicts = dict(d.get("findings") or {}) | {f"superclass:{code}": MISSED for code in d.get("missed", [])}
         try:
-            ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=s.validated_data["verdict"],
-                                     note=s.validated_data["note"], finding_verdicts=s.validated_data.get("findings"))
+            ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
+                                     note=d["note"], finding_verdicts=verdicts)
         except ClinicalError as exc:
             if exc.message.startswith("Already acknowledged"):
                 return Response({"error": {"code": "conflict", "message": exc.message, "fields": {}}}, status=409)

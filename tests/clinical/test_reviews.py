@@ -110,7 +110,7 @@ def test_review_outcomes_are_the_ground_truth_per_class(client, urgent_result, r
 
 
 def test_missed_can_only_mark_an_unflagged_class(urgent_result, reviewer):
-    with pytest.raises(ClinicalError, match="agreed or disagreed"):
+    with pytest.raises(ClinicalError, match="did not flag can be marked as missed; not MI"):
         result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="checked",
                            finding_verdicts={"superclass:MI": "missed"})
     assert not Acknowledgement.objects.exists()

@@ -50,7 +50,8 @@ def seed_predictions(cols: dict, *, uploader: User, embeddings: np.ndarray | Non
         for i in range(n)])
     flags = {"0": 0, "1": 1, "2": 2, "3+": 3}
     records = EcgRecord.objects.bulk_create([
-        EcgRecord(patient=patients[i], age_at_ecg=_age(cols["age"][i]), uploaded_by=uploader,
+        EcgRecord(patient=patients[i], age_at_ecg=_age(cols["age"][i]), sex_at_ecg=cols["sex"][i] or "U",
+                  uploaded_by=uploader,
                   source_format="csv", upload_sha256="0" * 64, fs=100.0, n_samples=0, signal=b"",
                   features=({"heart_rate": float(cols["heart_rate"][i]), "noise": float(cols["noise"][i]),
                              "quality_flags": flags.get(cols["quality_flags"][i], 0),

@@ -124,12 +124,13 @@ class Command(BaseCommand):
                              np.where(rng.random(m) < 0.3, "immediate", "urgent"), "routine")
             reviewed = (level != "routine") & (rng.random(m) < REVIEWED_SHARE)
             ids = range(start + 1, start + m + 1)
-            records = ([rid, str(uuid.uuid4()), int(patient[k]), int(ages[patient[k] - 1]), user.pk, created[k],
-                        "wfdb", "[]", "0" * 64, 500.0, 5000, "\\x", "{}", feature_json[idx[k]]]
+            records = ([rid, str(uuid.uuid4()), int(patient[k]), int(ages[patient[k] - 1]), sexes[patient[k] - 1],
+                        user.pk, created[k], "wfdb", "[]", "0" * 64, 500.0, 5000, "\\x", "{}", feature_json[idx[k]]]
                        for k, rid in enumerate(ids))
-            self._copy("clinical_ecgrecord", ["id", "public_id", "patient_id", "age_at_ecg", "uploaded_by_id",
-                                              "uploaded_at", "source_format", "source_files", "upload_sha256", "fs",
-                                              "n_samples", "signal", "quality", "features"], records)
+            self._copy("clinical_ecgrecord", ["id", "public_id", "patient_id", "age_at_ecg", "sex_at_ecg",
+                                              "uploaded_by_id", "uploaded_at", "source_format", "source_files",
+                                              "upload_sha256", "fs", "n_samples", "signal", "quality", "features"],
+                       records)
             predictions = ([rid, rid, "bench", prob_json[idx[k]], statements, "{}", embedding_json[emb[k]], "{}",
                             False, level[k], 9.5, created[k]] for k, rid in enumerate(ids))
             self._copy("clinical_prediction", ["id", "record_id", "model_version", "superclass", "statements",
