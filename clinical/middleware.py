@@ -5,7 +5,6 @@ import uuid
 from urllib.parse import unquote
 
 from django.http import HttpResponseBadRequest
-
 from django.utils.cache import patch_cache_control
 
 from clinical.audit import current_ip, current_request_id
