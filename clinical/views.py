@@ -90,14 +90,19 @@ def _ack_form(prediction, data=None) -> AcknowledgeForm:
 
 @login_required
 def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
-    record = _record_or_404(request, public_id)
+    return _detail(request, _record_or_404(request, public_id))
+
+
+def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm | None = None,
+            status: int = 200) -> HttpResponse:
+    """The result page; ack_form: a refused acknowledgement, shown again with its errors."""
     access.ecg_view_audit(actor=request.user, record=record, via=access.PAGE, view="ecg_detail")
     prediction = getattr(record, "prediction", None)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
         "acknowledgement": ack,
-        "ack_form": _ack_form(prediction) if can_ack else None,
+        "ack_form": (ack_form or _ack_form(prediction)) if can_ack else None,
         "record": record,
         "job": record.job,
         "prediction": prediction,
@@ -105,7 +110,7 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
         "plot": _figure(record),
         "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
-    })
+    }, status=status)
 
 
 @login_required
@@ -166,8 +171,8 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
         else:
             messages.success(request, "Result acknowledged.")
             return redirect("clinical:review-queue")
-    else:
-        messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
+    else:  # the page again, with what was entered and what is wrong (a 400, not a redirect that loses it)
+        return _detail(request, record, ack_form=form, status=400)
     return redirect("clinical:ecg-detail", public_id=record.public_id)
 
 
