@@ -198,9 +198,10 @@ def read_env() -> Env:
         # serve /metrics themselves; a worker on the same node as web needs none (they share the samples folder).
         worker_metrics_port=env_int("ECGAPP_WORKER_METRICS_PORT", 0),
         # Who may read /metrics (web and worker port) and the API schema without logging in: these client
-        # addresses (loopback by default, as GitLab's monitoring allow-list), and Prometheus sending
-        # `Authorization: Bearer <ECGAPP_METRICS_TOKEN>` (or the file ECGAPP_METRICS_TOKEN_FILE names).
-        metrics_allow=env_networks("ECGAPP_METRICS_ALLOW", ["127.0.0.0/8", "::1"]),
+        # addresses (none by default: behind a reverse proxy on the same host every request comes from loopback),
+        # and Prometheus sending `Authorization: Bearer <ECGAPP_METRICS_TOKEN>` (or the file
+        # ECGAPP_METRICS_TOKEN_FILE names).
+        metrics_allow=env_networks("ECGAPP_METRICS_ALLOW", []),
         metrics_token=env_str("ECGAPP_METRICS_TOKEN"),
         # /health/ready fails when no inference worker has written its heartbeat (every 5 s) for this long, or when
         # the oldest queued ECG has waited this long while no worker took a job.

@@ -420,8 +420,8 @@ class Replay:
                 out.append(f"{path} from {source}: {r.status}")
                 if source == SRC["row8"] and r.status not in (401, 403, 404):
                     ok = False
-        hint = "" if ok else (" (readable anonymously from an address that should not be allow-listed; if all of "
-                              "127.0.0.0/8 is, run the server with ECGAPP_METRICS_ALLOW=127.0.0.1)")
+        hint = "" if ok else (" (readable anonymously from an address that should not be allow-listed; the default "
+                              "ECGAPP_METRICS_ALLOW allows none)")
         return ok, "anonymous reads: " + "; ".join(out) + hint
 
     def row9(self):

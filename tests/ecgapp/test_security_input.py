@@ -138,7 +138,7 @@ def test_metrics_refuse_a_logged_in_user_without_the_monitoring_permission(clien
 def test_metrics_serve_monitoring_users_allowed_addresses_and_the_token(client, compliance_officer, settings):
     import ipaddress
 
-    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1: loopback is allowed
+    assert client.get("/metrics").status_code == 401  # no address is allowed by default, loopback included
     settings.ECG_METRICS_ALLOW = [ipaddress.ip_network("10.0.0.0/8")]
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="::ffff:10.1.2.3").status_code == 200
@@ -154,7 +154,7 @@ def test_metrics_serve_monitoring_users_allowed_addresses_and_the_token(client, 
 
 def test_the_schema_needs_an_authenticated_user_or_an_allowed_address(clinician, db):
     assert_error_shape(APIClient(REMOTE_ADDR=OUTSIDE).get("/api/v1/schema/?format=json"), 401)
-    assert APIClient().get("/api/v1/schema/?format=json").status_code == 200  # from the host itself
+    assert_error_shape(APIClient().get("/api/v1/schema/?format=json"), 401)  # the host itself: not by default
     assert api(clinician, REMOTE_ADDR=OUTSIDE).get("/api/v1/schema/?format=json").status_code == 200
 
 

@@ -42,7 +42,8 @@ def _run():
 
 
 def test_biased_outcomes_raise_parity_and_equal_opportunity_alerts_with_cis(
-        db, clinician, reviewer, compliance_officer, reference, django_capture_on_commit_callbacks):
+        db, clinician, reviewer, compliance_officer, reference, django_capture_on_commit_callbacks, settings):
+    settings.ECG_METRICS_TOKEN = "fairness-test-token"  # Prometheus scrapes with its bearer token
     compliance_officer.email = "compliance@example.org"
     compliance_officer.save()
     # Women get urgent recommendations less often, and their reviewed MIs are found less often.
@@ -79,7 +80,7 @@ def test_biased_outcomes_raise_parity_and_equal_opportunity_alerts_with_cis(
 
     # The latest disparities are Prometheus gauges (bounded labels: the dimension).
     from django.test import Client
-    exposition = Client().get("/metrics").content.decode()
+    exposition = Client(HTTP_AUTHORIZATION="Bearer fairness-test-token").get("/metrics").content.decode()
     assert f'ecg_fairness_parity_ratio{{dimension="sex"}} {parity.value}' in exposition
     assert 'ecg_fairness_equal_opportunity_difference{dimension="sex"}' in exposition
 

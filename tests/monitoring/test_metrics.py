@@ -14,7 +14,10 @@ def _value(text: str, name: str, labels: str = "") -> float:
 
 
 def test_metrics_count_results_failures_and_waiting_urgent_results(client, clinician, wfdb_pair, weights_dir,
-                                                                   django_capture_on_commit_callbacks):
+                                                                   django_capture_on_commit_callbacks, settings):
+    import ipaddress
+
+    settings.ECG_METRICS_ALLOW = [ipaddress.ip_network("127.0.0.1")]  # Prometheus's address, allow-listed
     before = client.get("/metrics").content.decode()
     record = services.ecg_submit(actor=clinician, pseudonym="PT-MET", age=50, sex="F", files=wfdb_pair, fs=None)
     with django_capture_on_commit_callbacks(execute=True):

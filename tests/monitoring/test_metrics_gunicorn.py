@@ -83,7 +83,8 @@ def test_metrics_sum_the_requests_of_both_gunicorn_workers(tmp_path):
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "ECGAPP_DATA_DIR": str(data_dir),
            "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base", "DATABASE_URL": "", "ECGAPP_DB_CONN_MAX_AGE": "0",
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2",
+           "ECGAPP_METRICS_ALLOW": "127.0.0.1"}  # as Prometheus on this host would be allowed
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "ecgapp.wsgi:application",
@@ -137,7 +138,8 @@ def test_a_worker_container_serves_its_own_metrics(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
         "ECGAPP_DATA_DIR": str(tmp_path / "data"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "ECGAPP_WORKER_METRICS_PORT": str(port), "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base"}
+        "ECGAPP_WORKER_METRICS_PORT": str(port), "DJANGO_SETTINGS_MODULE": "ecgapp.settings.base",
+        "ECGAPP_METRICS_ALLOW": "127.0.0.1"}
     (tmp_path / "prom").mkdir()
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "-Q", "inference",
                                "--concurrency", "1", "--loglevel", "WARNING"], cwd=ROOT, env=env,
