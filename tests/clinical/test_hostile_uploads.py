@@ -245,7 +245,7 @@ FORMULAS = ['=HYPERLINK("http://x","click")', "+1+1", "-2+3", "@SUM(A1:A2)", "\t
 def _export(client) -> list[list[str]]:
     resp = client.get(reverse("clinical:audit-export"))
     assert resp.status_code == 200
-    return list(csv.reader(io.StringIO(b"".join(resp.streaming_content).decode())))
+    return list(csv.reader(io.StringIO(b"".join(resp.streaming_content).decode("utf-8-sig"))))  # UTF-8 with a BOM
 
 
 def test_audit_export_neutralises_formulas_and_keeps_the_data(client, clinician, compliance_officer):
@@ -274,7 +274,7 @@ def test_audit_export_neutralises_formulas_and_keeps_the_data(client, clinician,
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), f"formula cell {cell!r}"
         e = events[int(row[0])]
         expected = [str(e.id), e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id, e.request_id,
-                    e.ip or "", str(e.details), e.prev_hash, e.hash]
+                    e.ip or "", json.dumps(e.details, ensure_ascii=False, default=str), e.prev_hash, e.hash]
         unquoted = [c[1:] if c.startswith("'") and c[1:2] in ("=", "+", "-", "@", "\t", "\r") else c for c in row]
         assert unquoted == expected  # the data is unchanged but for the quote
         checked += e.action == "test.formula"
