@@ -53,7 +53,70 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-class EmbeddedApp:
+class AppClient:
+    """Talking to a running app over HTTP, for the fault tests and benchmarks: `base`, an API `token`, and `sql()`
+    on its database are the subclass's."""
+
+    base = ""
+    token = ""
+    patient_prefix = "EMB"
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def ready(self) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.base + "/health/ready", timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except OSError as exc:
+            return 0, {"problems": [str(exc)]}
+
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> tuple[int, dict]:
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                return exc.code, json.loads(body or b"{}")
+            except ValueError:  # a server error page: keep its text for the assertion message
+                return exc.code, {"raw": body[:2000].decode(errors="replace")}
+
+    def submit(self, i: int, signal_mv: np.ndarray | None = None) -> dict:
+        """Upload demo ECG number i (or the given signal, mV at 500 Hz) through the API; asserts 202."""
+        sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i) if signal_mv is None else signal_mv
+        status, job = self.api("POST", "/api/v1/ecgs/", {
+            "fs": 500, "units": "mV", "patient": {"id": f"{self.patient_prefix}-{i}", "age": 60, "sex": "F"},
+            "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
+        assert status == 202, (status, job)
+        return job
+
+    def jobs(self) -> dict[str, int]:
+        return dict(self.sql("SELECT state, count(*) FROM clinical_inferencejob GROUP BY state"))
+
+    def wait_jobs_finished(self, n: int, timeout: float) -> dict[str, int]:
+        def finished():
+            states = self.jobs()
+            return states if states.get("done", 0) + states.get("failed", 0) == n else None
+        return wait_for(finished, timeout, f"{n} jobs to finish", interval=0.5)
+
+
+class EmbeddedApp(AppClient):
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ecgapp-embedded-"))
         drop = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE")
@@ -119,63 +182,13 @@ class EmbeddedApp:
     def log(self) -> str:
         return (self.dir / "serve.log").read_text(errors="replace")
 
-    # -- talking to it ---------------------------------------------------------------------------------------
-    def status(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
-
-    def ready(self) -> tuple[int, dict]:
-        try:
-            with urllib.request.urlopen(self.base + "/health/ready", timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except OSError as exc:
-            return 0, {"problems": [str(exc)]}
-
-    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> tuple[int, dict]:
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            try:
-                return exc.code, json.loads(body or b"{}")
-            except ValueError:  # a server error page: keep its text for the assertion message
-                return exc.code, {"raw": body[:2000].decode(errors="replace")}
-
-    def submit(self, i: int) -> dict:
-        sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i)
-        status, job = self.api("POST", "/api/v1/ecgs/", {
-            "fs": 500, "units": "mV", "patient": {"id": f"EMB-{i}", "age": 60, "sex": "F"},
-            "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
-        assert status == 202, (status, job)
-        return job
-
+    # -- its database ----------------------------------------------------------------------------------------
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         conn = sqlite3.connect(self.dir / "ecgapp.sqlite3", timeout=30)
         try:
             return conn.execute(query, params).fetchall()
         finally:
             conn.close()
-
-    def jobs(self) -> dict[str, int]:
-        return dict(self.sql("SELECT state, count(*) FROM clinical_inferencejob GROUP BY state"))
-
-    def wait_jobs_finished(self, n: int, timeout: float) -> dict[str, int]:
-        def finished():
-            states = self.jobs()
-            return states if states.get("done", 0) + states.get("failed", 0) == n else None
-        return wait_for(finished, timeout, f"{n} jobs to finish", interval=0.5)
 
 
 class ReadyWatcher:

@@ -6,7 +6,6 @@ them cannot disturb anything else on the machine. The app runs as it does in pro
 """
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -15,16 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import numpy as np
-
-from clinical import demo
 from clinical.management.benchenv import free_port
-from mlcore.preprocess import LEADS
+from clinical.management.embedded import AppClient, wait_for  # noqa: F401 (tests import wait_for from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -41,17 +34,9 @@ def available() -> str | None:
     return None
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+class Stack(AppClient):
+    patient_prefix = "FAULT"
 
-
-class Stack:
     def __init__(self) -> None:
         # Under /tmp with open permissions: PostgreSQL refuses to run as root, so its cluster belongs to the
         # postgres user, who must be able to reach it.
@@ -135,7 +120,7 @@ class Stack:
             [sys.executable, "-m", "gunicorn", "ecgapp.wsgi:application", "-c", "gunicorn.conf.py"], cwd=ROOT,
             env=self.env | {"GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}, stdout=log,
             stderr=subprocess.STDOUT)
-        wait_for(lambda: self._status("/health/live") == 200, 60, "the web server")
+        wait_for(lambda: self.status("/health/live") == 200, 60, "the web server")
 
     def start_worker(self, name: str = "worker", app: str = "ecgapp", queues: str = "inference") -> None:
         log = open(self.dir / f"{name}.log", "w")
@@ -174,35 +159,6 @@ class Stack:
                                              "stop"), capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    # -- talking to it ---------------------------------------------------------------------------------------
-    def _status(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
-                return resp.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
-
-    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def submit(self, i: int, signal_mv: np.ndarray | None = None) -> dict:
-        sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i) if signal_mv is None else signal_mv
-        status, job = self.api("POST", "/api/v1/ecgs/", {
-            "fs": 500, "units": "mV", "patient": {"id": f"FAULT-{i}", "age": 60, "sex": "F"},
-            "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
-        assert status == 202, (status, job)
-        return job
-
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         import psycopg2
 
@@ -213,15 +169,6 @@ class Stack:
                 return cur.fetchall()
         finally:
             conn.close()
-
-    def jobs(self) -> dict[str, int]:
-        return dict(self.sql("SELECT state, count(*) FROM clinical_inferencejob GROUP BY state"))
-
-    def wait_jobs_finished(self, n: int, timeout: float) -> dict[str, int]:
-        def finished():
-            states = self.jobs()
-            return states if states.get("done", 0) + states.get("failed", 0) == n else None
-        return wait_for(finished, timeout, f"{n} jobs to finish", interval=0.5)
 
 
 def _connects(port: int) -> bool:

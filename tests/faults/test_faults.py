@@ -94,7 +94,7 @@ def test_web_and_worker_recover_from_a_postgresql_restart(stack):
     time.sleep(1)
     stack.start_postgres()
     # No manual action: the kept connections are found dead and replaced on the next request and task.
-    assert stack._status("/health/ready") == 200
+    assert stack.status("/health/ready") == 200
     stack.submit(2)
     stack.submit(3)
     assert stack.wait_jobs_finished(4, 90) == {"done": 4}
