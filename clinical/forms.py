@@ -87,7 +87,7 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 class MultipleFileField(forms.FileField):
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".hea,.dat,.csv,.json"}))
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ",".join(f".{e}" for e in UPLOAD_EXTENSIONS)}))
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):

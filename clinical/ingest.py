@@ -17,7 +17,7 @@ import tempfile
 import unicodedata
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -79,7 +79,9 @@ class IntakeError(ValueError):
 class ParsedEcg:
     signal: np.ndarray  # (12, n) float32, millivolts, rows in mlcore.preprocess.LEADS order
     fs: float
-    source_format: str  # "wfdb" | "csv" | "json"
+    source_format: str  # "wfdb" | "csv" | "json" | a clinical.readers format
+    device: dict = field(default_factory=dict)  # what the file says besides the waveform (clinical.readers)
+    notes: list[str] = field(default_factory=list)  # how the 12 leads were obtained, e.g. derived limb leads
 
     @property
     def duration_s(self) -> float:
@@ -236,7 +238,8 @@ def _check_duration(n: int, fs: float, field: str) -> None:
         )
 
 
-def _assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, field: str) -> ParsedEcg:
+def _assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, field: str, *,
+              device: dict | None = None, notes: list[str] | None = None) -> ParsedEcg:
     """Check lengths, values and duration of per-lead float64 arrays (keyed by canonical name) and stack them."""
     lengths = {lead: len(columns[lead]) for lead in LEADS}
     if len(set(lengths.values())) > 1:
@@ -266,7 +269,8 @@ def _assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, fie
         raise IntakeError(f"{_lead_s(names)} {verb} values far too large to be millivolts; an ECG spans a few mV.",
                           field)
     _check_amplitude(x, fs, field)
-    return ParsedEcg(signal=np.ascontiguousarray(x, dtype=np.float32), fs=float(fs), source_format=source_format)
+    return ParsedEcg(signal=np.ascontiguousarray(x, dtype=np.float32), fs=float(fs), source_format=source_format,
+                     device=device or {}, notes=notes or [])
 
 
 def _check_amplitude(x: np.ndarray, fs: float, field: str) -> None:
@@ -860,4 +864,23 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         return parse_csv(by_ext["csv"][0][1], fs=fs)
     if counts == {"json": 1}:
         return parse_json(by_ext["json"][0][1])
+    if len(counts) == 1 and next(iter(counts.values())) == 1 and next(iter(counts)) in _readers.READERS:
+        ext = next(iter(counts))
+        name, content = by_ext[ext][0]
+        _check_size(content, f"The .{ext} file", "file")
+        reading = _readers.READERS[ext](content, name)
+        return _assemble(reading.columns, reading.fs, reading.source_format, "file", device=reading.device,
+                         notes=reading.notes)
     raise IntakeError(f"Upload one ECG at a time: {ACCEPTED_UPLOADS}.")
+
+
+# The single-file formats of clinical.readers (GE MUSE, HL7 aECG, DICOM, ...). They import IntakeError from this
+# module, so they are loaded once it is defined; they add their extensions to what the upload accepts.
+from clinical import readers as _readers  # noqa: E402
+
+_readers.load()
+UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "json", *sorted(_readers.READERS))
+if _readers.READERS:
+    ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal file together), one .csv or .json "
+                        "file, or one export file: " + ", ".join(f"{d} (.{e})" for e, d in
+                                                               sorted(_readers.DESCRIPTIONS.items())))
