@@ -168,7 +168,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             patient=patient, age_at_ecg=age, sex_at_ecg=sex, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
             n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
-            quality=quality.to_dict(), features=features,
+            quality=quality.to_dict(), features=features, device=_jsonable(parsed.device),
+            intake_notes=[str(n) for n in parsed.notes],
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
@@ -185,6 +186,21 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                            "quality_warnings": [i.code for i in quality.warnings()]})
         _enqueue(job)
     return record
+
+
+def _jsonable(value):
+    """A reader's device dict as JSON can hold it: numpy numbers as numbers, anything else as (short) text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON (and PostgreSQL's jsonb) has no NaN or infinity
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value).replace("\x00", "")[:2000]  # jsonb holds no NUL; a device field is a short text
 
 
 def _progress(job: InferenceJob, progress: int, stage: str) -> None:

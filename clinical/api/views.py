@@ -268,6 +268,10 @@ class EcgResultApi(APIView):
         needs_review = serializers.BooleanField()
         top_urgency = serializers.CharField(allow_null=True)
         quality_warnings = serializers.ListField(child=serializers.CharField())
+        device_reading = serializers.DictField(
+            help_text="What an exported file (GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, ...) says besides the "
+                      "waveform: device, acquired, the device's own statements and measurements; {} for WFDB, CSV, "
+                      "JSON uploads. Not this system's analysis.")
         findings = Finding(many=True)
         recommendations = Action(many=True)
         acknowledged_by = serializers.CharField(allow_null=True)
@@ -282,6 +286,8 @@ class EcgResultApi(APIView):
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127", "needs_review": False,
                        "top_urgency": "urgent", "quality_warnings": ["Lead V3 shows baseline wander."],
+                       "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
+                                          "measurements": {"VentricularRate": 48}},
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
                                      "probability": 0.71, "threshold": 0.39, "needs_review": False}],
                        "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms and prior "
@@ -297,8 +303,8 @@ class EcgResultApi(APIView):
         prediction = getattr(record, "prediction", None)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
-                "top_urgency": None, "quality_warnings": warnings, "findings": [], "recommendations": [],
-                "acknowledged_by": None, "acknowledged_at": None}
+                "top_urgency": None, "quality_warnings": warnings, "device_reading": record.device or {},
+                "findings": [], "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
         if prediction is None:
             return Response(body)
         findings = []

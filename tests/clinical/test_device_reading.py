@@ -1,0 +1,63 @@
+"""What an exported file says besides the waveform (clinical.readers) is stored with the ECG, shown on the result
+page as the device's own reading, and returned by the API."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from clinical import demo, readers, services
+from clinical.readers import Reading
+from mlcore.preprocess import LEADS
+
+
+@pytest.fixture
+def fake_export(monkeypatch):
+    """A registered reader for a made-up extension (the real ones are tested per format)."""
+    sig = demo.synthesize(demo.CASES[0], fs=500, seed=4)
+
+    def read(content: bytes, name: str) -> Reading:
+        columns = {lead: sig[i].astype(np.float64) for i, lead in enumerate(LEADS) if lead in ("I", "II")
+                   or lead.startswith("V")}
+        derived = readers.derive_limb_leads(columns)
+        return Reading(columns=columns, fs=500.0, source_format="test-export",
+                       device={"device": "Cart 9000", "acquired": "2024-05-01T10:00:00",
+                               "statements": ["Sinus rhythm", "Normal ECG"],
+                               "measurements": {"VentricularRate": np.int64(68), "QTc": float("nan")}},
+                       notes=[f"{', '.join(derived)} derived from I and II"])
+
+    from clinical import ingest
+
+    monkeypatch.setitem(readers.READERS, "tstx", read)
+    monkeypatch.setattr(ingest, "UPLOAD_EXTENSIONS", (*ingest.UPLOAD_EXTENSIONS, "tstx"))
+    return sig
+
+
+def test_the_device_reading_is_stored_shown_beside_ours_and_returned_by_the_api(client, clinician, fake_export):
+    from rest_framework.test import APIClient
+
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-DEV1", age=50, sex="F",
+                                 files={"tstx": ("cart.tstx", b"ignored")}, fs=None)
+    record.refresh_from_db()
+    assert record.source_format == "test-export"
+    assert record.device["measurements"] == {"VentricularRate": 68, "QTc": None}  # JSON-safe
+    assert record.intake_notes == ["III, aVR, aVL, aVF derived from I and II"]
+    # Derived limb leads satisfy Einthoven's law on the stored signal.
+    sig = record.signal_array()
+    assert np.allclose(sig[LEADS.index("III")], sig[LEADS.index("II")] - sig[LEADS.index("I")], atol=1e-5)
+    client.force_login(clinician)
+    page = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert "The recording device&#x27;s own reading" in page or "The recording device's own reading" in page
+    assert "Cart 9000" in page and "Sinus rhythm" in page and "VentricularRate" in page
+    assert "not this system" in page
+    api = APIClient()
+    api.force_authenticate(clinician)
+    body = api.get(f"/api/v1/ecgs/{record.public_id}/result/").json()
+    assert body["device_reading"]["statements"] == ["Sinus rhythm", "Normal ECG"]
+
+
+def test_a_wfdb_upload_has_no_device_reading(client, clinician, wfdb_pair):
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-DEV2", age=50, sex="F", files=wfdb_pair, fs=None)
+    client.force_login(clinician)
+    page = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert 'id="device-reading"' not in page
