@@ -287,7 +287,7 @@ BAD = [
     pytest.param(lambda tmp: parse_upload(files={"file": ("ecg.txt", b"I,II\n")}, fs=100), "file",
                  "Files of type .txt are not accepted. Upload either a WFDB record", id="upload-txt"),
     pytest.param(lambda tmp: parse_upload(files={"file": ("ecg.xml", b"<AnnotatedECG/>")}, fs=None), "file",
-                 "Files of type .xml are not accepted.", id="upload-xml"),
+                 "This HL7 aECG file has no rhythm waveform", id="upload-xml"),
     pytest.param(lambda tmp: parse_upload(files={"hea": ("rec.hea", _wfdb(tmp)[0])}, fs=None), "dat",
                  "A WFDB header (.hea) was uploaded without its signal file; upload the .dat file too.",
                  id="upload-only-hea"),
