@@ -27,7 +27,11 @@ class Reading:
 
 
 # The reader modules, each registering its extensions when imported (clinical.ingest loads them).
-READER_MODULES: tuple[str, ...] = ("clinical.readers.xml",)
+READER_MODULES: tuple[str, ...] = (
+    "clinical.readers.xml",
+    "clinical.readers.dicom",
+    "clinical.readers.edf",
+)
 
 # extension (lower case, no dot) -> reader; clinical.ingest accepts exactly these besides WFDB, CSV and JSON.
 READERS: dict[str, Callable[[bytes, str], Reading]] = {}
