@@ -28,6 +28,7 @@ class Reading:
 
 # The reader modules, each registering its extensions when imported (clinical.ingest loads them).
 READER_MODULES: tuple[str, ...] = (
+    "clinical.readers.scp_ecg",
     "clinical.readers.xml",
     "clinical.readers.dicom",
     "clinical.readers.edf",
