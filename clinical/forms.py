@@ -113,7 +113,9 @@ class EcgUploadForm(forms.Form):
                             error_messages={"required": "Choose male, female or unknown."})
     files = MultipleFileField(label="ECG file(s)",
                               help_text="A WFDB pair (.hea + .dat), one CSV with a header row of lead names, "
-                                        "or one JSON document.")
+                                        "one JSON document, or one export from an ECG cart or management "
+                                        "system: GE MUSE, Philips Sierra or HL7 aECG XML (.xml), DICOM (.dcm), "
+                                        "SCP-ECG (.scp) or EDF (.edf).")
     fs = forms.FloatField(label="Sampling rate (Hz)", required=False, min_value=MIN_FS, max_value=MAX_FS,
                           help_text="Required for CSV; WFDB and JSON carry their own.",
                           error_messages={key: f"Enter the sampling rate as a number of Hz between {MIN_FS:g} and "
