@@ -28,13 +28,18 @@ from mlcore.preprocess import LEADS, canonical_lead
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # per file; 60 s of 12 leads at 1000 Hz is 1.4 MB in WFDB format 16
 MIN_SECONDS = 8.0  # the model reads a 10 s window; shorter records would be mostly padding
 MAX_SECONDS = 60.0
-WFDB_RATES = (100, 250, 500, 1000)  # accepted WFDB sampling rates
+# Accepted WFDB sampling rates, lowest and highest (Hz): any rate between, e.g. 240 Hz GE MAC-LAB, 257 Hz INCART,
+# 360 Hz MIT-BIH; mlcore.preprocess resamples to the model rate.
+WFDB_RATES = (100.0, 2000.0)
+# Signal files a WFDB header may name: .dat, CinC 2020/2021 .mat (format 16 after a 24-byte MATLAB v4 header), and
+# PTB's second file .xyz (Frank leads, ignored).
+WFDB_SIGNAL_EXTENSIONS = ("dat", "mat", "xyz")
 MIN_FS, MAX_FS = 50.0, 2000.0  # accepted for CSV/JSON (given in the form / document)
 
 _LEAD_LIST = "I, II, III, aVR, aVL, aVF, V1–V6"
-UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "txt", "json")
+UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "json")
 ACCEPTED_UPLOADS = (
-    "either a WFDB record (a .hea header and its .dat signal file together), one .csv or .txt file or one .json file"
+    "either a WFDB record (a .hea header and its .dat signal file together), one .csv file or one .json file"
 )
 _TIME_COLUMNS = ("time", "t", "time_s", "sample")
 # Leads some carts record beyond the standard 12 (right-sided, posterior, Frank XYZ); named so that the message
@@ -392,7 +397,7 @@ def _read_header(text: str, label: str) -> _Header:
             "hea",
         )
     n_sig = int(tokens[1])
-    rates = ", ".join(str(r) for r in WFDB_RATES[:-1]) + f" or {WFDB_RATES[-1]}"
+    rates = f"{WFDB_RATES[0]:g} to {WFDB_RATES[1]:g}"
     if len(tokens) < 3:
         raise IntakeError(
             f"The header {label} does not state the sampling rate (WFDB would assume 250 Hz); WFDB uploads must "
@@ -406,7 +411,7 @@ def _read_header(text: str, label: str) -> _Header:
             "hea",
         )
     fs = float(tokens[2].split("/")[0])
-    if fs not in WFDB_RATES:
+    if not WFDB_RATES[0] <= fs <= WFDB_RATES[1]:
         raise IntakeError(
             f"The header's sampling rate is {fs:g} Hz; WFDB uploads must be sampled at {rates} Hz.", "hea"
         )
@@ -496,15 +501,21 @@ def _checksum(samples: np.ndarray) -> int:
     return int(samples.sum(dtype=np.int64)) & 0xFFFF
 
 
-def parse_wfdb(hea: bytes, dat: bytes, *, hea_name: str, dat_name: str) -> ParsedEcg:
-    """Read a WFDB header and its single signal file (format 16, 212, 24, 32, 61, 80 or 160) into a ParsedEcg.
+def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name: str | None = None,
+               signal_files: Sequence[tuple[str, bytes]] = ()) -> ParsedEcg:
+    """Read a WFDB header and its signal files (format 16, 212, 24, 32, 61, 80 or 160) into a ParsedEcg.
 
-    Everything the header says is checked against what we accept and against the size of the signal file
-    before the samples are read, and the samples against the header's checksums after.
+    ``dat``/``dat_name`` and ``signal_files`` (``(name, content)`` pairs) are the uploaded signal files; only the
+    files holding the 12 standard leads are needed (PTB's ``.xyz`` Frank leads may be left out). Signals other
+    than the 12 standard leads are ignored and named in the notes. Everything the header says is checked against
+    what we accept and against the size of each signal file before the samples are read, and the samples against
+    the header's checksums after.
     """
+    uploaded = ([(dat_name or "", dat)] if dat is not None else []) + list(signal_files)
     _check_size(hea, ".hea", "hea")
-    _check_size(dat, ".dat", "dat")
-    hea_label, dat_label = display_name(hea_name), display_name(dat_name)
+    for name, content in uploaded:
+        _check_size(content, f".{extension(name) or 'dat'}", "dat")
+    hea_label = display_name(hea_name)
     if len(hea) > MAX_HEADER_BYTES:
         raise IntakeError(
             f"The header {hea_label} is {len(hea) / 1024:,.0f} KB; a WFDB header is a short text file (at most "
@@ -519,92 +530,160 @@ def parse_wfdb(hea: bytes, dat: bytes, *, hea_name: str, dat_name: str) -> Parse
             f"The header {hea_label} is not a text file; were the .hea and .dat files swapped?", "hea"
         )
     header = _read_header(hea.decode("utf-8", errors="replace"), hea_label)
-    n_sig, fs, sig_len, signals = header.n_sig, header.fs, header.sig_len, header.signals
+    fs, sig_len, signals = header.fs, header.sig_len, header.signals
     names = [s.name for s in signals]
-    canon = _canonical_names(names, "hea")
 
-    declared = sorted({s.file_name for s in signals})
-    if len(declared) > 1:
+    # The 12 standard leads, picked by name; any other signal (Frank vx/vy/vz, V7, respiration...) is ignored.
+    canon_all = [canonical_lead(n) for n in names]
+    for lead in LEADS:
+        spellings = [n for n, c in zip(names, canon_all) if c == lead]
+        if len(spellings) > 1:
+            raise IntakeError(
+                f"Lead {lead} appears {len(spellings)} times (as {_quoted(spellings)}); each lead must appear once.",
+                "hea",
+            )
+    missing = [lead for lead in LEADS if lead not in canon_all]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        others = [n for n, c in zip(names, canon_all) if c is None]
+        verb_o = "is not a recognised lead name" if len(others) == 1 else "are not recognised lead names"
+        besides = f" ({_quoted(others)} {verb_o})" if others else ""
         raise IntakeError(
-            f"The header {hea_label} spreads the leads over several signal files ({_join(declared[:5])}); "
-            "only records with one .dat file are accepted.",
+            f"{_lead_s(missing)} {verb} missing from the header {hea_label}{besides}; a 12-lead ECG needs "
+            f"{_LEAD_LIST}.",
             "hea",
         )
-    dat_file = declared[0]
-    if dat_file.lower() != _basename(dat_name).lower():
+    wanted = [i for i, c in enumerate(canon_all) if c is not None]
+    ignored = [names[i] for i, c in enumerate(canon_all) if c is None]
+
+    # Which uploaded file is which signal file of the header (names compared without case, as browsers and
+    # Windows may change it).
+    by_name: dict[str, tuple[str, bytes]] = {}
+    for name, content in uploaded:
+        by_name.setdefault(_basename(name).lower(), (name, content))
+    declared = list(dict.fromkeys(s.file_name for s in signals))
+    needed = list(dict.fromkeys(signals[i].file_name for i in wanted))
+    strangers = [n for n, _ in uploaded if _basename(n).lower() not in {d.lower() for d in declared}]
+    if strangers:
         raise IntakeError(
-            f"The header {hea_label} belongs to the signal file '{dat_file}', but the uploaded signal file is "
-            f"'{dat_label}'. Upload the .hea and .dat files of the same record.",
+            f"The header {hea_label} belongs to the signal file{'s' if len(declared) > 1 else ''} "
+            f"{_join([repr(d) for d in declared[:5]])}, but the uploaded signal file is "
+            f"'{display_name(strangers[0])}'. Upload the .hea and .dat files of the same record.",
             "dat",
         )
-
-    fmts = sorted({s.fmt for s in signals})
-    if len(fmts) > 1:
-        raise IntakeError(f"The leads use mixed storage formats ({_join(fmts)}); one format is required.", "hea")
-    fmt = fmts[0]
-    if fmt not in _WFDB_BYTES_PER_SAMPLE:
-        supported = ", ".join(sorted(_WFDB_BYTES_PER_SAMPLE, key=int))
+    absent = [f for f in needed if f.lower() not in by_name]
+    if absent:
+        f = absent[0]
+        leads = [canon_all[i] for i in wanted if signals[i].file_name == f]
+        given = _join([f"'{display_name(n)}'" for n, _ in uploaded]) if uploaded else "none"
         raise IntakeError(
-            f"WFDB storage format {fmt} is not supported; export the record in format 16 (supported: {supported}).",
-            "hea",
-        )
-    if any(s.samples_per_frame != 1 for s in signals):
-        raise IntakeError("Records with several samples per frame (mixed rates) are not supported.", "hea")
-    if any(s.skew for s in signals):
-        raise IntakeError("Records with skewed signals are not supported; export the record without skew.", "hea")
-    offsets = {s.byte_offset for s in signals}
-    if len(offsets) > 1:
-        raise IntakeError("The leads of the header start at different byte offsets; one offset is required.", "hea")
-
-    offset = offsets.pop()
-    expected = offset + math.ceil(n_sig * sig_len * _WFDB_BYTES_PER_SAMPLE[fmt])
-    if len(dat) != expected:
-        raise IntakeError(
-            f"The .dat file is {len(dat)} bytes but the header describes {expected} bytes ({n_sig} leads × "
-            f"{sig_len} samples in format {fmt}); the file is truncated or does not belong to {hea_label}.",
+            f"{_lead_s(leads)} of {hea_label} {'is' if len(leads) == 1 else 'are'} stored in the signal file "
+            f"'{f}', which was not uploaded (uploaded: {given}); upload '{f}' together with {hea_label}.",
             "dat",
         )
+    # Files the header names that hold only ignored signals are read only if they were uploaded.
+    present = [f for f in declared if f.lower() in by_name]
+    read_channels = [i for i, s in enumerate(signals) if s.file_name in present]
 
-    factors = []
-    for s in signals:
+    supported = ", ".join(sorted(_WFDB_BYTES_PER_SAMPLE, key=int))
+    for f in present:
+        in_file = [s for s in signals if s.file_name == f]
+        name, content = by_name[f.lower()]
+        label = display_name(name)
+        fmts = list(dict.fromkeys(s.fmt for s in in_file))
+        if len(fmts) > 1:
+            raise IntakeError(f"The leads in {label} use mixed storage formats ({_join(fmts)}); one format is "
+                              "required.", "hea")
+        fmt = fmts[0]
+        if fmt not in _WFDB_BYTES_PER_SAMPLE:
+            raise IntakeError(
+                f"WFDB storage format {fmt} is not supported; export the record in format 16 (supported: "
+                f"{supported}).",
+                "hea",
+            )
+        if any(s.samples_per_frame != 1 for s in in_file):
+            raise IntakeError("Records with several samples per frame (mixed rates) are not supported.", "hea")
+        if any(s.skew for s in in_file):
+            raise IntakeError("Records with skewed signals are not supported; export the record without skew.",
+                              "hea")
+        # The byte offset (format '16+24': the samples start after 24 bytes, as in CinC .mat files) is that of
+        # the file's first signal (WFDB header specification); the others must agree or omit it.
+        offset = in_file[0].byte_offset
+        if any(s.byte_offset not in (0, offset) for s in in_file):
+            raise IntakeError(f"The leads in {label} start at different byte offsets; one offset is required.",
+                              "hea")
+        expected = offset + math.ceil(len(in_file) * sig_len * _WFDB_BYTES_PER_SAMPLE[fmt])
+        if len(content) != expected:
+            raise IntakeError(
+                f"The {shown('.' + (extension(name) or 'dat'), 12)} file is {len(content)} bytes but the header "
+                f"describes {expected} bytes ({len(in_file)} leads × {sig_len} samples in format {fmt}"
+                f"{f' after a {offset}-byte preamble' if offset else ''}); the file is truncated or does not belong "
+                f"to {hea_label}.",
+                "dat",
+            )
+    text = header.text
+    for f in present:
+        # Every signal of a file carries the file's byte offset, so wfdb reads each from the same start.
+        offset = next(s.byte_offset for s in signals if s.file_name == f)
+        if offset:
+            lines = text.splitlines()
+            for k, s in enumerate(signals, 1):
+                if s.file_name == f and not s.byte_offset:
+                    file_name, fmt_spec, rest = lines[k].split(None, 2)
+                    lines[k] = f"{file_name} {fmt_spec}+{offset} {rest}"
+            text = "\n".join(lines) + "\n"
+
+    factors = {}
+    for i in wanted:
+        s = signals[i]
         key = s.units.strip().lower()
         if key not in _UNIT_TO_MV:
             raise IntakeError(
                 f"Lead {shown(s.name)} is recorded in '{shown(s.units)}'; only mV or uV are accepted.", "hea"
             )
-        factors.append(_UNIT_TO_MV[key])
+        factors[i] = _UNIT_TO_MV[key]
 
+    first_label = display_name(by_name[needed[0].lower()][0])
     with tempfile.TemporaryDirectory(prefix="ecg-intake-") as tmp:
         base = Path(tmp) / header.record_name
-        Path(f"{base}.hea").write_text(header.text, encoding="ascii")
-        (Path(tmp) / dat_file).write_bytes(dat)
+        Path(f"{base}.hea").write_text(text, encoding="ascii")
+        for f in present:
+            (Path(tmp) / f).write_bytes(by_name[f.lower()][1])
         try:
-            record = wfdb.rdrecord(str(base), physical=False)
-        except Exception as exc:  # the pair agrees on size, so this is a corrupt file; say so rather than crash
-            raise IntakeError(f"The signal file {dat_label} could not be read with its header "
+            record = wfdb.rdrecord(str(base), physical=False, channels=read_channels)
+        except Exception as exc:  # the files agree on size, so one is corrupt; say so rather than crash
+            raise IntakeError(f"The signal file {first_label} could not be read with its header "
                               f"({shown(str(exc), 200)}).", "dat") from exc
 
     # Our reading of the header and wfdb's must agree, or the samples would be scaled by something else.
+    chosen = [signals[i] for i in read_channels]
     read = (int(record.n_sig), float(record.fs), int(record.sig_len), [str(f) for f in record.fmt],
             [float(g) for g in record.adc_gain], [str(n) for n in record.sig_name])
-    if read != (n_sig, fs, sig_len, [s.fmt for s in signals], [s.gain for s in signals], names):
+    if read != (len(chosen), fs, sig_len, [s.fmt for s in chosen], [s.gain for s in chosen],
+                [s.name for s in chosen]):
         raise IntakeError(f"The header {hea_label} could not be read unambiguously; re-export the record.", "hea")
-    d_signal = np.asarray(record.d_signal)  # (n, n_sig) ADC units
-    if d_signal.shape != (sig_len, n_sig):
-        raise IntakeError(f"The signal file {dat_label} does not hold {sig_len} samples of {n_sig} leads.", "dat")
-    for i, s in enumerate(signals):
-        found = _checksum(d_signal[:, i])
+    d_signal = np.asarray(record.d_signal)  # (n, channels read) ADC units
+    if d_signal.shape != (sig_len, len(chosen)):
+        raise IntakeError(f"The signal files do not hold {sig_len} samples of {len(chosen)} leads.", "dat")
+    for j, s in enumerate(chosen):
+        found = _checksum(d_signal[:, j])
         if found != s.checksum & 0xFFFF:
+            label = display_name(by_name[s.file_name.lower()][0])
             raise IntakeError(
-                f"The signal file {dat_label} does not match its header: the samples of lead {shown(s.name)} add up "
-                f"to checksum {found}, but {hea_label} says {s.checksum}. The .dat file is damaged or belongs to "
+                f"The signal file {label} does not match its header: the samples of lead {shown(s.name)} add up "
+                f"to checksum {found}, but {hea_label} says {s.checksum}. The signal file is damaged or belongs to "
                 "another record; upload the .hea and .dat files of the same record.",
                 "dat",
             )
     with np.errstate(all="ignore"):  # huge gains or values become inf and are refused by _assemble
-        p_signal = np.asarray(record.dac(return_res=64), dtype=np.float64)  # (n, n_sig), header units; NaN = gap
-        columns = {lead: p_signal[:, i] * factors[i] for i, lead in enumerate(canon)}
-    return _assemble(columns, fs, "wfdb", "dat")
+        p_signal = np.asarray(record.dac(return_res=64), dtype=np.float64)  # (n, channels), header units; NaN = gap
+        columns = {canon_all[i]: p_signal[:, read_channels.index(i)] * factors[i] for i in wanted}
+    notes = []
+    if ignored:
+        verb = "signal is" if len(ignored) == 1 else "signals are"
+        notes.append(f"The record's other {verb} not part of the standard 12-lead ECG and "
+                     f"{'was' if len(ignored) == 1 else 'were'} ignored: {_join([shown(n) for n in ignored])}.")
+    return _assemble(columns, fs, "wfdb", "dat", notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -731,80 +810,37 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _first_line(text: str, label: str = ".csv") -> str:
+def _first_line(text: str) -> str:
     """The first non-blank line, refusing lines no CSV of samples has (checked before the csv module builds
     a list of millions of cells from one line)."""
     lines = text.splitlines()
     longest = max(range(len(lines)), key=lambda k: len(lines[k]), default=0)
     if lines and len(lines[longest]) > MAX_CSV_LINE_CHARS:
         raise IntakeError(
-            f"Line {longest + 1} of the {label} file is {len(lines[longest]):,} characters long; each row of a CSV "
-            f"ECG is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
+            f"Line {longest + 1} of the .csv file is {len(lines[longest]):,} characters long; each row of a CSV ECG "
+            f"is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
             "csv",
         )
     return next((line for line in lines if line.strip()), "")
 
 
-def _check_einthoven(matrix: np.ndarray, unit_mv: float, label: str) -> None:
-    """A headerless 12-column file is read in the standard order only if its columns 1-3 obey III = II − I."""
-    with np.errstate(all="ignore"):
-        lead_i, lead_ii, lead_iii = (matrix[:, c] - np.median(matrix[:, c]) for c in range(3))
-        residual = float(np.sqrt(np.mean((lead_iii - (lead_ii - lead_i)) ** 2)))
-        size = float(np.sqrt(np.mean(lead_iii ** 2) + np.mean((lead_ii - lead_i) ** 2)))
-    if np.isfinite(residual) and residual <= max(EINTHOVEN_TOLERANCE * size, EINTHOVEN_UNITS * unit_mv):
-        return
-    raise IntakeError(
-        f"The {label} file has no header row, and its 12 columns do not look like the standard order "
-        f"({_LEAD_LIST}): column 3 is not column 2 minus column 1, as lead III = II − I would be. Add a header row "
-        "naming the lead of each column.",
-        "csv",
-    )
+def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
+    """Read a CSV with a header row of lead names and one row per sample (values in mV).
 
-
-def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEcg:
-    """Read a CSV / TSV / whitespace-separated text export: one row per sample, values in mV unless the file says.
-
-    Above the samples, optional 'key: value' lines: a sampling rate ('Sampling Rate (Hz): 500', 'fs=500'), a gain
-    ('Gain (digit/millivolt): 2048': values are ADC digits) or units ('Units: uV'), a shape ('Rhythm signal:
-    5000 X 12', the raw digital text export at 1 µV resolution). Then an optional header row of lead names;
-    without one, exactly 12 columns in the standard order, checked against Einthoven's law. Comma, semicolon,
-    tab or space separated; with semicolons or tabs, decimal commas are accepted. An optional first column named
-    time, t, time_s or sample is ignored. Row numbers in messages are the file's line numbers, as a spreadsheet
-    counts them. The form's ``fs`` is needed only when the file gives none, and must agree with it.
+    Comma, semicolon or tab separated; with semicolons, decimal commas are accepted. An optional first column
+    named time, t, time_s or sample is ignored. Row numbers in messages count the header as row 1, as a
+    spreadsheet does.
     """
-    _check_size(data, label, "csv")
-    text = _decode_text(data, label, "csv")
-    _first_line(text, label)
-    all_lines = text.splitlines(keepends=True)
-    pre = _read_preamble([line.rstrip("\r\n") for line in all_lines], label)
-    if pre.fs is not None and fs is not None:
-        form_rate = _check_fs(fs, "fs")
-        if not math.isclose(form_rate, pre.fs, rel_tol=1e-6):
-            raise IntakeError(
-                f"The {label} file gives a sampling rate of {pre.fs:g} Hz, but the form says {form_rate:g} Hz; "
-                "leave the form's sampling rate empty to use the file's, or correct the one that is wrong.",
-                "fs",
-            )
-    if pre.fs is None and fs is None:
-        raise IntakeError(
-            f"Enter the sampling rate in Hz; this {label} file does not state it (no line such as "
-            "'Sampling Rate (Hz): 500' above the samples).",
-            "fs",
-        )
-    rate = pre.fs if pre.fs is not None else _check_fs(fs, "fs")
-    body = "".join(all_lines[pre.lines:])
-    first_line = next((line for line in body.splitlines() if line.strip()), "")
-    delimiter = (";" if ";" in first_line else "," if "," in first_line else "\t" if "\t" in first_line
-                 else " " if first_line.strip() else ",")
-    decimal_comma = delimiter in (";", "\t")
+    _check_size(data, ".csv", "csv")
+    if fs is None:
+        raise IntakeError("Enter the sampling rate in Hz; CSV files do not store it.", "fs")
+    rate = _check_fs(fs, "fs")
+    text = _decode_text(data, ".csv", "csv")
+    first_line = _first_line(text)
+    delimiter = ";" if ";" in first_line else "," if "," in first_line else "\t" if "\t" in first_line else ","
+    decimal_comma = delimiter != ","
 
-    if delimiter == " ":
-        rows = (line.split() for line in body.splitlines())
-        reader = None
-    else:
-        reader = csv.reader(io.StringIO(body), delimiter=delimiter)
-        rows = iter(reader)
-    line_count = pre.lines
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header: list[str] | None = None
     names: list[str] = []
     canon: list[str] = []
@@ -817,6 +853,7 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
     blank_at: int | None = None
     n_cols = 0
     skip_first = False
+    rows = iter(reader)
     while True:
         try:
             row = next(rows)
@@ -825,10 +862,9 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
         except csv.Error as exc:  # a quoted cell running on for megabytes, say
             problem = (f"a cell is longer than {csv.field_size_limit():,} characters (is a quote left open?)"
                        if "field limit" in str(exc) else shown(str(exc), 120))
-            raise IntakeError(f"Row {pre.lines + (reader.line_num if reader else 0)} of the {label} file cannot be read: {problem}; "
-                              f"{_CSV_SHAPE}.", "csv") from None
-        line_count += 1
-        row_no = pre.lines + reader.line_num if reader is not None else line_count
+            raise IntakeError(f"Row {reader.line_num} of the .csv file cannot be read: {problem}; {_CSV_SHAPE}.",
+                              "csv") from None
+        row_no = reader.line_num
         if not any(cell.strip() for cell in row):
             blank_at = blank_at or row_no
             continue
@@ -838,10 +874,20 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
                 header = header[:-1]  # a trailing delimiter, common in spreadsheet exports
             if len(header) > MAX_COLUMNS:
                 raise IntakeError(
-                    f"Row {row_no} has {len(header):,} columns; a 12-lead ECG has one column per lead "
+                    f"The header row has {len(header):,} columns; a 12-lead ECG has one column per lead "
                     f"({_LEAD_LIST}), optionally after a time column.",
                     "csv",
                 )
+            if all(_is_number(c) for c in header):
+                raise IntakeError(
+                    f"The first row must name the leads ({_LEAD_LIST}); it contains numbers instead.", "csv"
+                )
+            skip_first = header[0].lower() in _TIME_COLUMNS
+            misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
+            if misplaced:
+                raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
+            names = header[1:] if skip_first else header
+            canon = _canonical_names(names, "csv")
             n_cols = len(header)
             continue
         if blank_at is not None:
@@ -849,27 +895,12 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
         if len(row) == n_cols + 1 and row[-1].strip() == "":
             row = row[:-1]
         if len(row) != n_cols:
-            against = "the first row has" if headerless else "the header row names"
-            raise IntakeError(f"Row {row_no} has {len(row)} values but {against} {n_cols} columns.", "csv")
+            raise IntakeError(
+                f"Row {row_no} has {len(row)} values but the header row names {n_cols} columns.", "csv"
+            )
         n_rows += 1
         if n_rows > max_rows:
-            if all(_is_number(c) for c in header):
-                if n_cols != 12:
-                    raise IntakeError(
-                        f"The {label} file has no header row naming the leads, and its rows have {n_cols} values; "
-                        f"a file without a header must have exactly 12 columns in the order {_LEAD_LIST}. Add a "
-                        "header row naming the lead of each column.",
-                        "csv",
-                    )
-                headerless, names, canon = True, list(LEADS), list(LEADS)
-            else:
-                skip_first = header[0].lower() in _TIME_COLUMNS
-                misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
-                if misplaced:
-                    raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
-                names = header[1:] if skip_first else header
-                canon = _canonical_names(names, "csv")
-                continue
+            continue
         cells = row[1:] if skip_first else row
         try:
             if decimal_comma:
@@ -885,26 +916,14 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
                     raise IntakeError(message, "csv") from None
             raise IntakeError(f"Row {row_no} could not be read as numbers.", "csv") from None
     if header is None:
-        raise IntakeError(f"The {label} file has no rows; {_CSV_SHAPE}.", "csv")
+        raise IntakeError(f"The .csv file has no rows; {_CSV_SHAPE}.", "csv")
     if not n_rows:
-        raise IntakeError(f"The {label} file has a header (row {header_row}) but no samples.", "csv")
-    if pre.shape is not None and pre.shape != (n_rows, len(names)):
-        raise IntakeError(
-            f"The {label} file says 'Rhythm signal: {pre.shape[0]} X {pre.shape[1]}' ({pre.shape[0]} rows of "
-            f"{pre.shape[1]} leads) but has {n_rows} rows of {len(names)} values; it may be cut short.",
-            "csv",
-        )
+        raise IntakeError(f"The .csv file has a header (row {header_row}) but no samples.", "csv")
     if n_rows > max_rows:
         _check_duration(n_rows, rate, "csv")
 
     matrix = np.frombuffer(values, dtype=np.float64).reshape(n_rows, len(names))  # (n, 12) in file column order
-    headerless = False
-    factor = pre.factor if pre.factor is not None else 1.0
-    if headerless:
-        _check_einthoven(matrix, factor, label)
-    if pre.factor is None:
-        _check_stated_units(matrix, canon, label)
-    columns = {lead: matrix[:, i] * factor for i, lead in enumerate(canon)}
+    columns = {lead: matrix[:, i] for i, lead in enumerate(canon)}
     return _assemble(columns, rate, "csv", "csv")
 
 
@@ -987,26 +1006,6 @@ def parse_json(data: bytes) -> ParsedEcg:
 
 def extension(name: str) -> str:
     """An uploaded file's extension, lower case and without the dot ('' for none); folders are ignored."""
-def _check_stated_units(matrix: np.ndarray, canon: Sequence[str], label: str) -> None:
-    """Values read as mV (no gain or units line) that span far more than an ECG: digits or µV, never guessed."""
-    with np.errstate(all="ignore"):
-        low, high = np.percentile(matrix, [1, 99], axis=0)
-    typical = high - low
-    wide = typical > MAX_TYPICAL_RANGE_MV
-    if not wide.any():
-        return
-    names = [lead for lead, hit in zip(canon, wide) if hit]
-    integers = bool(np.all(np.isfinite(matrix)) and np.all(matrix == np.round(matrix)))
-    what = "ADC digits (e.g. 2048 per mV) or microvolts" if integers else "microvolts or ADC digits"
-    verb = "spans" if len(names) == 1 else "span"
-    raise IntakeError(
-        f"{_lead_s(names)} {verb} about {float(typical[wide].max()):,.0f} units, but an ECG spans a few mV. The "
-        f"values look like {what}, and the {label} file does not say which; add a 'Gain (digit/millivolt): N' "
-        "line (or 'Units: uV') above the samples, or export in mV.",
-        "csv",
-    )
-
-
     return Path(_basename(name)).suffix.lower().lstrip(".")
 
 
@@ -1014,8 +1013,7 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
     """Pick the parser from the uploaded files' extensions.
 
     ``files`` maps a form field to ``(file name, content)``; the file name's extension decides (the key is used
-    only for a name without one). A .hea with a .dat is WFDB, one .csv or .txt is CSV/text
-    (``fs`` unless the file gives it), one .json is
+    only for a name without one). A .hea with a .dat is WFDB, one .csv is CSV (``fs`` required), one .json is
     JSON (its own "fs" is used).
     """
     by_ext: dict[str, list[tuple[str, bytes]]] = {}
@@ -1029,16 +1027,17 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         shown_types = _join([f".{shown(e, 12)}" if e else "(no extension)" for e in unsupported[:5]])
         raise IntakeError(f"Files of type {shown_types} are not accepted. Upload {ACCEPTED_UPLOADS}.")
     counts = {e: len(v) for e, v in by_ext.items()}
-    if counts == {"hea": 1, "dat": 1}:
-        (hea_name, hea), (dat_name, dat) = by_ext["hea"][0], by_ext["dat"][0]
-        return parse_wfdb(hea, dat, hea_name=hea_name, dat_name=dat_name)
+    if counts.get("hea") == 1 and len(counts) > 1 and all(e in ("hea", *WFDB_SIGNAL_EXTENSIONS) for e in counts):
+        # A header with the signal files it names (.dat, .mat, PTB's .xyz), matched by name in parse_wfdb.
+        hea_name, hea = by_ext["hea"][0]
+        signal_files = [f for e in WFDB_SIGNAL_EXTENSIONS for f in by_ext.get(e, [])]
+        return parse_wfdb(hea, hea_name=hea_name, signal_files=signal_files)
     if counts == {"hea": 1}:
         raise IntakeError("A WFDB header (.hea) was uploaded without its signal file; upload the .dat file too.", "dat")
     if counts == {"dat": 1}:
         raise IntakeError("A WFDB signal file (.dat) was uploaded without its header; upload the .hea file too.", "hea")
-    if counts in ({"csv": 1}, {"txt": 1}):
-        ext = next(iter(counts))
-        return parse_csv(by_ext[ext][0][1], fs=fs, label=f".{ext}")
+    if counts == {"csv": 1}:
+        return parse_csv(by_ext["csv"][0][1], fs=fs)
     if counts == {"json": 1}:
         return parse_json(by_ext["json"][0][1])
     if len(counts) == 1 and next(iter(counts.values())) == 1 and next(iter(counts)) in _readers.READERS:
@@ -1056,8 +1055,8 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
 from clinical import readers as _readers  # noqa: E402
 
 _readers.load()
-UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "txt", "json", *sorted(_readers.READERS))
+UPLOAD_EXTENSIONS = ("hea", *WFDB_SIGNAL_EXTENSIONS, "csv", "json", *sorted(_readers.READERS))
 if _readers.READERS:
-    ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal file together), one .csv, .txt or "
-                        ".json file, or one export file: " + ", ".join(f"{d} (.{e})" for e, d in
+    ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal file together), one .csv or .json "
+                        "file, or one export file: " + ", ".join(f"{d} (.{e})" for e, d in
                                                                sorted(_readers.DESCRIPTIONS.items())))
