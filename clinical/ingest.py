@@ -37,9 +37,9 @@ WFDB_SIGNAL_EXTENSIONS = ("dat", "mat", "xyz")
 MIN_FS, MAX_FS = 50.0, 2000.0  # accepted for CSV/JSON (given in the form / document)
 
 _LEAD_LIST = "I, II, III, aVR, aVL, aVF, V1–V6"
-UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "json")
+UPLOAD_EXTENSIONS = ("hea", "dat", "csv", "txt", "json")
 ACCEPTED_UPLOADS = (
-    "either a WFDB record (a .hea header and its .dat signal file together), one .csv file or one .json file"
+    "either a WFDB record (a .hea header and its .dat signal file together), one .csv or .txt file or one .json file"
 )
 _TIME_COLUMNS = ("time", "t", "time_s", "sample")
 # Leads some carts record beyond the standard 12 (right-sided, posterior, Frank XYZ); named so that the message
@@ -810,40 +810,84 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: str, label: str = ".csv") -> str:
     """The first non-blank line, refusing lines no CSV of samples has (checked before the csv module builds
     a list of millions of cells from one line)."""
     lines = text.splitlines()
     longest = max(range(len(lines)), key=lambda k: len(lines[k]), default=0)
     if lines and len(lines[longest]) > MAX_CSV_LINE_CHARS:
         raise IntakeError(
-            f"Line {longest + 1} of the .csv file is {len(lines[longest]):,} characters long; each row of a CSV ECG "
-            f"is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
+            f"Line {longest + 1} of the {label} file is {len(lines[longest]):,} characters long; each row of a CSV "
+            f"ECG is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
             "csv",
         )
     return next((line for line in lines if line.strip()), "")
 
 
-def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
-    """Read a CSV with a header row of lead names and one row per sample (values in mV).
+def _check_einthoven(matrix: np.ndarray, unit_mv: float, label: str) -> None:
+    """A headerless 12-column file is read in the standard order only if its columns 1-3 obey III = II − I."""
+    with np.errstate(all="ignore"):
+        lead_i, lead_ii, lead_iii = (matrix[:, c] - np.median(matrix[:, c]) for c in range(3))
+        residual = float(np.sqrt(np.mean((lead_iii - (lead_ii - lead_i)) ** 2)))
+        size = float(np.sqrt(np.mean(lead_iii ** 2) + np.mean((lead_ii - lead_i) ** 2)))
+    if np.isfinite(residual) and residual <= max(EINTHOVEN_TOLERANCE * size, EINTHOVEN_UNITS * unit_mv):
+        return
+    raise IntakeError(
+        f"The {label} file has no header row, and its 12 columns do not look like the standard order "
+        f"({_LEAD_LIST}): column 3 is not column 2 minus column 1, as lead III = II − I would be. Add a header row "
+        "naming the lead of each column.",
+        "csv",
+    )
 
-    Comma, semicolon or tab separated; with semicolons, decimal commas are accepted. An optional first column
-    named time, t, time_s or sample is ignored. Row numbers in messages count the header as row 1, as a
-    spreadsheet does.
+
+def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEcg:
+    """Read a CSV / TSV / whitespace-separated text export: one row per sample, values in mV unless the file says.
+
+    Above the samples, optional 'key: value' lines: a sampling rate ('Sampling Rate (Hz): 500', 'fs=500'), a gain
+    ('Gain (digit/millivolt): 2048': values are ADC digits) or units ('Units: uV'), a shape ('Rhythm signal:
+    5000 X 12', the raw digital text export at 1 µV resolution). Then an optional header row of lead names;
+    without one, exactly 12 columns in the standard order, checked against Einthoven's law. Comma, semicolon,
+    tab or space separated; with semicolons or tabs, decimal commas are accepted. An optional first column named
+    time, t, time_s or sample is ignored. Row numbers in messages are the file's line numbers, as a spreadsheet
+    counts them. The form's ``fs`` is needed only when the file gives none, and must agree with it.
     """
-    _check_size(data, ".csv", "csv")
-    if fs is None:
-        raise IntakeError("Enter the sampling rate in Hz; CSV files do not store it.", "fs")
-    rate = _check_fs(fs, "fs")
-    text = _decode_text(data, ".csv", "csv")
-    first_line = _first_line(text)
-    delimiter = ";" if ";" in first_line else "," if "," in first_line else "\t" if "\t" in first_line else ","
-    decimal_comma = delimiter != ","
+    _check_size(data, label, "csv")
+    text = _decode_text(data, label, "csv")
+    _first_line(text, label)
+    all_lines = text.splitlines(keepends=True)
+    pre = _read_preamble([line.rstrip("\r\n") for line in all_lines], label)
+    if pre.fs is not None and fs is not None:
+        form_rate = _check_fs(fs, "fs")
+        if not math.isclose(form_rate, pre.fs, rel_tol=1e-6):
+            raise IntakeError(
+                f"The {label} file gives a sampling rate of {pre.fs:g} Hz, but the form says {form_rate:g} Hz; "
+                "leave the form's sampling rate empty to use the file's, or correct the one that is wrong.",
+                "fs",
+            )
+    if pre.fs is None and fs is None:
+        raise IntakeError(
+            f"Enter the sampling rate in Hz; this {label} file does not state it (no line such as "
+            "'Sampling Rate (Hz): 500' above the samples).",
+            "fs",
+        )
+    rate = pre.fs if pre.fs is not None else _check_fs(fs, "fs")
+    body = "".join(all_lines[pre.lines:])
+    first_line = next((line for line in body.splitlines() if line.strip()), "")
+    delimiter = (";" if ";" in first_line else "," if "," in first_line else "\t" if "\t" in first_line
+                 else " " if first_line.strip() else ",")
+    decimal_comma = delimiter in (";", "\t")
 
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    if delimiter == " ":
+        rows = (line.split() for line in body.splitlines())
+        reader = None
+    else:
+        reader = csv.reader(io.StringIO(body), delimiter=delimiter)
+        rows = iter(reader)
+    line_count = pre.lines
     header: list[str] | None = None
     names: list[str] = []
     canon: list[str] = []
+    headerless = False
     header_row = 0
     # Samples are kept as doubles in one flat buffer (8 bytes each, not a Python float per cell), and only as
     # many as MAX_SECONDS allows: the rows after that are counted to say how long the recording is.
@@ -853,7 +897,6 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
     blank_at: int | None = None
     n_cols = 0
     skip_first = False
-    rows = iter(reader)
     while True:
         try:
             row = next(rows)
@@ -862,9 +905,11 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
         except csv.Error as exc:  # a quoted cell running on for megabytes, say
             problem = (f"a cell is longer than {csv.field_size_limit():,} characters (is a quote left open?)"
                        if "field limit" in str(exc) else shown(str(exc), 120))
-            raise IntakeError(f"Row {reader.line_num} of the .csv file cannot be read: {problem}; {_CSV_SHAPE}.",
+            row = pre.lines + (reader.line_num if reader else 0)
+            raise IntakeError(f"Row {row} of the {label} file cannot be read: {problem}; {_CSV_SHAPE}.",
                               "csv") from None
-        row_no = reader.line_num
+        line_count += 1
+        row_no = pre.lines + reader.line_num if reader is not None else line_count
         if not any(cell.strip() for cell in row):
             blank_at = blank_at or row_no
             continue
@@ -874,30 +919,35 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
                 header = header[:-1]  # a trailing delimiter, common in spreadsheet exports
             if len(header) > MAX_COLUMNS:
                 raise IntakeError(
-                    f"The header row has {len(header):,} columns; a 12-lead ECG has one column per lead "
+                    f"Row {row_no} has {len(header):,} columns; a 12-lead ECG has one column per lead "
                     f"({_LEAD_LIST}), optionally after a time column.",
                     "csv",
                 )
-            if all(_is_number(c) for c in header):
-                raise IntakeError(
-                    f"The first row must name the leads ({_LEAD_LIST}); it contains numbers instead.", "csv"
-                )
-            skip_first = header[0].lower() in _TIME_COLUMNS
-            misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
-            if misplaced:
-                raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
-            names = header[1:] if skip_first else header
-            canon = _canonical_names(names, "csv")
             n_cols = len(header)
-            continue
+            if all(_is_number(c) for c in header):
+                if n_cols != 12:
+                    raise IntakeError(
+                        f"The {label} file has no header row naming the leads, and its rows have {n_cols} values; "
+                        f"a file without a header must have exactly 12 columns in the order {_LEAD_LIST}. Add a "
+                        "header row naming the lead of each column.",
+                        "csv",
+                    )
+                headerless, names, canon = True, list(LEADS), list(LEADS)
+            else:
+                skip_first = header[0].lower() in _TIME_COLUMNS
+                misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
+                if misplaced:
+                    raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
+                names = header[1:] if skip_first else header
+                canon = _canonical_names(names, "csv")
+                continue
         if blank_at is not None:
             raise IntakeError(f"Row {blank_at} is empty; every sample needs a value for each lead.", "csv")
         if len(row) == n_cols + 1 and row[-1].strip() == "":
             row = row[:-1]
         if len(row) != n_cols:
-            raise IntakeError(
-                f"Row {row_no} has {len(row)} values but the header row names {n_cols} columns.", "csv"
-            )
+            against = "the first row has" if headerless else "the header row names"
+            raise IntakeError(f"Row {row_no} has {len(row)} values but {against} {n_cols} columns.", "csv")
         n_rows += 1
         if n_rows > max_rows:
             continue
@@ -916,15 +966,46 @@ def parse_csv(data: bytes, *, fs: float) -> ParsedEcg:
                     raise IntakeError(message, "csv") from None
             raise IntakeError(f"Row {row_no} could not be read as numbers.", "csv") from None
     if header is None:
-        raise IntakeError(f"The .csv file has no rows; {_CSV_SHAPE}.", "csv")
+        raise IntakeError(f"The {label} file has no rows; {_CSV_SHAPE}.", "csv")
     if not n_rows:
-        raise IntakeError(f"The .csv file has a header (row {header_row}) but no samples.", "csv")
+        raise IntakeError(f"The {label} file has a header (row {header_row}) but no samples.", "csv")
+    if pre.shape is not None and pre.shape != (n_rows, len(names)):
+        raise IntakeError(
+            f"The {label} file says 'Rhythm signal: {pre.shape[0]} X {pre.shape[1]}' ({pre.shape[0]} rows of "
+            f"{pre.shape[1]} leads) but has {n_rows} rows of {len(names)} values; it may be cut short.",
+            "csv",
+        )
     if n_rows > max_rows:
         _check_duration(n_rows, rate, "csv")
 
     matrix = np.frombuffer(values, dtype=np.float64).reshape(n_rows, len(names))  # (n, 12) in file column order
-    columns = {lead: matrix[:, i] for i, lead in enumerate(canon)}
+    factor = pre.factor if pre.factor is not None else 1.0
+    if headerless:
+        _check_einthoven(matrix, factor, label)
+    if pre.factor is None:
+        _check_stated_units(matrix, canon, label)
+    columns = {lead: matrix[:, i] * factor for i, lead in enumerate(canon)}
     return _assemble(columns, rate, "csv", "csv")
+
+
+def _check_stated_units(matrix: np.ndarray, canon: Sequence[str], label: str) -> None:
+    """Values read as mV (no gain or units line) that span far more than an ECG: digits or µV, never guessed."""
+    with np.errstate(all="ignore"):
+        low, high = np.percentile(matrix, [1, 99], axis=0)
+    typical = high - low
+    wide = typical > MAX_TYPICAL_RANGE_MV
+    if not wide.any():
+        return
+    names = [lead for lead, hit in zip(canon, wide) if hit]
+    integers = bool(np.all(np.isfinite(matrix)) and np.all(matrix == np.round(matrix)))
+    what = "ADC digits (e.g. 2048 per mV) or microvolts" if integers else "microvolts or ADC digits"
+    verb = "spans" if len(names) == 1 else "span"
+    raise IntakeError(
+        f"{_lead_s(names)} {verb} about {float(typical[wide].max()):,.0f} units, but an ECG spans a few mV. The "
+        f"values look like {what}, and the {label} file does not say which; add a 'Gain (digit/millivolt): N' "
+        "line (or 'Units: uV') above the samples, or export in mV.",
+        "csv",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1013,7 +1094,8 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
     """Pick the parser from the uploaded files' extensions.
 
     ``files`` maps a form field to ``(file name, content)``; the file name's extension decides (the key is used
-    only for a name without one). A .hea with a .dat is WFDB, one .csv is CSV (``fs`` required), one .json is
+    only for a name without one). A .hea with a .dat is WFDB, one .csv or .txt is CSV/text
+    (``fs`` unless the file gives it), one .json is
     JSON (its own "fs" is used).
     """
     by_ext: dict[str, list[tuple[str, bytes]]] = {}
@@ -1036,8 +1118,9 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         raise IntakeError("A WFDB header (.hea) was uploaded without its signal file; upload the .dat file too.", "dat")
     if counts == {"dat": 1}:
         raise IntakeError("A WFDB signal file (.dat) was uploaded without its header; upload the .hea file too.", "hea")
-    if counts == {"csv": 1}:
-        return parse_csv(by_ext["csv"][0][1], fs=fs)
+    if counts in ({"csv": 1}, {"txt": 1}):
+        ext = next(iter(counts))
+        return parse_csv(by_ext[ext][0][1], fs=fs, label=f".{ext}")
     if counts == {"json": 1}:
         return parse_json(by_ext["json"][0][1])
     if len(counts) == 1 and next(iter(counts.values())) == 1 and next(iter(counts)) in _readers.READERS:
@@ -1055,8 +1138,8 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
 from clinical import readers as _readers  # noqa: E402
 
 _readers.load()
-UPLOAD_EXTENSIONS = ("hea", *WFDB_SIGNAL_EXTENSIONS, "csv", "json", *sorted(_readers.READERS))
+UPLOAD_EXTENSIONS = ("hea", *WFDB_SIGNAL_EXTENSIONS, "csv", "txt", "json", *sorted(_readers.READERS))
 if _readers.READERS:
-    ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal file together), one .csv or .json "
-                        "file, or one export file: " + ", ".join(f"{d} (.{e})" for e, d in
+    ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal file together), one .csv, .txt or "
+                        ".json file, or one export file: " + ", ".join(f"{d} (.{e})" for e, d in
                                                                sorted(_readers.DESCRIPTIONS.items())))

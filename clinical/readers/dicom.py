@@ -131,7 +131,9 @@ def _read_dataset(ds: Dataset) -> Reading:
         raise _refuse(f"The DICOM file does not say what it holds (no SOP Class UID): it is damaged or cut short. "
                       f"{WHAT_TO_UPLOAD}")
     if sop_class not in ECG_SOP_CLASSES:
-        raise _refuse(f"The DICOM file is {UID(sop_class).name}, not an ECG waveform. {WHAT_TO_UPLOAD}")
+        # A damaged file can hold any bytes here: the name is shown short and escaped.
+        raise _refuse(f"The DICOM file is {shown(UID(sop_class[:64]).name, 60)}, not an ECG waveform. "
+                      f"{WHAT_TO_UPLOAD}")
     if "WaveformSequence" not in ds or not ds.WaveformSequence:
         raise _refuse(f"The DICOM ECG file holds no waveform. {WHAT_TO_UPLOAD}")
     if getattr(ds, "file_meta", None) is not None and ds.file_meta.get("TransferSyntaxUID") == ExplicitVRBigEndian:

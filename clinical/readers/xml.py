@@ -59,6 +59,12 @@ def parse(content: bytes) -> Element:
             "unread. Upload the file exactly as the ECG system exported it.",
             "file",
         ) from None
+    except LookupError as exc:  # the XML declaration names an encoding Python does not know
+        raise IntakeError(
+            f"The XML file declares an encoding that is not known ({shown(str(exc).rsplit(':', 1)[-1].strip(), 40)}); "
+            "ECG exports are UTF-8, UTF-16 or ISO-8859-1. Upload the file exactly as the ECG system exported it.",
+            "file",
+        ) from None
     except ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]

@@ -116,7 +116,7 @@ def _bad_cases(tmp):
         ("invalid-json", [("a.json", b"{not json")], {}, "files", "JSON"),
         ("json-without-fs", [("a.json", json_bytes({"leads": leads_json["leads"]}))], {}, "files", "fs"),
         ("json-leads-not-dict", [("a.json", json_bytes({"fs": 500, "leads": [1, 2]}))], {}, "files", "leads"),
-        ("unsupported-type", [("a.txt", b"hello")], {}, "files", ".csv"),
+        ("unsupported-type", [("a.rtf", b"hello")], {}, "files", ".csv"),
         ("xml", [("a.xml", b"<AnnotatedECG/>")], {}, "files", "no rhythm waveform"),
         ("no-file", [], {}, "files", "no file"),
         ("unusable-quality", [("a.json", demo.as_json(flat, 500))], {}, "files", "cannot be analysed"),

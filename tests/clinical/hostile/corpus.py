@@ -354,7 +354,7 @@ def _csv_cases() -> list[Case]:
         _csv_case("csv-nul-in-file-name", "NUL byte in a file name", junk, "The .csv file is not a text file",
                   file_name="evil.exe\x00.csv"),
         _csv_case("csv-newline-in-file-name", "newline in a file name", b"1,2,3\n4,5,6\n",
-                  "The first row must name the leads", file_name="ecg\nX-Injected: 1.csv"),
+                  "has no header row naming the leads", file_name="ecg\nX-Injected: 1.csv"),
         _csv_case("csv-fs-nan", "absurd sampling rate (form)", _csv(), "Enter the sampling rate as a number of Hz",
                   fs="nan", field="fs", stage="form", direct=False),
         _csv_case("csv-fs-a-billion", "absurd sampling rate (form)", _csv(),
