@@ -21,7 +21,7 @@ from clinical.ingest import (
 )
 from clinical.models import Patient
 
-MAX_FILES = 2  # a WFDB pair
+MAX_FILES = 3  # a WFDB record: .hea, its .dat (or .mat) and, for PTB records, the .xyz
 NOTE_MAX_LENGTH = 5000  # a review note, on the page and in the API
 # Audit filter dates: wide enough for any event this app wrote, and the day after `until` still a valid date.
 AUDIT_DATE_MIN = dt.date(1900, 1, 1)

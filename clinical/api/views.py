@@ -159,9 +159,11 @@ class EcgSubmitApi(APIView):
             ref_name = "SubmitJson"
 
     class MultipartInput(serializers.Serializer):
-        files = serializers.ListField(child=serializers.FileField(), min_length=1, max_length=2,
-                                      help_text="A WFDB .hea + .dat pair, or one .csv / .json file (5 MB each at "
-                                                "most).")
+        files = serializers.ListField(child=serializers.FileField(), min_length=1, max_length=3,
+                                      help_text="A WFDB record (.hea with its .dat or .mat, optionally the .xyz of "
+                                                "a PTB record), one .csv / .txt / .json file, or one export: GE "
+                                                "MUSE, Philips Sierra or HL7 aECG XML (.xml), DICOM (.dcm), "
+                                                "SCP-ECG (.scp) or EDF (.edf). 5 MB each at most.")
         pseudonym = serializers.CharField(max_length=64)
         age = serializers.IntegerField(min_value=0, max_value=120, allow_null=True,
                                        help_text="Whole years; an empty value when the age is unknown (required).")

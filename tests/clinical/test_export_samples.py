@@ -57,3 +57,18 @@ def test_the_edf_recorded_without_chest_electrodes_is_refused_saying_so(clinicia
         services.ecg_submit(actor=clinician, pseudonym="PT-S3", age=None, sex="U",
                             files=_files(["edf/0000050.ECG.edf"]), fs=None)
     assert not EcgRecord.objects.exists()
+
+
+def test_the_api_takes_a_three_file_ptb_record_and_an_export(clinician, integrator):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(integrator)
+    for i, paths in enumerate((["wfdb/s0010_re.hea", "wfdb/s0010_re.dat", "wfdb/s0010_re.xyz"],
+                               ["scp-ecg/Example.scp"])):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        files = [SimpleUploadedFile(Path(p).name, (SAMPLES / p).read_bytes()) for p in paths]
+        resp = api.post("/api/v1/ecgs/", {"files": files, "pseudonym": f"PT-API-{i}", "age": 70, "sex": "F"},
+                        format="multipart")
+        assert resp.status_code == 202, resp.content
