@@ -103,14 +103,15 @@ def test_a_refused_upload_keeps_the_chosen_file_and_the_typed_values(live_server
     log_in(page, base, "dr-oncall")
     page.goto(f"{base}/ecgs/new/")
     fill_patient(page, "PT-KEEP")
-    page.set_input_files("#id_files", files=[{"name": "ecg.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    # .rtf: a type no reader takes (.txt is now read as a text export)
+    page.set_input_files("#id_files", files=[{"name": "ecg.rtf", "mimeType": "application/rtf", "buffer": b"hello"}])
     page.click("#submit-upload")
     error = page.locator("#error-files")
     error.wait_for()
     assert ".csv" in error.inner_text()
     # The page was not reloaded: the browser still holds the file, and what was typed stays.
     assert page.evaluate("() => Array.from(document.getElementById('id_files').files).map(f => f.name)") == [
-        "ecg.txt"]
+        "ecg.rtf"]
     assert page.input_value("#id_pseudonym") == "PT-KEEP"
     assert page.input_value("#id_age") == "61"
     assert page.input_value("#id_sex") == "F"
