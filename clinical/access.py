@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clinical.audit import audit_log
-from clinical.ingest import shown
+from clinical.intake import shown
 from clinical.models import EcgRecord
 
 ECG_VIEW = "ecg.view"

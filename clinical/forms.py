@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from clinical.ingest import (
+from clinical.intake import (
     ACCEPTED_UPLOADS,
     MAX_FS,
     MAX_UPLOAD_BYTES,

@@ -36,7 +36,7 @@ class EcgRecord(models.Model):
     sex_at_ecg = models.CharField(max_length=1, choices=Patient.Sex.choices)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ecgs")
     uploaded_at = models.DateTimeField(auto_now_add=True)
-    source_format = models.CharField(max_length=32)  # "wfdb", "csv", "json" or a clinical.readers format
+    source_format = models.CharField(max_length=32)  # "wfdb", "csv", "json" or a clinical.intake format
     source_files = models.JSONField(default=list)
     upload_sha256 = models.CharField(max_length=64)
     fs = models.FloatField()
@@ -46,7 +46,7 @@ class EcgRecord(models.Model):
     quality = models.JSONField(default=dict)
     # Simple signal features measured at intake (mlcore.features), compared with the fold-9 reference for drift.
     features = models.JSONField(default=dict)
-    # What an exported file says besides the waveform (clinical.readers): {"device", "acquired", "statements",
+    # What an exported file says besides the waveform (clinical.intake): {"device", "acquired", "statements",
     # "measurements"}; shown on the result page as the device's own reading, beside ours.
     device = models.JSONField(default=dict, blank=True)
     intake_notes = models.JSONField(default=list, blank=True)  # e.g. "III, aVR, aVL, aVF derived from I and II"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
-from clinical.ingest import shown
+from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
-from clinical.ingest import IntakeError, parse_upload, shown
+from clinical.intake import IntakeError, parse_upload, shown
 from clinical.models import (
     EcgRecord,
     Finding,

@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from clinical.errors import ClinicalError
-from clinical.ingest import ACCEPTED_UPLOADS
+from clinical.intake import ACCEPTED_UPLOADS
 
 _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",

@@ -24,7 +24,7 @@ from clinical import access, selectors, services
 from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
-from clinical.ingest import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
+from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
 from clinical.models import EcgRecord, InferenceJob, Patient
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS

@@ -2,7 +2,7 @@
 
 A right-to-left override (U+202E) in a note, pseudonym, file name or audit detail would reorder what the reader
 sees ("...exe.fdp" shown as "...pdf.exe"); zero-width and other format characters hide text. Shown as \\u202e
-markers, the way clinical.ingest.shown writes them in upload messages. What is stored is not changed; line breaks
+markers, the way clinical.intake.shown writes them in upload messages. What is stored is not changed; line breaks
 and tabs are kept (a note is several lines).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import unicodedata
 
 from django import template
 
-from clinical.ingest import HIDDEN_CATEGORIES
+from clinical.intake import HIDDEN_CATEGORIES
 
 register = template.Library()
 _KEPT = frozenset("\n\t")

@@ -1,4 +1,4 @@
-"""What an exported file says besides the waveform (clinical.readers) is stored with the ECG, shown on the result
+"""What an exported file says besides the waveform (clinical.intake) is stored with the ECG, shown on the result
 page as the device's own reading, and returned by the API."""
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from clinical import demo, readers, services
-from clinical.readers import Reading
+from clinical import demo, services
+from clinical.intake import dispatch, registry
+from clinical.intake.leads import derive_limb_leads
+from clinical.intake.record import Reading
 from mlcore.preprocess import LEADS
 
 
@@ -19,17 +21,15 @@ def fake_export(monkeypatch):
     def read(content: bytes, name: str) -> Reading:
         columns = {lead: sig[i].astype(np.float64) for i, lead in enumerate(LEADS) if lead in ("I", "II")
                    or lead.startswith("V")}
-        derived = readers.derive_limb_leads(columns)
+        derived = derive_limb_leads(columns)
         return Reading(columns=columns, fs=500.0, source_format="test-export",
                        device={"device": "Cart 9000", "acquired": "2024-05-01T10:00:00",
                                "statements": ["Sinus rhythm", "Normal ECG"],
                                "measurements": {"VentricularRate": np.int64(68), "QTc": float("nan")}},
                        notes=[f"{', '.join(derived)} derived from I and II"])
 
-    from clinical import ingest
-
-    monkeypatch.setitem(readers.READERS, "tstx", read)
-    monkeypatch.setattr(ingest, "UPLOAD_EXTENSIONS", (*ingest.UPLOAD_EXTENSIONS, "tstx"))
+    monkeypatch.setitem(registry.READERS, "tstx", read)
+    monkeypatch.setattr(dispatch, "UPLOAD_EXTENSIONS", (*dispatch.UPLOAD_EXTENSIONS, "tstx"))
     return sig
 
 

@@ -29,7 +29,8 @@ from rest_framework.test import APIClient
 from clinical import services
 from clinical.audit import audit_log, current_request_id
 from clinical.errors import ClinicalError
-from clinical.ingest import parse_wfdb, shown
+from clinical.intake import shown
+from clinical.intake.wfdb_record import parse_wfdb
 from clinical.management.benchenv import free_port
 from clinical.models import AuditEvent, EcgRecord, InferenceJob, Patient
 from clinical.tokens import api_token_create

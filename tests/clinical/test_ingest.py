@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import wfdb
 
-from clinical.ingest import MAX_UPLOAD_BYTES, IntakeError, ParsedEcg, parse_csv, parse_json, parse_upload, parse_wfdb
+from clinical.intake import MAX_UPLOAD_BYTES, IntakeError, ParsedEcg, parse_upload
+from clinical.intake.json_doc import parse_json
+from clinical.intake.text_table import parse_csv
+from clinical.intake.wfdb_record import parse_wfdb
 from mlcore.preprocess import LEADS
 from tests.conftest import synthetic_ecg
 

@@ -18,19 +18,11 @@ import wfdb
 from hypothesis import HealthCheck, assume, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from clinical.ingest import (
-    MAX_FS,
-    MAX_SECONDS,
-    MIN_FS,
-    MIN_SECONDS,
-    WFDB_RATES,
-    IntakeError,
-    ParsedEcg,
-    parse_csv,
-    parse_json,
-    parse_upload,
-    parse_wfdb,
-)
+from clinical.intake import MAX_FS, MAX_SECONDS, MIN_FS, MIN_SECONDS, IntakeError, ParsedEcg, parse_upload
+from clinical.intake.json_doc import parse_json
+from clinical.intake.limits import WFDB_RATES
+from clinical.intake.text_table import parse_csv
+from clinical.intake.wfdb_record import parse_wfdb
 from mlcore.preprocess import LEADS
 from tests.conftest import synthetic_ecg
 

@@ -12,8 +12,7 @@ from edfio import Edf, EdfSignal, read_edf
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from clinical.ingest import IntakeError, parse_upload
-from clinical.readers import dicom, edf
+from clinical.intake import IntakeError, dicom, edf, parse_upload
 from clinical.services import ClinicalError, ecg_submit
 from mlcore.preprocess import LEADS
 from mlcore.quality import assess

@@ -1,4 +1,4 @@
-"""Fuzzing the export readers (clinical.readers) from the real files in ../shared/ecg_samples: a file cut short, with
+"""Fuzzing the export readers (clinical.intake) from the real files in ../shared/ecg_samples: a file cut short, with
 bytes flipped or spliced, is read as a clean 12-lead ECG or refused with an IntakeError that has a short message,
 never another exception or a numpy warning. Bounded for CI; ECG_FUZZ_EXAMPLES raises the count for a longer hunt."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical.ingest import IntakeError, ParsedEcg, parse_upload
+from clinical.intake import IntakeError, ParsedEcg, parse_upload
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "ecg_samples"
 FILES = ["ge-muse-xml/braveheart_example1.xml", "philips-xml/129DYPRG.XML",

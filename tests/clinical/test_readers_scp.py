@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinical.ingest import IntakeError, parse_upload
-from clinical.readers import scp_ecg
+from clinical.intake import IntakeError, parse_upload, scp_ecg
 from mlcore.preprocess import LEADS
 
 SAMPLES = Path("/work/shared/ecg_samples")

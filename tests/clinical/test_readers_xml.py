@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinical.ingest import IntakeError, ParsedEcg, parse_upload
+from clinical.intake import IntakeError, ParsedEcg, parse_upload
 from mlcore.preprocess import LEADS
 
 SAMPLES = Path("/work/shared/ecg_samples")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinical.ingest import UPLOAD_EXTENSIONS, IntakeError, parse_upload
+from clinical.intake import UPLOAD_EXTENSIONS, IntakeError, parse_upload
 from mlcore.preprocess import LEADS
 
 SAMPLES = Path("/work/shared/ecg_samples")

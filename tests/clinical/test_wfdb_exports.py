@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 from clinical import demo
-from clinical.ingest import UPLOAD_EXTENSIONS, IntakeError, parse_upload
+from clinical.intake import UPLOAD_EXTENSIONS, IntakeError, parse_upload
 from mlcore.preprocess import LEADS, to_model_rate
 
 SAMPLES = Path("/work/shared/ecg_samples/wfdb")

@@ -11,14 +11,15 @@ import warnings
 import numpy as np
 from edfio import Edf, read_edf
 
-from clinical.ingest import IntakeError, shown
-from clinical.readers import Reading, derive_limb_leads, register
+from clinical.intake.errors import IntakeError, shown
+from clinical.intake.leads import derive_limb_leads
+from clinical.intake.record import Reading, mv_per_unit
+from clinical.intake.registry import register
 from mlcore.preprocess import LEADS, canonical_lead
 from mlcore.quality import FLAT_PTP_MV, FLAT_STD_MV
 
 SOURCE_FORMAT = "edf"
 # EDF+ physical dimensions use "u" for micro (EDF+ spec, section 2.1.3.4); the micro sign also occurs.
-UNIT_TO_MV = {"uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "mv": 1.0, "v": 1e3}
 # EDF+ labels are "<signal type> <specification>"; ECG is the type for ECG leads ("EKG" in some exports).
 ECG_TYPES = ("ecg ", "ekg ")
 CHEST_LEADS = ("V1", "V2", "V3", "V4", "V5", "V6")
@@ -79,11 +80,11 @@ def read_signals(content: bytes, name: str) -> Reading:
         if lead in columns:
             raise _refuse(f"Lead {lead} appears twice in the EDF file; each lead must appear once. {WHAT_TO_UPLOAD}")
         unit = signal.physical_dimension.strip()
-        if unit.lower() not in UNIT_TO_MV:
+        if mv_per_unit(unit) is None:
             stated = f'"{shown(unit, 8)}"' if unit else "no unit"
             raise _refuse(f"Lead {lead} is in {stated}; ECG leads must be in uV or mV (the EDF physical dimension). "
                           f"{WHAT_TO_UPLOAD}")
-        columns[lead] = np.asarray(signal.data, dtype=np.float64) * UNIT_TO_MV[unit.lower()]
+        columns[lead] = np.asarray(signal.data, dtype=np.float64) * mv_per_unit(unit)
         rates[lead] = float(signal.sampling_frequency)
     if len(set(rates.values())) > 1:
         by_rate: dict[float, list[str]] = {}

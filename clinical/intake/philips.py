@@ -15,9 +15,9 @@ from xml.etree.ElementTree import Element
 import numpy as np
 from sierraecg.xli import xli_decode
 
-from clinical.ingest import IntakeError, shown
-from clinical.readers import Reading
-from clinical.readers.xml import attr, child, children, number, require_leads, text
+from clinical.intake.errors import IntakeError, shown
+from clinical.intake.record import Reading
+from clinical.intake.xml import attr, child, children, number, require_leads, text
 from mlcore.preprocess import LEADS, canonical_lead
 
 VERSIONS = ("1.03", "1.04")  # and their point releases (1.04.01, 1.04.02)

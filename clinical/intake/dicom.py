@@ -17,8 +17,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian
 from pydicom.waveforms import multiplex_array
 
-from clinical.ingest import IntakeError, shown
-from clinical.readers import Reading, derive_limb_leads, register
+from clinical.intake.errors import IntakeError, shown
+from clinical.intake.leads import derive_limb_leads
+from clinical.intake.record import Reading, mv_per_unit
+from clinical.intake.registry import register
 from mlcore.preprocess import LEADS, canonical_lead
 
 SOURCE_FORMAT = "dicom-ecg"
@@ -29,7 +31,6 @@ ECG_SOP_CLASSES = {
 # Below this a multiplex group is not a diagnostic ECG (PS3.3 A.34.3.4.2 asks 200-1000 Hz for 12-lead ECGs).
 MIN_RHYTHM_FS = 100.0
 # Channel Sensitivity Units are UCUM codes (case-sensitive: "MV" would be megavolt).
-UNIT_TO_MV = {"uV": 1e-3, "mV": 1.0, "V": 1e3}
 # The lead number N of SCP-ECG code "5.6.3-9-N" and MDC code "2:N" (the same numbering, PS3.16 CID 3001).
 LEAD_BY_CODE_NUMBER = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
                        61: "III", 62: "aVR", 63: "aVL", 64: "aVF"}
@@ -173,11 +174,11 @@ def _read_dataset(ds: Dataset) -> Reading:
             raise _refuse(f"Lead {lead} has no Channel Sensitivity, so its samples have no unit. {WHAT_TO_UPLOAD}")
         units = channel.get("ChannelSensitivityUnitsSequence")
         unit = str(units[0].get("CodeValue", "")).strip() if units else ""
-        if unit not in UNIT_TO_MV:
+        if mv_per_unit(unit) is None:
             stated = f'"{shown(unit, 16)}"' if unit else "none"
             raise _refuse(f"Lead {lead} is in units {stated}; an ECG lead must be in uV or mV (UCUM codes in the "
                           f"Channel Sensitivity Units Sequence). {WHAT_TO_UPLOAD}")
-        x = values[:, number - 1].astype(np.float64) * UNIT_TO_MV[unit]
+        x = values[:, number - 1].astype(np.float64) * mv_per_unit(unit)
         if padding is not None:  # padded samples are not data (PS3.3 C.10.9.1.6); the shared check names them
             x[raw[:, number - 1] == padding] = np.nan
         columns[lead] = x

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clinical.ingest import IntakeError
-from clinical.readers import Reading, derive_limb_leads, register
+from clinical.intake.errors import IntakeError
+from clinical.intake.leads import derive_limb_leads
+from clinical.intake.record import Reading
+from clinical.intake.registry import register
 
 FORMAT = "scp-ecg"
 SECTION_HEADER_BYTES = 16

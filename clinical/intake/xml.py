@@ -16,15 +16,17 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
 
-from clinical.ingest import _LEAD_LIST, IntakeError, _lead_s, shown
-from clinical.readers import Reading, register
+from clinical.intake.errors import IntakeError, lead_s, shown
+from clinical.intake.leads import LEAD_LIST
+from clinical.intake.record import Reading
+from clinical.intake.registry import register
 from mlcore.preprocess import LEADS
 
 # Root element (local name) -> the module that reads that format.
 FORMATS = {
-    "RestingECG": "clinical.readers.ge_muse",
-    "AnnotatedECG": "clinical.readers.hl7_aecg",
-    "restingecgdata": "clinical.readers.philips",
+    "RestingECG": "clinical.intake.ge_muse",
+    "AnnotatedECG": "clinical.intake.hl7_aecg",
+    "restingecgdata": "clinical.intake.philips",
 }
 FORMAT_NAMES = "a GE MUSE (<RestingECG>), Philips Sierra ECG (<restingecgdata>) or HL7 aECG (<AnnotatedECG>)"
 
@@ -156,5 +158,5 @@ def require_leads(columns: dict, what: str, remedy: str) -> None:
     missing = [lead for lead in LEADS if lead not in columns]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise IntakeError(f"{_lead_s(missing)} {verb} missing from {what}; a 12-lead ECG needs {_LEAD_LIST}. "
+        raise IntakeError(f"{lead_s(missing)} {verb} missing from {what}; a 12-lead ECG needs {LEAD_LIST}. "
                           f"{remedy}", "file")

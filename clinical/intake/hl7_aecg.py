@@ -10,9 +10,10 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from clinical.ingest import IntakeError, shown
-from clinical.readers import Reading, derive_limb_leads
-from clinical.readers.xml import attr, child, children, descendants, number, require_leads, text
+from clinical.intake.errors import IntakeError, shown
+from clinical.intake.leads import derive_limb_leads
+from clinical.intake.record import Reading
+from clinical.intake.xml import attr, child, children, descendants, number, require_leads, text
 from mlcore.preprocess import canonical_lead
 
 TIME_CODES = ("TIME_ABSOLUTE", "TIME_RELATIVE")

@@ -1,0 +1,84 @@
+"""The JSON upload: {"fs": 500, "units": "mV" | "uV", "leads": {"I": [...], ...}}."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from clinical.intake.errors import IntakeError, json_shown, shown
+from clinical.intake.leads import LEAD_LIST, canonical_names
+from clinical.intake.limits import MAX_COLUMNS, MAX_SECONDS
+from clinical.intake.record import ParsedEcg, assemble, check_content_size, check_duration, check_fs, mv_per_unit
+
+
+def _json_number_list(lead: str, values: object) -> np.ndarray:
+    if not isinstance(values, list):
+        raise IntakeError(f"Lead {lead} must be a list of numbers; got {type(values).__name__}.", "json")
+    for i, v in enumerate(values):
+        # bool is an int subclass and would silently become 0/1.
+        if type(v) not in (int, float):
+            shown_value = "null" if v is None else json_shown(v)
+            raise IntakeError(f"Lead {lead}, sample {i + 1}: {shown_value} is not a number.", "json")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond the range of a double
+        i = next(i for i, v in enumerate(values) if type(v) is int and abs(v) >= 2**1023)
+        raise IntakeError(
+            f"Lead {lead}, sample {i + 1}: a {len(str(values[i]))}-digit number is far too large to be millivolts.",
+            "json",
+        ) from None
+
+
+def parse_json(data: bytes) -> ParsedEcg:
+    """Read ``{"fs": 500, "units": "mV" | "uV", "leads": {"I": [...], ...}}`` (units default to mV)."""
+    check_content_size(data, ".json", "json")
+    example = '{"fs": 500, "units": "mV", "leads": {"I": [...], "II": [...], ...}}'
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise IntakeError(f"The .json file is not UTF-8 text; expected a JSON document like {example}.",
+                          "json") from exc
+    except json.JSONDecodeError as exc:
+        raise IntakeError(
+            f"The .json file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); expected a "
+            f"document like {example}.",
+            "json",
+        ) from exc
+    except RecursionError:
+        raise IntakeError(
+            f"The .json file is nested too deeply to be an ECG; expected a document like {example}.", "json"
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on int parsing)
+        problem = "it has a number thousands of digits long" if "digits" in str(exc) else shown(str(exc), 120)
+        raise IntakeError(f"The .json file cannot be read: {problem}; expected a document like {example}, with "
+                          "samples in mV such as 0.125.", "json") from exc
+    if not isinstance(doc, dict):
+        raise IntakeError(f"The JSON document must be an object like {example}.", "json")
+    if "fs" not in doc:
+        raise IntakeError(f'The JSON document has no "fs" (sampling rate in Hz); expected {example}.', "json")
+    fs = check_fs(doc["fs"], "json", 'The JSON "fs" (sampling rate)')
+    units = doc.get("units", "mV")
+    if not isinstance(units, str) or units.strip().lower() not in ("mv", "uv", "µv", "μv"):
+        raise IntakeError(f'"units" must be "mV" or "uV"; got {json_shown(units)}.', "json")
+    factor = mv_per_unit(units)
+    if "leads" not in doc:
+        raise IntakeError(f'The JSON document has no "leads"; expected {example}.', "json")
+    leads = doc["leads"]
+    if not isinstance(leads, dict):
+        raise IntakeError(
+            f'"leads" must be an object mapping lead names to lists of numbers, like {example}.', "json"
+        )
+    if len(leads) > MAX_COLUMNS:
+        raise IntakeError(f'"leads" has {len(leads):,} entries; a 12-lead ECG has the leads {LEAD_LIST}.', "json")
+    raw_names = list(leads)
+    canon = canonical_names(raw_names, "json")
+    for raw in raw_names:  # refuse a far too long lead before checking each of its samples
+        if isinstance(leads[raw], list) and len(leads[raw]) / fs > MAX_SECONDS:
+            check_duration(len(leads[raw]), fs, "json")
+    with np.errstate(all="ignore"):
+        columns = {lead: _json_number_list(lead, leads[raw]) * factor for raw, lead in zip(raw_names, canon)}
+    return assemble(columns, fs, "json", "json")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dispatch
