@@ -19,6 +19,7 @@ from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, plotly_js_path
 from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm
+from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
@@ -109,6 +110,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "findings": list(prediction.findings.all()) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
         "plot": _figure(record),
+        "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
         "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
     }, status=status)
 

@@ -25,6 +25,7 @@ from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
+from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, InferenceJob, Patient
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
@@ -34,6 +35,13 @@ EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EH
 # rather than cut or rewritten: two different keys must never become the same one.
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,100}$")
 IDEMPOTENCY_KEY_RULE = "at most 100 printable ASCII characters"
+
+
+def _device_reading(record: EcgRecord) -> dict:
+    reading = dict(record.device or {})
+    if reading.get("measurements"):
+        reading["units"] = {row["key"]: row["unit"] for row in measurement_rows(reading["measurements"])}
+    return reading
 
 
 def _record(request, public_id) -> EcgRecord:
@@ -272,8 +280,9 @@ class EcgResultApi(APIView):
         quality_warnings = serializers.ListField(child=serializers.CharField())
         device_reading = serializers.DictField(
             help_text="What an exported file (GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, ...) says besides the "
-                      "waveform: device, acquired, the device's own statements and measurements; {} for WFDB, CSV, "
-                      "JSON uploads. Not this system's analysis.")
+                      "waveform: device, acquired, the device's own statements and measurements (GE MUSE names, e.g. "
+                      "PRInterval), and units: the unit of each measurement (ms, /min, °; '' when the file names "
+                      "a measurement we do not know); {} for WFDB, CSV, JSON uploads. Not this system's analysis.")
         findings = Finding(many=True)
         recommendations = Action(many=True)
         acknowledged_by = serializers.CharField(allow_null=True)
@@ -289,7 +298,8 @@ class EcgResultApi(APIView):
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127", "needs_review": False,
                        "top_urgency": "urgent", "quality_warnings": ["Lead V3 shows baseline wander."],
                        "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
-                                          "measurements": {"VentricularRate": 48}},
+                                          "measurements": {"VentricularRate": 48},
+                                          "units": {"VentricularRate": "/min"}},
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
                                      "probability": 0.71, "threshold": 0.39, "needs_review": False}],
                        "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms and prior "
@@ -305,7 +315,7 @@ class EcgResultApi(APIView):
         prediction = getattr(record, "prediction", None)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
-                "top_urgency": None, "quality_warnings": warnings, "device_reading": record.device or {},
+                "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
                 "findings": [], "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
         if prediction is None:
             return Response(body)

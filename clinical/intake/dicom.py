@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian
 from pydicom.waveforms import multiplex_array
 
+from clinical.intake.device import canonical_measurement
 from clinical.intake.errors import IntakeError, shown
 from clinical.intake.leads import derive_limb_leads
 from clinical.intake.record import Reading, mv_per_unit
@@ -102,7 +103,7 @@ def _device(ds: Dataset) -> dict:
         concept = note.get("ConceptNameCodeSequence")
         value = note.get("NumericValue")
         if concept and value not in (None, ""):
-            name = str(concept[0].get("CodeMeaning", "") or concept[0].get("CodeValue", "")).strip()
+            name = canonical_measurement(str(concept[0].get("CodeMeaning", "") or concept[0].get("CodeValue", "")))
             values = value if isinstance(value, pydicom.multival.MultiValue) else [value]
             if name and name not in measurements:  # per-lead repeats keep the first (the global one)
                 measurements[name] = float(values[0])

@@ -48,12 +48,16 @@ def test_the_device_reading_is_stored_shown_beside_ours_and_returned_by_the_api(
     client.force_login(clinician)
     page = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
     assert "The recording device&#x27;s own reading" in page or "The recording device's own reading" in page
-    assert "Cart 9000" in page and "Sinus rhythm" in page and "VentricularRate" in page
+    assert "Cart 9000" in page and "Sinus rhythm" in page
+    # Each measurement under its label with its unit; one the file names otherwise keeps its name, no unit.
+    assert "<th scope=\"row\">Ventricular rate</th><td>68 /min</td>" in page
+    assert '<th scope="row">QTc</th><td><span class="muted">not stated</span></td>' in page  # NaN in the file
     assert "not this system" in page
     api = APIClient()
     api.force_authenticate(clinician)
     body = api.get(f"/api/v1/ecgs/{record.public_id}/result/").json()
     assert body["device_reading"]["statements"] == ["Sinus rhythm", "Normal ECG"]
+    assert body["device_reading"]["units"] == {"VentricularRate": "/min", "QTc": ""}
 
 
 def test_a_wfdb_upload_has_no_device_reading(client, clinician, wfdb_pair):

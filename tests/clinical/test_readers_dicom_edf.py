@@ -92,7 +92,7 @@ def test_dicom_device_statements_and_intervals():
     reading = dicom.read(DCM.read_bytes(), "waveform_ecg.dcm")
     assert reading.device["statements"] == ["RITMO SINUSALE", "ECG NORMALE"]
     m = reading.device["measurements"]
-    assert (m["PR Interval"], m["QRS Duration"], m["QT Interval"]) == (161.0, 75.0, 368.0)
+    assert (m["PRInterval"], m["QRSDuration"], m["QTInterval"], m["RAxis"]) == (161.0, 75.0, 368.0, 52.0)
     assert reading.device["device"].startswith("Mortara")
     assert reading.device["acquired"] == "2013-01-25T10:59:19"
     assert _upload("waveform_ecg.dcm", DCM.read_bytes()).device == reading.device
