@@ -88,10 +88,10 @@ def load_table(path: str = str(TABLE_PATH)) -> dict:
             problems.append(f"unknown effect {rule['effect']!r}")
         if unknown := [s for s in rule["sources"] if s not in table["sources"]]:
             problems.append(f"unknown sources {unknown}")
+        elif len(_source_text(table, rule["sources"])) > MAX_SOURCE:
+            problems.append("sources too long")
         if len(rule["action"]) > MAX_ACTION or len(rid) > MAX_RULE_ID:
             problems.append("action or id too long")
-        if len(_source_text(table, rule["sources"])) > MAX_SOURCE:
-            problems.append("sources too long")
         if rule in table["rules"] and not rule.get("when"):
             problems.append("no 'when'")
         for group in rule.get("when", []):
@@ -168,12 +168,11 @@ def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInpu
         lines.append(_line(table, table["fallbacks"]["quality_repeat"], QUALITY,
                            "+".join(dict.fromkeys(f"quality:{i.code}" for i in issues)), 1.0,
                            reasons=reasons, messages=messages))
-    if not any(line.kind != CAVEAT for line in lines):
-        if normal and not issues:
-            # One reassurance line: the first normal rule in table order (the NORM class before sinus rhythm).
-            lines.append(normal[0])
-        elif not present:
-            lines.append(_line(table, table["fallbacks"]["nothing_flagged"], FALLBACK, "none", 1.0))
+    if not present:
+        lines.append(_line(table, table["fallbacks"]["nothing_flagged"], FALLBACK, "none", 1.0))
+    elif normal and not issues and not any(line.kind != CAVEAT for line in lines):
+        # One reassurance line: the first normal rule in table order (the NORM class before sinus rhythm).
+        lines.append(normal[0])
 
     dangerous = dangerous_keys(table)
     if disputed := sorted((f for f in present.values() if f.needs_review and f.key in dangerous),
