@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from clinical import recommend
+
 
 class Patient(models.Model):
     class Sex(models.TextChoices):
@@ -152,11 +154,11 @@ class Recommendation(models.Model):
         ROUTINE = "routine", "Routine"
 
     class Kind(models.TextChoices):
-        # clinical.recommend.KINDS. A caveat qualifies the findings; it is never ranked first and sets no urgency.
-        RULE = "rule", "Action"
-        CAVEAT = "caveat", "Caveat"
-        QUALITY = "quality", "Recording quality"
-        FALLBACK = "fallback", "Fallback"
+        # A caveat qualifies the findings; it is never ranked first and sets no urgency (clinical.recommend).
+        RULE = recommend.RULE, "Action"
+        CAVEAT = recommend.CAVEAT, "Caveat"
+        QUALITY = recommend.QUALITY, "Recording quality"
+        FALLBACK = recommend.FALLBACK, "Fallback"
 
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="recommendations")
     rank = models.PositiveSmallIntegerField()

@@ -26,7 +26,7 @@ from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, InferenceJob, Patient
+from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
@@ -269,7 +269,7 @@ class EcgResultApi(APIView):
             confidence = serializers.FloatField()
             table_version = serializers.CharField()
             kind = serializers.ChoiceField(
-                choices=["rule", "caveat", "quality", "fallback"],
+                choices=Recommendation.Kind.values,
                 help_text="rule: from the action table; quality: repeat the ECG (recording problem); fallback: no "
                           "specific rule or nothing flagged; caveat: how far to trust the findings, never first and "
                           "setting no urgency")
