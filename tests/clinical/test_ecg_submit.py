@@ -90,6 +90,28 @@ def test_a_flat_lead_adds_repeat_the_ecg_and_no_normal_reassurance(clinician, ec
     assert not any(r.action.startswith(("Normal ECG", "Sinus rhythm")) for r in recs)
 
 
+@pytest.mark.parametrize("disputed, needs_review", [("SR", False), ("AFIB", True)])
+def test_needs_review_only_when_the_members_disagree_about_a_dangerous_finding(clinician, wfdb_pair, weights_dir,
+                                                                              monkeypatch, disputed, needs_review):
+    ens = services.get_ensemble()
+    real = ens.predict
+
+    def disputing(signals, fs, leads=None):
+        pred = real(signals, fs, leads)
+        j = ens.labels.statements.index(disputed)
+        pred.statements[0, j], pred.statements_flags[0, j], pred.statements_spread[0, j] = 0.6, True, 0.3
+        return pred
+
+    monkeypatch.setattr(ens, "predict", disputing)
+    record = submit(clinician, wfdb_pair)
+    services.inference_run(job_id=record.job.id)
+    pred = Prediction.objects.get(record=record)
+    assert Finding.objects.get(prediction=pred, code=disputed).needs_review
+    assert pred.needs_review is needs_review
+    caveats = list(pred.recommendations.filter(kind=Recommendation.Kind.CAVEAT, rule_id="caveat:MODELS_DISAGREE"))
+    assert len(caveats) == int(needs_review) and pred.recommendations.first().kind != Recommendation.Kind.CAVEAT
+
+
 def test_a_failed_job_can_be_retried_and_requeued(clinician, wfdb_pair, django_capture_on_commit_callbacks):
     record = submit(clinician, wfdb_pair)
     services.inference_fail(job_id=record.job.id, error="worker lost")
