@@ -111,9 +111,12 @@ def dangerous_keys(table: dict | None = None) -> frozenset[str]:
 
 
 def _line(table: dict, entry: dict, kind: str, triggered_by: str, confidence: float, **fmt: str) -> RankedAction:
+    # Only fallbacks and caveats have placeholders; a rule's text is shown as written.
+    action, reasoning = (entry["action"].format(**fmt), entry["reasoning"].format(**fmt)) if fmt else (
+        entry["action"], entry["reasoning"])
     return RankedAction(
-        action=entry["action"].format(**fmt)[:MAX_ACTION], urgency=entry["urgency"],
-        reasoning=entry["reasoning"].format(**fmt), source=_source_text(table, entry["sources"]),
+        action=action[:MAX_ACTION], urgency=entry["urgency"],
+        reasoning=reasoning, source=_source_text(table, entry["sources"]),
         triggered_by=triggered_by[:MAX_TRIGGER], confidence=round(float(confidence), 4),
         table_version=table["version"], kind=kind, rule_id=entry["id"])
 
