@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from clinical import recommend
+
 
 class Patient(models.Model):
     class Sex(models.TextChoices):
@@ -151,15 +153,24 @@ class Recommendation(models.Model):
         URGENT = "urgent", "Urgent"
         ROUTINE = "routine", "Routine"
 
+    class Kind(models.TextChoices):
+        # A caveat qualifies the findings; it is never ranked first and sets no urgency (clinical.recommend).
+        RULE = recommend.RULE, "Action"
+        CAVEAT = recommend.CAVEAT, "Caveat"
+        QUALITY = recommend.QUALITY, "Recording quality"
+        FALLBACK = recommend.FALLBACK, "Fallback"
+
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="recommendations")
     rank = models.PositiveSmallIntegerField()
     action = models.CharField(max_length=255)
     urgency = models.CharField(max_length=10, choices=Urgency.choices)
     reasoning = models.TextField()
     source = models.CharField(max_length=255)
-    triggered_by = models.CharField(max_length=64)
+    triggered_by = models.CharField(max_length=255)  # "statement:AFIB+measure:TACHY" for a combination rule
     confidence = models.FloatField()
     table_version = models.CharField(max_length=32)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.RULE)
+    rule_id = models.CharField(max_length=64, blank=True, default="")  # the action table's rule id
 
     class Meta:
         ordering = ["rank"]

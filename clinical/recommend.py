@@ -1,21 +1,56 @@
-"""Rank clinical actions for a set of findings from the versioned table in recommendations.json."""
+"""Rank clinical actions for a set of findings from the versioned action table in recommendations.json.
+
+A rule matches findings by key: ``superclass:CODE`` and ``statement:CODE`` (the model), ``measure:CODE`` (a criterion
+met by measurement), ``context:CODE`` (a clinical fact given with the ECG). Its ``when`` is a list of groups; the
+rule fires when every group has at least one key present (a combination rule has several groups). Every label code
+has a rule of its own: an action, or "no action beyond the clinician's over-read" stated as such. Render the table
+for review with ``python -m clinical.recommend --render > docs/action_table.md``.
+"""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 TABLE_PATH = Path(__file__).resolve().parent / "recommendations.json"
+MANIFEST_PATH = Path(__file__).resolve().parents[1] / "mlcore" / "weights" / "manifest.json"
 URGENCY_ORDER = {"immediate": 0, "urgent": 1, "routine": 2}
+KEY_PREFIXES = ("superclass:", "statement:", "measure:", "context:")
+# What a ranked line is. A caveat is a note on how far to trust the findings: never first, never raising urgency.
+RULE, CAVEAT, QUALITY, FALLBACK = "rule", "caveat", "quality", "fallback"
+KINDS = (RULE, CAVEAT, QUALITY, FALLBACK)
+# How a table rule acts: a specific action; an explicit "no action beyond over-read"; a reassurance shown only when
+# nothing abnormal and no recording problem is present; or a caveat.
+EFFECTS = ("action", "over_read", "normal", "caveat")
+# Within one urgency, a recording problem comes before the rules it undermines; fallbacks come last.
+_KIND_ORDER = {QUALITY: 0, RULE: 1, FALLBACK: 2, CAVEAT: 3}
+MODELS_DISAGREE = "caveat:MODELS_DISAGREE"
+# Recommendation.action / rule_id / triggered_by / source column sizes (clinical/models.py).
+MAX_ACTION, MAX_RULE_ID, MAX_TRIGGER, MAX_SOURCE = 255, 64, 255, 255
+# Short reasons for the "repeat the ECG" action, per mlcore.quality code.
+_QUALITY_REASON = {"flat_line": "lead {lead} flat", "clipping": "lead {lead} clipped",
+                   "high_frequency_noise": "lead {lead} noisy", "baseline_wander": "lead {lead} baseline wander",
+                   "limb_lead_reversal": "limb electrodes possibly misplaced"}
 
 
 @dataclass(frozen=True)
 class FindingInput:
-    key: str  # "superclass:MI" or "statement:AFIB"
+    key: str  # "superclass:MI", "statement:AFIB", "measure:QTC_500" or "context:ISCHAEMIC_SYMPTOMS"
     probability: float
-    needs_review: bool = False
+    needs_review: bool = False  # the ensemble members disagree about this finding
+
+
+@dataclass(frozen=True)
+class QualityInput:
+    """A recording-quality warning (mlcore.quality.QualityIssue with severity "warn")."""
+
+    code: str
+    message: str
+    lead: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,40 +62,242 @@ class RankedAction:
     triggered_by: str
     confidence: float
     table_version: str
+    kind: str = RULE
+    rule_id: str = ""
 
 
-@functools.lru_cache(maxsize=1)
+def _source_text(table: dict, ids: Sequence[str]) -> str:
+    return "; ".join(table["sources"][i] for i in ids)
+
+
+@functools.lru_cache(maxsize=4)
 def load_table(path: str = str(TABLE_PATH)) -> dict:
+    """The action table, checked: unique ids, known keys, urgencies, effects and sources, texts that fit."""
     table = json.loads(Path(path).read_text())
-    for key, actions in table["rules"].items():
-        for a in actions:
-            if a["urgency"] not in URGENCY_ORDER:
-                raise ValueError(f"{key}: unknown urgency {a['urgency']!r}")
+    entries = [*table["rules"], *table["fallbacks"].values(), *table["caveats"].values()]
+    seen: set[str] = set()
+    for rule in entries:
+        rid = rule["id"]
+        problems = []
+        if rid in seen:
+            problems.append("duplicate id")
+        seen.add(rid)
+        if rule["urgency"] not in URGENCY_ORDER:
+            problems.append(f"unknown urgency {rule['urgency']!r}")
+        if rule.get("effect", "action") not in EFFECTS:
+            problems.append(f"unknown effect {rule['effect']!r}")
+        if unknown := [s for s in rule["sources"] if s not in table["sources"]]:
+            problems.append(f"unknown sources {unknown}")
+        elif len(_source_text(table, rule["sources"])) > MAX_SOURCE:
+            problems.append("sources too long")
+        if len(rule["action"]) > MAX_ACTION or len(rid) > MAX_RULE_ID:
+            problems.append("action or id too long")
+        if rule in table["rules"] and not rule.get("when"):
+            problems.append("no 'when'")
+        for group in rule.get("when", []):
+            if not group or any(not k.startswith(KEY_PREFIXES) for k in group):
+                problems.append(f"bad key group {group}")
+        for sid in rule.get("supersedes", []):
+            if sid not in {r["id"] for r in table["rules"]}:
+                problems.append(f"supersedes unknown rule {sid}")
+        if problems:
+            raise ValueError(f"{path}: rule {rid}: {'; '.join(problems)}")
     return table
 
 
-def rank_actions(findings: Iterable[FindingInput], table: dict | None = None) -> list[RankedAction]:
-    """Actions for the findings, most urgent first, then by calibrated confidence; never empty.
+def dangerous_keys(table: dict | None = None) -> frozenset[str]:
+    """The dangerous findings, defined once in the table (with its sources): a miss risks serious harm soon."""
+    return frozenset((table or load_table())["dangerous"]["keys"])
 
-    Duplicate actions keep their highest-confidence trigger. Findings without a rule add nothing; with no
-    action at all, the table's fallback (a routine over-read) is returned.
+
+def _line(table: dict, entry: dict, kind: str, triggered_by: str, confidence: float, **fmt: str) -> RankedAction:
+    # Only fallbacks and caveats have placeholders; a rule's text is shown as written.
+    action, reasoning = (entry["action"].format(**fmt), entry["reasoning"].format(**fmt)) if fmt else (
+        entry["action"], entry["reasoning"])
+    return RankedAction(
+        action=action[:MAX_ACTION], urgency=entry["urgency"],
+        reasoning=reasoning, source=_source_text(table, entry["sources"]),
+        triggered_by=triggered_by[:MAX_TRIGGER], confidence=round(float(confidence), 4),
+        table_version=table["version"], kind=kind, rule_id=entry["id"])
+
+
+def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInput] = (),
+                 table: dict | None = None) -> list[RankedAction]:
+    """Actions for the flagged findings, most urgent first, then by confidence; caveats last; never empty.
+
+    - Each table rule fires when each of its key groups has a present finding; its confidence is the lowest of the
+      matched probabilities. A firing rule can supersede lesser ones (e.g. wide-QRS tachycardia hides "wide QRS").
+    - A finding no rule knows gets the generic "abnormal ECG: over-read" action, never "nothing found".
+    - "Normal" reassurance (NORM, sinus rhythm) is shown only when nothing abnormal and no quality problem is present.
+    - Quality warnings add "repeat the ECG (reasons)".
+    - "No finding above its threshold" only when nothing is flagged at all.
+    - Members' disagreement is a caveat, and only for a dangerous finding.
     """
     table = table or load_table()
-    version = table["version"]
-    best: dict[str, RankedAction] = {}
-    findings = list(findings)
+    present: dict[str, FindingInput] = {}
     for f in findings:
-        for a in table["rules"].get(f.key, []):
-            cand = RankedAction(a["action"], a["urgency"], a["reasoning"], a["source"], f.key, f.probability, version)
-            if a["action"] not in best or best[a["action"]].confidence < f.probability:
-                best[a["action"]] = cand
-    uncertain = [f for f in findings if f.needs_review]
-    if uncertain:
-        a = table["needs_review"]
-        top = max(uncertain, key=lambda f: f.probability)
-        best[a["action"]] = RankedAction(a["action"], a["urgency"], a["reasoning"], a["source"], top.key,
-                                         top.probability, version)
-    if not best:
-        a = table["fallback"]
-        return [RankedAction(a["action"], a["urgency"], a["reasoning"], a["source"], "none", 1.0, version)]
-    return sorted(best.values(), key=lambda r: (URGENCY_ORDER[r.urgency], -r.confidence, r.action))
+        if f.key not in present or present[f.key].probability < f.probability:
+            present[f.key] = f
+    issues = list(quality)
+
+    fired: list[tuple[dict, list[FindingInput]]] = []
+    for rule in table["rules"]:
+        matched = []
+        for group in rule["when"]:
+            hits = [present[k] for k in group if k in present]
+            if not hits:
+                break
+            matched.append(max(hits, key=lambda f: f.probability))
+        else:
+            fired.append((rule, matched))
+    handled = {f.key for _, matched in fired for f in matched}
+    superseded = {sid for rule, _ in fired for sid in rule.get("supersedes", [])}
+    fired = [(rule, matched) for rule, matched in fired if rule["id"] not in superseded]
+
+    lines: list[RankedAction] = []
+    normal: list[RankedAction] = []
+    for rule, matched in fired:
+        kind = CAVEAT if rule["effect"] == "caveat" else RULE
+        line = _line(table, rule, kind, "+".join(f.key for f in matched), min(f.probability for f in matched))
+        (normal if rule["effect"] == "normal" else lines).append(line)
+    if unknown := sorted(k for k in present if k not in handled):
+        top = max(present[k].probability for k in unknown)
+        codes = ", ".join(k.split(":", 1)[1] for k in unknown)
+        lines.append(_line(table, table["fallbacks"]["abnormal_no_rule"], FALLBACK, "+".join(unknown), top,
+                           codes=codes))
+    if issues:
+        reasons = ", ".join(dict.fromkeys(_QUALITY_REASON.get(i.code, i.code).format(lead=i.lead) for i in issues))
+        messages = " ".join(dict.fromkeys(i.message for i in issues))
+        lines.append(_line(table, table["fallbacks"]["quality_repeat"], QUALITY,
+                           "+".join(dict.fromkeys(f"quality:{i.code}" for i in issues)), 1.0,
+                           reasons=reasons, messages=messages))
+    if not present:
+        lines.append(_line(table, table["fallbacks"]["nothing_flagged"], FALLBACK, "none", 1.0))
+    elif normal and not issues and not any(line.kind != CAVEAT for line in lines):
+        # One reassurance line: the first normal rule in table order (the NORM class before sinus rhythm).
+        lines.append(normal[0])
+
+    dangerous = dangerous_keys(table)
+    if disputed := sorted((f for f in present.values() if f.needs_review and f.key in dangerous),
+                          key=lambda f: -f.probability):
+        codes = ", ".join(f.key.split(":", 1)[1] for f in disputed)
+        lines.append(_line(table, table["caveats"]["models_disagree"], CAVEAT,
+                           "+".join(f.key for f in disputed), disputed[0].probability, codes=codes))
+
+    best: dict[str, RankedAction] = {}
+    for line in lines:  # the same wording from two rules (the NORM class and statement) is listed once
+        if line.action not in best or best[line.action].confidence < line.confidence:
+            best[line.action] = line
+    return sorted(best.values(), key=lambda r: (r.kind == CAVEAT, URGENCY_ORDER[r.urgency], _KIND_ORDER[r.kind],
+                                                -r.confidence, r.action))
+
+
+# -- the reviewable document -------------------------------------------------------------------------------------
+
+def label_keys(manifest_path: str | Path = MANIFEST_PATH) -> list[tuple[str, str]]:
+    """(key, description) for every superclass and statement the committed model emits."""
+    labels = json.loads(Path(manifest_path).read_text())["labels"]
+    names = {"NORM": "normal ECG", "MI": "myocardial infarction", "STTC": "ST/T change",
+             "CD": "conduction disturbance", "HYP": "hypertrophy"}
+    return ([(f"superclass:{c}", names.get(c, c)) for c in labels["superclasses"]]
+            + [(f"statement:{c}", labels["descriptions"].get(c, c)) for c in labels["statements"]])
+
+
+def table_keys(table: dict | None = None) -> list[tuple[str, str]]:
+    """(key, description) for the measurement and context keys the table declares."""
+    table = table or load_table()
+    return ([(f"measure:{c}", d) for c, d in table["measurements"].items()]
+            + [(f"context:{c}", d) for c, d in table["contexts"].items()])
+
+
+def missing_rules(keys: Iterable[str], table: dict | None = None) -> list[str]:
+    """Keys without a rule of their own (a rule whose only condition is that key)."""
+    rules = (table or load_table())["rules"]
+    own = {r["when"][0][0] for r in rules if len(r["when"]) == 1 and len(r["when"][0]) == 1}
+    return [k for k in keys if k not in own]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _ids(rule: dict) -> str:
+    return ", ".join(rule["sources"])
+
+
+def render_markdown(table: dict | None = None, manifest_path: str | Path = MANIFEST_PATH) -> str:
+    """The action table as a document a clinician can review: every code, its rule, urgency and source."""
+    table = table or load_table()
+    by_id = {r["id"]: r for r in table["rules"]}
+    dangerous = dangerous_keys(table)
+    keys = label_keys(manifest_path) + table_keys(table)
+    combined = [r for r in table["rules"] if len(r["when"]) > 1]
+    out = [
+        f"# Action table {table['version']}",
+        "",
+        "Generated by `python -m clinical.recommend --render > docs/action_table.md` from "
+        "`clinical/recommendations.json`; a test fails when this file is stale or a label code has no rule.",
+        "",
+        table["notes"],
+        "",
+        "Keys: " + "; ".join(f"`{p}CODE` {d}" for p, d in table["key_convention"].items()) + ".",
+        "",
+        "Urgency: " + "; ".join(f"**{u}**: {d}" for u, d in table["urgency"].items()) + ".",
+        "",
+        "Effect: **action** a specific action; **over-read** no action beyond the clinician's over-read, stated as "
+        "such; **normal** reassurance, shown only when nothing abnormal and no recording problem is present; "
+        "**caveat** a note on how far to trust the findings, never ranked first and never raising urgency.",
+        "",
+        f"Dangerous findings (models-disagree caveat; † below): {', '.join(sorted(dangerous))}. "
+        f"{table['dangerous']['reasoning']} Sources: {_ids(table['dangerous'])}.",
+        "",
+        "## Every code",
+        "",
+        "| Key | Meaning | Effect | Urgency | Action | Source | Also in |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, meaning in keys:
+        rule = by_id.get(key)
+        also = ", ".join(r["id"] for r in combined if any(key in g for g in r["when"]))
+        mark = " †" if key in dangerous else ""
+        if rule is None:
+            out.append(f"| `{key}`{mark} | {_cell(meaning)} | **NO RULE** | | | | {also} |")
+            continue
+        out.append(f"| `{key}`{mark} | {_cell(meaning)} | {rule['effect'].replace('_', '-')} | {rule['urgency']} | "
+                   f"{_cell(rule['action'])} | {_ids(rule)} | {also} |")
+    out += ["", "## Combination rules", "",
+            "A combination rule fires when each group has a present key (any key of the group).", "",
+            "| Rule | When | Effect | Urgency | Action | Source | Hides |", "|---|---|---|---|---|---|---|"]
+    for r in combined:
+        when = " **and** ".join("(" + " or ".join(f"`{k}`" for k in g) + ")" for g in r["when"])
+        out.append(f"| `{r['id']}` | {when} | {r['effect'].replace('_', '-')} | {r['urgency']} | "
+                   f"{_cell(r['action'])} | {_ids(r)} | "
+                   f"{', '.join(r.get('supersedes', []))} |")
+    out += ["", "## Fallbacks, recording quality and caveats", "", "| Rule | When | Urgency | Action | Source |",
+            "|---|---|---|---|---|"]
+    when = {"fallback:NOTHING_FLAGGED": "nothing flagged at all",
+            "fallback:ABNORMAL_NO_RULE": "a flagged key that no rule knows",
+            "quality:REPEAT_ECG": "any recording-quality warning (flat lead, clipping, noise, wander, limb leads)",
+            MODELS_DISAGREE: "members disagree about a dangerous finding"}
+    for entry in [*table["fallbacks"].values(), *table["caveats"].values()]:
+        out.append(f"| `{entry['id']}` | {when.get(entry['id'], '')} | "
+                   f"{'none (caveat)' if entry['id'].startswith('caveat:') else entry['urgency']} | "
+                   f"{_cell(entry['action'])} | {_ids(entry)} |")
+    out += ["", "## Sources", "", "The table cites these by id; the app shows the full name.", ""]
+    out += [f"- `{k}`: {v}" for k, v in table["sources"].items()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clinical.recommend", description=__doc__.splitlines()[0])
+    parser.add_argument("--render", action="store_true", help="print the action table as Markdown")
+    args = parser.parse_args(argv)
+    if not args.render:
+        parser.print_help()
+        return 2
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,7 +27,7 @@ from clinical.models import (
     Prediction,
     Recommendation,
 )
-from clinical.recommend import FindingInput, rank_actions
+from clinical.recommend import MODELS_DISAGREE, FindingInput, QualityInput, rank_actions
 from mlcore.features import intake_features
 from mlcore.quality import assess
 
@@ -264,10 +264,13 @@ def inference_run(*, job_id: int) -> InferenceJob:
         explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
                                           "lead_maps": _round(ex.lead_maps, 2)}
     elapsed_ms = (time.perf_counter() - started) * 1000
-    needs_review = any(c[5] >= NEEDS_REVIEW_SPREAD for c in candidates)
     actions = rank_actions(
-        FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), s >= NEEDS_REVIEW_SPREAD)
-        for h, code, _, p, _, s in candidates)
+        (FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), s >= NEEDS_REVIEW_SPREAD)
+         for h, code, _, p, _, s in candidates),
+        quality=[QualityInput(i["code"], i["message"], i.get("lead"))
+                 for i in record.quality.get("issues", []) if i.get("severity") == "warn"])
+    # "Needs review" only when the members disagree about a dangerous finding (the action table's caveat).
+    needs_review = any(a.rule_id == MODELS_DISAGREE for a in actions)
 
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().get(pk=job_id)
@@ -291,7 +294,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
         Recommendation.objects.bulk_create([
             Recommendation(prediction=prediction, rank=i, action=a.action, urgency=a.urgency, reasoning=a.reasoning,
                            source=a.source, triggered_by=a.triggered_by, confidence=a.confidence,
-                           table_version=a.table_version)
+                           table_version=a.table_version, kind=a.kind, rule_id=a.rule_id)
             for i, a in enumerate(actions)])
         top = int(np.argmax(pred.superclass[0]))
         transaction.on_commit(lambda: _count_result(elapsed_ms, labels.superclasses[top],

@@ -26,7 +26,7 @@ from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, InferenceJob, Patient
+from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
@@ -268,6 +268,13 @@ class EcgResultApi(APIView):
             triggered_by = serializers.CharField()
             confidence = serializers.FloatField()
             table_version = serializers.CharField()
+            kind = serializers.ChoiceField(
+                choices=Recommendation.Kind.values,
+                help_text="rule: from the action table; quality: repeat the ECG (recording problem); fallback: no "
+                          "specific rule or nothing flagged; caveat: how far to trust the findings, never first and "
+                          "setting no urgency")
+            rule_id = serializers.CharField(help_text="The action table's rule, e.g. statement:AFIB, "
+                                                      "combination:AF_RAPID_RATE, caveat:MODELS_DISAGREE")
 
             class Meta:
                 ref_name = "ResultAction"
@@ -296,17 +303,19 @@ class EcgResultApi(APIView):
                                                 f"({EVIDENCE_POINTS} points per lead).")],
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127", "needs_review": False,
-                       "top_urgency": "urgent", "quality_warnings": ["Lead V3 shows baseline wander."],
+                       "top_urgency": "routine", "quality_warnings": [],
                        "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
                                           "measurements": {"VentricularRate": 48},
                                           "units": {"VentricularRate": "/min"}},
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
                                      "probability": 0.71, "threshold": 0.39, "needs_review": False}],
-                       "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms and prior "
-                                            "ECGs; serial ECG and hs-troponin if chest pain", "urgency": "urgent",
+                       "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms, drugs and "
+                                            "electrolytes and compare with a prior ECG; if chest pain, serial ECGs "
+                                            "and hs-troponin", "urgency": "routine",
                                             "reasoning": "ST-T changes are non-specific.", "source": "2023 ESC ACS",
                                             "triggered_by": "superclass:STTC", "confidence": 0.71,
-                                            "table_version": "2026.11-1"}],
+                                            "table_version": "2026.12-1", "kind": "rule",
+                                            "rule_id": "superclass:STTC"}],
                        "acknowledged_by": None, "acknowledged_at": None})])
     def get(self, request, public_id):
         record = _record(request, public_id)
@@ -335,7 +344,8 @@ class EcgResultApi(APIView):
             "top_urgency": prediction.top_urgency, "findings": findings,
             "recommendations": [{"rank": r.rank, "action": r.action, "urgency": r.urgency, "reasoning": r.reasoning,
                                  "source": r.source, "triggered_by": r.triggered_by, "confidence": r.confidence,
-                                 "table_version": r.table_version} for r in prediction.recommendations.all()],
+                                 "table_version": r.table_version, "kind": r.kind, "rule_id": r.rule_id}
+                                for r in prediction.recommendations.all()],
             "acknowledged_by": ack.reviewer.username if ack else None, "acknowledged_at": ack.at if ack else None,
         })
         return Response(body)

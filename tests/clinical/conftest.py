@@ -87,6 +87,7 @@ def make_result(record, urgency: str = "immediate", created_at=None):
     Finding.objects.create(prediction=pred, head="superclass", code="MI", display="Myocardial infarction",
                            probability=0.9, threshold=0.4, spread=0.02, rank=0)
     Recommendation.objects.create(prediction=pred, rank=0, action="Act now", urgency=urgency, reasoning="r",
-                                  source="s", triggered_by="superclass:MI", confidence=0.9, table_version="t")
+                                  source="s", triggered_by="superclass:MI", confidence=0.9, table_version="t",
+                                  rule_id="superclass:MI")
     InferenceJob.objects.filter(record=record).update(state="done", progress=100, finished_at=timezone.now())
     return pred

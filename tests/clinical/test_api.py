@@ -122,6 +122,7 @@ def test_a_clinician_token_cannot_acknowledge_but_a_reviewer_token_can_once(clin
     assert again.status_code == 409 and "Already acknowledged" in again.json()["error"]["message"]
     result = api(clinician_token).get(f"/api/v1/ecgs/{record.public_id}/result/?evidence=1").json()
     assert result["acknowledged_by"] == "rev-cy" and result["recommendations"][0]["urgency"] == "immediate"
+    assert result["recommendations"][0]["kind"] == "rule" and result["recommendations"][0]["rule_id"] == "superclass:MI"
     evidence = result["findings"][0]["evidence"]
     assert set(evidence) == set(LEADS) and len(evidence["V1"]["map"]) == 100
 

@@ -68,12 +68,48 @@ def test_inference_stores_prediction_findings_and_actions_and_is_idempotent(clin
     assert all(0 <= p <= 1 for p in pred.superclass.values())
     recs = list(Recommendation.objects.filter(prediction=pred))
     assert recs and recs[0].rank == 0 and recs[0].table_version
+    assert all(r.rule_id for r in recs) and recs[0].kind != Recommendation.Kind.CAVEAT
+    assert pred.top_urgency == recs[0].urgency
     for f in Finding.objects.filter(prediction=pred)[: services.MAX_EXPLAINED]:
         ex = pred.explanations[f.overlay_key]
         assert len(ex["lead_relevance"]) == 12 and len(ex["lead_maps"]) == 12
     again = services.inference_run(job_id=record.job.id)  # a redelivered message changes nothing
     assert again.attempts == 1 and Prediction.objects.count() == 1
     assert AuditEvent.objects.filter(action="inference.complete").count() == 1
+
+
+def test_a_flat_lead_adds_repeat_the_ecg_and_no_normal_reassurance(clinician, ecg_500hz, weights_dir):
+    sig = ecg_500hz.copy()
+    sig[7] = 0.0  # V2 off: a warning, not a refusal
+    record = submit(clinician, {"json": ("x.json", demo.as_json(sig, 500))})
+    services.inference_run(job_id=record.job.id)
+    recs = list(Recommendation.objects.filter(prediction__record=record))
+    repeat = [r for r in recs if r.kind == Recommendation.Kind.QUALITY]
+    assert len(repeat) == 1 and "Repeat the ECG" in repeat[0].action and "V2" in repeat[0].action
+    assert repeat[0].rule_id == "quality:REPEAT_ECG" and repeat[0].triggered_by == "quality:flat_line"
+    assert not any(r.action.startswith(("Normal ECG", "Sinus rhythm")) for r in recs)
+
+
+@pytest.mark.parametrize("disputed, needs_review", [("SR", False), ("AFIB", True)])
+def test_needs_review_only_when_the_members_disagree_about_a_dangerous_finding(clinician, wfdb_pair, weights_dir,
+                                                                              monkeypatch, disputed, needs_review):
+    ens = services.get_ensemble()
+    real = ens.predict
+
+    def disputing(signals, fs, leads=None):
+        pred = real(signals, fs, leads)
+        j = ens.labels.statements.index(disputed)
+        pred.statements[0, j], pred.statements_flags[0, j], pred.statements_spread[0, j] = 0.6, True, 0.3
+        return pred
+
+    monkeypatch.setattr(ens, "predict", disputing)
+    record = submit(clinician, wfdb_pair)
+    services.inference_run(job_id=record.job.id)
+    pred = Prediction.objects.get(record=record)
+    assert Finding.objects.get(prediction=pred, code=disputed).needs_review
+    assert pred.needs_review is needs_review
+    caveats = list(pred.recommendations.filter(kind=Recommendation.Kind.CAVEAT, rule_id="caveat:MODELS_DISAGREE"))
+    assert len(caveats) == int(needs_review) and pred.recommendations.first().kind != Recommendation.Kind.CAVEAT
 
 
 def test_a_failed_job_can_be_retried_and_requeued(clinician, wfdb_pair, django_capture_on_commit_callbacks):

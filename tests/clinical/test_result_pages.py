@@ -6,7 +6,8 @@ import json
 from django.urls import reverse
 
 from clinical import services
-from clinical.models import AuditEvent
+from clinical.models import AuditEvent, Recommendation
+from tests.clinical.conftest import make_result
 
 
 def upload(user, files):
@@ -27,6 +28,21 @@ def test_result_page_shows_plot_findings_and_ranked_actions(client, clinician, w
     for f in record.prediction.findings.all()[: services.MAX_EXPLAINED]:
         assert f.overlay_key in plot["overlay_traces"]
     assert AuditEvent.objects.filter(action="ecg.view", actor=clinician).count() == 1
+
+
+def test_caveats_are_shown_apart_from_the_ranked_actions(client, clinician, wfdb_pair):
+    record = upload(clinician, wfdb_pair)
+    pred = make_result(record, "urgent")
+    Recommendation.objects.create(prediction=pred, rank=1, action="Models disagree about AFIB: over-read",
+                                  kind="caveat", urgency="routine", reasoning="r", source="s",
+                                  triggered_by="statement:AFIB", confidence=0.5, table_version="t",
+                                  rule_id="caveat:MODELS_DISAGREE")
+    client.force_login(clinician)
+    html = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    actions = html.split('<ol class="actions">')[1].split("</ol>")[0]
+    caveats = html.split('<ul class="caveats"')[1].split("</ul>")[0]
+    assert "Act now" in actions and "Models disagree" not in actions
+    assert "Models disagree about AFIB" in caveats and "u-routine" not in caveats
 
 
 def test_pending_page_polls_status_until_done(client, clinician, wfdb_pair):

@@ -1,0 +1,85 @@
+"""Where the action table sends PTB-XL ECGs: how many land per top urgency, and whether the dangerous ones list
+their own finding.
+
+Runs the committed ensemble on the given folds (default 9, the calibration fold) and ranks each record's flagged
+findings and quality warnings as ``inference_run`` does; nothing is stored. ``--dump`` writes the findings so that
+another version of the ranking can be scored on the same inputs.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from clinical.recommend import CAVEAT, FindingInput, QualityInput, dangerous_keys, load_table, rank_actions
+from clinical.services import NEEDS_REVIEW_SPREAD
+from mlcore.ensemble import Ensemble, Prediction
+from mlcore.ptbxl import load_folds
+from mlcore.quality import assess
+
+
+class Command(BaseCommand):
+    help = "Top-urgency distribution of the action table on PTB-XL folds (default fold 9)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data-dir", required=True, help="PTB-XL in the PhysioNet layout")
+        parser.add_argument("--folds", default="9", help="comma-separated strat_folds")
+        parser.add_argument("--cache-dir", default=None)
+        parser.add_argument("--dump", default=None, help="write the per-record findings as JSON here")
+
+    def handle(self, *args, data_dir: str, folds: str, cache_dir: str | None, dump: str | None, **options):
+        torch.set_num_threads(1)
+        ens = Ensemble.load(settings.ECG_WEIGHTS_DIR)
+        split = load_folds(data_dir, [int(f) for f in folds.split(",")], cache_dir)
+        parts = [ens.predict(split.signals[i:i + 256], fs=100) for i in range(0, len(split), 256)]
+        pred = Prediction(**{k: np.concatenate([getattr(p, k) for p in parts])
+                             for k in Prediction.__dataclass_fields__})
+        labels = ens.labels
+        dangerous = dangerous_keys()
+        records = []
+        for i in range(len(split)):
+            quality = assess(split.signals[i], 100.0)
+            if not quality.usable:
+                continue  # refused at upload: never reaches the action table
+            # The candidates of inference_run: flagged classes, then flagged statements other than the NORM repeat.
+            findings = [(f"superclass:{c}", float(pred.superclass[i, j]),
+                         bool(pred.superclass_spread[i, j] >= NEEDS_REVIEW_SPREAD))
+                        for j, c in enumerate(labels.superclasses) if pred.superclass_flags[i, j]]
+            findings += [(f"statement:{c}", float(pred.statements[i, j]),
+                          bool(pred.statements_spread[i, j] >= NEEDS_REVIEW_SPREAD))
+                         for j, c in enumerate(labels.statements)
+                         if pred.statements_flags[i, j] and c not in labels.superclasses]
+            truth = [f"statement:{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
+            records.append({"ecg_id": int(split.ecg_id[i]), "findings": findings, "truth": truth,
+                            "quality": [[w.code, w.message, w.lead] for w in quality.warnings()]})
+        if dump:
+            with open(dump, "w") as f:
+                json.dump({"dangerous": sorted(dangerous), "records": records}, f)
+        self.stdout.write(json.dumps(score(records, dangerous), indent=1))
+
+
+def score(records: list[dict], dangerous: frozenset[str]) -> dict:
+    """Counts per top urgency, for all records and for those with and without a dangerous label."""
+    top: dict[str, Counter] = {"all": Counter(), "no_dangerous_label": Counter(), "dangerous_label": Counter()}
+    own_listed = caveats = quality = 0
+    for r in records:
+        actions = rank_actions([FindingInput(*f) for f in r["findings"]], [QualityInput(*q) for q in r["quality"]])
+        first = next(a for a in actions if a.kind != CAVEAT)
+        group = "dangerous_label" if dangerous & set(r["truth"]) else "no_dangerous_label"
+        top["all"][first.urgency] += 1
+        top[group][first.urgency] += 1
+        triggers = {k for a in actions if a.kind != CAVEAT for k in a.triggered_by.split("+")}
+        own_listed += bool(group == "dangerous_label" and dangerous & set(r["truth"]) & triggers)
+        caveats += any(a.kind == CAVEAT for a in actions)
+        quality += bool(r["quality"])
+    return {"table_version": load_table()["version"], "records": len(records),
+            "top_urgency": {g: dict(sorted(c.items())) for g, c in top.items()},
+            "dangerous_label_with_own_finding_listed": own_listed, "with_a_caveat": caveats,
+            "with_a_quality_warning": quality,
+            "urgent_or_immediate_share_without_dangerous_label": round(
+                float(np.divide(sum(top["no_dangerous_label"][u] for u in ("urgent", "immediate")),
+                                max(1, sum(top["no_dangerous_label"].values())))), 3)}
