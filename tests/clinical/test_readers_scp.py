@@ -179,7 +179,7 @@ def test_only_i_ii_and_v1_v6_stored_derives_the_other_limb_leads(scp_bytes):
     sections.pop(4), sections.pop(5)
     ecg = _upload(_build(sections))
     full = _upload(scp_bytes)
-    assert ecg.notes == ["III, aVR, aVL, aVF derived from I and II"]
+    assert ecg.notes == ["III, aVR, aVL and aVF derived from I and II"]
     np.testing.assert_allclose(ecg.signal, full.signal, atol=0.003)  # the stored leads were rounded by the cart
 
 
