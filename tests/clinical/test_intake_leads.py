@@ -228,3 +228,24 @@ def test_json_holter_missing_v3_and_flat_chest_leads_are_refused_saying_so():
     assert refusal(json_file(only(sig, names), names)).message.startswith("Lead V3 is missing from the .json file")
     sig[6:] = 0.0
     assert refusal(json_file(sig, LEADS)).message.startswith(FLAT)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stored and shown
+
+
+def test_an_eight_lead_upload_is_stored_with_its_note_and_the_result_page_says_how(client, clinician):
+    from django.urls import reverse
+
+    from clinical import services
+
+    sig = twelve()
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-8LEAD", age=60, sex="M",
+                                 files=csv_file(only(sig, EIGHT), EIGHT), fs=500)
+    record.refresh_from_db()
+    assert record.intake_notes == ["III, aVR, aVL and aVF derived from I and II"]
+    stored = record.signal_array().astype(np.float64)
+    np.testing.assert_allclose(stored[2], stored[1] - stored[0], rtol=0, atol=1e-6)
+    client.force_login(clinician)
+    page = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert "How the 12 leads were read" in page and "III, aVR, aVL and aVF derived from I and II" in page
