@@ -3,7 +3,7 @@ the canonical names, and the one function every reader uses to complete the 12 l
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -13,9 +13,10 @@ from mlcore.preprocess import LEADS, canonical_lead
 LEAD_LIST = "I, II, III, aVR, aVL, aVF, V1–V6"
 LIMB_LEADS = LEADS[:6]  # the frontal plane: I, II, III, aVR, aVL, aVF
 CHEST_LEADS = LEADS[6:]  # V1–V6
-# Each frontal lead as a·I + b·II: Einthoven's law III = II − I (Einthoven 1913) and Goldberger's augmented leads
-# aVR = −(I + II)/2, aVL = I − II/2, aVF = II − I/2 (Goldberger 1942). Any two of the six are independent, so any
-# two give all six; the chest leads are independent of them and of each other, so none can be derived.
+# Each frontal lead as a·I + b·II: Einthoven's law III = II − I (Einthoven, Fahr, de Waart, Pflügers Arch 1913;
+# 150:275–315) and Goldberger's augmented leads aVR = −(I + II)/2, aVL = I − II/2, aVF = II − I/2 (Goldberger, Am
+# Heart J 1942;23:483–492). Any two of the six are independent, so any two give all six; the chest leads are
+# independent of them and of each other, so none can be derived.
 IN_I_AND_II: dict[str, tuple[float, float]] = {
     "I": (1.0, 0.0), "II": (0.0, 1.0), "III": (-1.0, 1.0), "aVR": (-0.5, -0.5), "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0),
 }
@@ -51,8 +52,7 @@ def recorded_lead(label: str) -> str | None:
 
 def is_non_standard_lead(label: str) -> bool:
     """Whether a label names an ECG lead outside the standard 12 (V7, V4R, Frank X, MLII, CM5, ...)."""
-    key = _key(label)
-    return key in NON_STANDARD_LEADS or bool(_NUMBERED_CHANNEL.match(key))
+    return _key(label) in NON_STANDARD_LEADS or bool(_NUMBERED_CHANNEL.match(str(label).strip().lower()))
 
 
 def canonical_names(raw_names: Sequence[str], field: str, *, what: str = "the file", remedy: str = "") -> list[str]:
@@ -69,6 +69,13 @@ def canonical_names(raw_names: Sequence[str], field: str, *, what: str = "the fi
             "'Lead II' are fine).",
             field,
         )
+    for lead in LEADS:
+        spellings = [str(raw) for raw, c in zip(raw_names, canon) if c == lead]
+        if len(spellings) > 1:
+            raise IntakeError(
+                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
+                field,
+            )
     # A Holter's "MLII, V5" is refused as the recording it is before its monitoring leads are called extra.
     _refuse_monitoring(raw_names, field)
     if extra:
@@ -78,13 +85,6 @@ def canonical_names(raw_names: Sequence[str], field: str, *, what: str = "the fi
             f"{pronoun} and upload only {LEAD_LIST}.",
             field,
         )
-    for lead in LEADS:
-        spellings = [str(raw) for raw, c in zip(raw_names, canon) if c == lead]
-        if len(spellings) > 1:
-            raise IntakeError(
-                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
-                field,
-            )
     check_leads(raw_names, what=what, remedy=remedy, field=field)
     return [c for c in canon if c is not None]
 
@@ -149,7 +149,7 @@ def _refuse_monitoring(labels: Sequence[str], field: str) -> None:
     )
 
 
-def _refuse_incomplete(found: set[str | None], *, what: str, remedy: str, field: str) -> None:
+def _refuse_incomplete(found: Collection[str | None], *, what: str, remedy: str, field: str) -> None:
     remedy = remedy or EXPORT_LEADS
     chest = [lead for lead in CHEST_LEADS if lead not in found]
     if chest:

@@ -59,7 +59,7 @@ class Reading:
     # What the file says besides the waveform: device, acquisition time, the device's own statements and
     # measurements (kept for the result page and the API).
     device: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # e.g. "III, aVR, aVL, aVF derived from I and II"
+    notes: list[str] = field(default_factory=list)  # e.g. "III, aVR, aVL and aVF derived from I and II"
 
 
 def check_size(size: int, label: str, field: str) -> None:

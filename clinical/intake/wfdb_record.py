@@ -14,10 +14,10 @@ import wfdb
 
 from clinical.intake.encoding import looks_binary, utf16_or_32
 from clinical.intake.errors import IntakeError, basename, display_name, extension, join, lead_s, quoted, shown
-from clinical.intake.leads import check_leads, complete_leads, is_non_standard_lead
+from clinical.intake.leads import check_leads, complete_leads, is_non_standard_lead, recorded_lead
 from clinical.intake.limits import MAX_HEADER_BYTES, MAX_SECONDS, MIN_SECONDS, WFDB_RATES
 from clinical.intake.record import ParsedEcg, assemble, check_content_size, mv_per_unit
-from mlcore.preprocess import LEADS, canonical_lead
+from mlcore.preprocess import LEADS
 
 # Bytes per sample for the WFDB storage formats we can size-check (https://physionet.org/physiotools/wag/signal-5.htm).
 # Format 212 packs two 12-bit samples into three bytes.
@@ -240,7 +240,7 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
     names = [s.name for s in signals]
 
     # The 12 standard leads, picked by name; any other signal (Frank vx/vy/vz, V7, respiration...) is ignored.
-    canon_all = [canonical_lead(n) for n in names]
+    canon_all = [recorded_lead(n) for n in names]
     for lead in LEADS:
         spellings = [n for n, c in zip(names, canon_all) if c == lead]
         if len(spellings) > 1:

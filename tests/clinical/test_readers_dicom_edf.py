@@ -312,6 +312,13 @@ def test_edf_of_a_two_lead_holter_is_refused_as_one():
     assert message.startswith("This is a 2-lead recording (ECG MLII and ECG V5), such as a Holter or monitor strip")
 
 
+def test_edf_holter_with_numbered_channels_is_refused_as_one():
+    leads = _ecg_uv(fs=256)
+    message = _refusal("holter.edf", _edf_bytes([_signal(f"ECG {k}", leads["II"], 256) for k in (1, 2, 3)]
+                                               + [_signal("Resp chest", leads["I"][::8], 32)]))
+    assert message.startswith("This is a 3-lead recording (ECG 1, ECG 2 and ECG 3), such as a Holter")
+
+
 def test_edf_without_v3_is_refused_naming_it():
     leads = _einthoven_uv()
     message = _refusal("no_v3.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS if lead != "V3"]))
