@@ -19,10 +19,10 @@ from pydicom.waveforms import multiplex_array
 
 from clinical.intake.device import canonical_measurement
 from clinical.intake.errors import IntakeError, shown
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading, mv_per_unit
 from clinical.intake.registry import register
-from mlcore.preprocess import LEADS, canonical_lead
+from mlcore.preprocess import canonical_lead
 
 SOURCE_FORMAT = "dicom-ecg"
 ECG_SOP_CLASSES = {
@@ -163,8 +163,10 @@ def _read_dataset(ds: Dataset) -> Reading:
 
     columns: dict[str, np.ndarray] = {}
     ignored: list[str] = []
+    labels: list[str] = []  # each channel's lead, or the channel's own label where it records none of the 12
     for number, channel in enumerate(channels, start=1):
         lead = _lead_of(channel)
+        labels.append(lead or _label(channel, number))
         if lead is None:
             ignored.append(shown(_label(channel, number)))
             continue
@@ -183,14 +185,7 @@ def _read_dataset(ds: Dataset) -> Reading:
         if padding is not None:  # padded samples are not data (PS3.3 C.10.9.1.6); the shared check names them
             x[raw[:, number - 1] == padding] = np.nan
         columns[lead] = x
-    notes = []
-    derived = derive_limb_leads(columns)
-    if derived:
-        notes.append(f"{', '.join(derived)} derived from I and II")
-    missing = [lead for lead in LEADS if lead not in columns]
-    if missing:
-        raise _refuse(f"The DICOM rhythm waveform lacks {', '.join(missing)}; a 12-lead ECG needs I, II, III, aVR, "
-                      f"aVL, aVF, V1–V6 (or I and II with V1–V6). {WHAT_TO_UPLOAD}")
+    notes = complete_leads(columns, what="the DICOM rhythm waveform", remedy=WHAT_TO_UPLOAD, labels=labels)
     if ignored:
         notes.append(f"Channels that are not standard leads were ignored: {', '.join(ignored)}")
     return Reading(columns=columns, fs=fs, source_format=SOURCE_FORMAT, device=_device(ds), notes=notes)

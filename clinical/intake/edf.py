@@ -12,17 +12,15 @@ import numpy as np
 from edfio import Edf, read_edf
 
 from clinical.intake.errors import IntakeError, shown
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading, mv_per_unit
 from clinical.intake.registry import register
-from mlcore.preprocess import LEADS, canonical_lead
-from mlcore.quality import FLAT_PTP_MV, FLAT_STD_MV
+from mlcore.preprocess import canonical_lead
 
 SOURCE_FORMAT = "edf"
 # EDF+ physical dimensions use "u" for micro (EDF+ spec, section 2.1.3.4); the micro sign also occurs.
 # EDF+ labels are "<signal type> <specification>"; ECG is the type for ECG leads ("EKG" in some exports).
 ECG_TYPES = ("ecg ", "ekg ")
-CHEST_LEADS = ("V1", "V2", "V3", "V4", "V5", "V6")
 WHAT_TO_UPLOAD = "Upload an EDF or EDF+ file with the 12 standard ECG leads."
 
 
@@ -65,14 +63,17 @@ def _open(content: bytes) -> Edf:
                       f"{WHAT_TO_UPLOAD}") from exc
 
 
-def read_signals(content: bytes, name: str) -> Reading:
-    """The 12 leads of an EDF/EDF+ file in mV, without judging whether they carry an ECG."""
+@register("edf", "an EDF or EDF+ recording")
+def read(content: bytes, name: str) -> Reading:
+    """The 12 leads of an EDF/EDF+ file in mV (the shared checks judge whether they carry an ECG)."""
     edf = _open(content)
     columns: dict[str, np.ndarray] = {}
     rates: dict[str, float] = {}
     ignored: list[str] = []
+    labels: list[str] = []
     for signal in edf.signals:  # annotation signals are not among them
         label = signal.label.strip()
+        labels.append(label)
         lead = _lead_of(label)
         if lead is None:
             ignored.append(shown(label) if label else "(unlabelled)")
@@ -93,14 +94,8 @@ def read_signals(content: bytes, name: str) -> Reading:
         rates_shown = "; ".join(f"{', '.join(leads)} at {rate:g} Hz" for rate, leads in sorted(by_rate.items()))
         raise _refuse(f"The ECG leads of the EDF file have different sampling rates ({rates_shown}); all 12 leads must "
                       "share one sampling rate. Export them at one rate.")
-    notes = []
-    derived = derive_limb_leads(columns)
-    if derived:
-        notes.append(f"{', '.join(derived)} derived from I and II")
-    missing = [lead for lead in LEADS if lead not in columns]
-    if missing:
-        raise _refuse(f"The EDF file has no signal for {', '.join(missing)}; a 12-lead ECG needs I, II, III, aVR, "
-                      f"aVL, aVF, V1–V6 (labels such as \"V1\" or \"ECG V1\"). {WHAT_TO_UPLOAD}")
+    notes = complete_leads(columns, what="the EDF file", labels=labels,
+                           remedy=f'Leads are matched by label ("V1" or "ECG V1"). {WHAT_TO_UPLOAD}')
     if ignored:
         notes.append(f"Signals that are not ECG leads were ignored: {', '.join(ignored)}")
     fs = next(iter(rates.values())) if rates else 0.0
@@ -118,20 +113,3 @@ def _device(edf: Edf) -> dict:
     except Exception:  # an unparsable start date is not a reason to refuse the waveform
         acquired = ""
     return {"device": "" if equipment == "X" else equipment, "acquired": acquired}
-
-
-def _flat(x: np.ndarray) -> bool:
-    # The quality gate's own definition of a flat lead (mlcore.quality).
-    return float(np.ptp(x)) < FLAT_PTP_MV or float(np.std(x)) < FLAT_STD_MV
-
-
-@register("edf", "an EDF or EDF+ recording")
-def read(content: bytes, name: str) -> Reading:
-    reading = read_signals(content, name)
-    limb_signal = any(not _flat(reading.columns[lead]) for lead in LEADS if lead not in CHEST_LEADS)
-    if limb_signal and all(_flat(reading.columns[lead]) for lead in CHEST_LEADS):
-        # Carts that record only limb leads (or whose chest cable is unplugged) write V1-V6 as constants; the
-        # quality gate would call each lead "flat (lead off?)", which hides the one cause.
-        raise _refuse("V1–V6 are flat: the chest electrodes were not connected, so only the limb leads carry a "
-                      "signal. Record the ECG again with the six chest electrodes attached and upload that file.")
-    return reading

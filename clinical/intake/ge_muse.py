@@ -15,9 +15,9 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from clinical.intake.errors import IntakeError, shown
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading
-from clinical.intake.xml import child, children, descendants, number, require_leads, text
+from clinical.intake.xml import child, children, descendants, number, text
 from mlcore.preprocess import canonical_lead
 
 # <LeadAmplitudeUnits> -> millivolts per unit.
@@ -39,8 +39,10 @@ def read_root(root: Element) -> Reading:
     fs = _sampling_rate(rhythm)
     columns: dict[str, np.ndarray] = {}
     ignored: list[str] = []
+    labels: list[str] = []
     for lead in children(rhythm, "LeadData"):
         raw_id = text(lead, "LeadID")
+        labels.append(raw_id)
         name = canonical_lead(raw_id)
         if name is None:
             ignored.append(shown(raw_id or "(no LeadID)", 12))
@@ -49,11 +51,7 @@ def read_root(root: Element) -> Reading:
             raise IntakeError(f"Lead {name} appears twice in the rhythm waveform of this GE MUSE file. {REMEDY}",
                               "file")
         columns[name] = _samples(lead, name)
-    derived = derive_limb_leads(columns)
-    require_leads(columns, "the rhythm waveform of this GE MUSE file", REMEDY)
-    notes = []
-    if derived:
-        notes.append(f"{', '.join(derived)} derived from I and II (GE MUSE stores only the 8 independent leads).")
+    notes = complete_leads(columns, what="the rhythm waveform of this GE MUSE file", remedy=REMEDY, labels=labels)
     if ignored:
         notes.append(f"Leads not part of the standard 12 ignored: {', '.join(ignored)}.")
     return Reading(columns=columns, fs=fs, source_format="ge-muse-xml", device=_device(root), notes=notes)

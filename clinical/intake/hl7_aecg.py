@@ -11,9 +11,9 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from clinical.intake.errors import IntakeError, shown
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading
-from clinical.intake.xml import attr, child, children, descendants, number, require_leads, text
+from clinical.intake.xml import attr, child, children, descendants, number, text
 from mlcore.preprocess import canonical_lead
 
 TIME_CODES = ("TIME_ABSOLUTE", "TIME_RELATIVE")
@@ -47,10 +47,12 @@ def read_root(root: Element) -> Reading:
     sequences = [s for c in children(sequence_set, "component") for s in children(c, "sequence")]
     fs = _sampling_rate(sequences)
     columns: dict[str, np.ndarray] = {}
+    labels: list[str] = []  # every lead's MDC name, the standard ones and the others
     for sequence in sequences:
         code = attr(child(sequence, "code"), "code")
         if not code.startswith(LEAD_PREFIX):
             continue
+        labels.append(code[len(LEAD_PREFIX):])
         name = canonical_lead(code[len(LEAD_PREFIX):])
         if name is None:  # leads beyond the standard 12 (V7, V3R, Frank X/Y/Z, ...)
             continue
@@ -58,10 +60,7 @@ def read_root(root: Element) -> Reading:
             raise IntakeError(f"Lead {name} appears twice in the rhythm waveforms of this HL7 aECG file. {REMEDY}",
                               "file")
         columns[name] = _samples(child(sequence, "value"), name)
-    derived = derive_limb_leads(columns)
-    require_leads(columns, "the rhythm waveforms of this HL7 aECG file", REMEDY)
-    notes = [f"{', '.join(derived)} derived from I and II (the file holds only the independent limb leads)."
-             ] if derived else []
+    notes = complete_leads(columns, what="the rhythm waveforms of this HL7 aECG file", remedy=REMEDY, labels=labels)
     return Reading(columns=columns, fs=fs, source_format="hl7-aecg", device=_device(root, series), notes=notes)
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from clinical.intake.errors import IntakeError, json_shown, shown
-from clinical.intake.leads import LEAD_LIST, canonical_names
+from clinical.intake.leads import LEAD_LIST, canonical_names, complete_leads
 from clinical.intake.limits import MAX_COLUMNS, MAX_SECONDS
 from clinical.intake.record import ParsedEcg, assemble, check_content_size, check_duration, check_fs, mv_per_unit
 
@@ -71,13 +71,14 @@ def parse_json(data: bytes) -> ParsedEcg:
     if len(leads) > MAX_COLUMNS:
         raise IntakeError(f'"leads" has {len(leads):,} entries; a 12-lead ECG has the leads {LEAD_LIST}.', "json")
     raw_names = list(leads)
-    canon = canonical_names(raw_names, "json")
+    canon = canonical_names(raw_names, "json", what="the .json file")
     for raw in raw_names:  # refuse a far too long lead before checking each of its samples
         if isinstance(leads[raw], list) and len(leads[raw]) / fs > MAX_SECONDS:
             check_duration(len(leads[raw]), fs, "json")
     with np.errstate(all="ignore"):
         columns = {lead: _json_number_list(lead, leads[raw]) * factor for raw, lead in zip(raw_names, canon)}
-    return assemble(columns, fs, "json", "json")
+    notes = complete_leads(columns, what="the .json file", labels=raw_names, field="json")
+    return assemble(columns, fs, "json", "json", notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------------------------

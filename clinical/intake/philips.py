@@ -15,9 +15,10 @@ from xml.etree.ElementTree import Element
 import numpy as np
 from sierraecg.xli import xli_decode
 
-from clinical.intake.errors import IntakeError, shown
+from clinical.intake.errors import IntakeError, join, shown
+from clinical.intake.leads import check_leads, complete_leads
 from clinical.intake.record import Reading
-from clinical.intake.xml import attr, child, children, number, require_leads, text
+from clinical.intake.xml import attr, child, children, number, text
 from mlcore.preprocess import LEADS, canonical_lead
 
 VERSIONS = ("1.03", "1.04")  # and their point releases (1.04.01, 1.04.02)
@@ -38,6 +39,8 @@ MEASUREMENTS = {
     "TAxis": ("tfrontaxis",),
 }
 REMEDY = "Export the ECG again as Philips XML 1.03 or 1.04 with its rhythm waveforms."
+# The leads the format stores as residuals of their prediction from I and II.
+RESIDUAL_LEADS = ("III", "aVR", "aVL", "aVF")
 
 
 def read_root(root: Element) -> Reading:
@@ -70,15 +73,23 @@ def read_root(root: Element) -> Reading:
         name = canonical_lead(label)
         if name is not None and name not in stored:
             stored[name] = lead.astype(np.int64)
-    require_leads(stored, "the rhythm waveforms of this Philips XML file", REMEDY)
-    _reconstruct_limb_leads(stored)
+    what = "the rhythm waveforms of this Philips XML file"
+    check_leads(labels, what=what, remedy=REMEDY)
+    residual = [lead for lead in RESIDUAL_LEADS if lead in stored]
+    if residual and len(residual) + ("I" in stored) + ("II" in stored) < len(RESIDUAL_LEADS) + 2:
+        # Stored as differences from what I and II predict, they cannot be read without I, II and each other.
+        raise IntakeError(f"This Philips XML file stores {join(residual)} but not all of I, II, III, aVR, aVL and "
+                          f"aVF, from which the format reconstructs them. {REMEDY}", "file")
+    if residual:
+        _reconstruct_limb_leads(stored)
     n = min(len(lead) for lead in stored.values())
     notes = []
     if duration_ms > ECG_MS:
         # The last second holds the calibration pulse, not ECG.
         n = min(n, int(round((duration_ms - CALIBRATION_MS) * fs / 1000)))
         notes.append("The 1 s calibration segment (1 mV pulse) at the end of the Philips waveform was removed.")
-    columns = {name: stored[name][:n] * (uv / 1000.0) for name in LEADS}
+    columns = {name: lead[:n] * (uv / 1000.0) for name, lead in stored.items()}
+    notes = complete_leads(columns, what=what, remedy=REMEDY, labels=labels) + notes
     return Reading(columns=columns, fs=float(fs), source_format="philips-xml", device=_device(root), notes=notes)
 
 

@@ -18,6 +18,7 @@ from clinical.intake.limits import (
     MIN_SECONDS,
 )
 from mlcore.preprocess import LEADS
+from mlcore.quality import FLAT_PTP_MV, FLAT_STD_MV
 
 # Amplitude units to millivolts per unit, as exports write them: WFDB "mV"/"uV", EDF+ "uV" (section 2.1.3.4),
 # DICOM UCUM "uV"/"mV", the micro sign or the Greek mu, and the words text exports use.
@@ -58,7 +59,7 @@ class Reading:
     # What the file says besides the waveform: device, acquisition time, the device's own statements and
     # measurements (kept for the result page and the API).
     device: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # e.g. "III, aVR, aVL, aVF derived from I and II"
+    notes: list[str] = field(default_factory=list)  # e.g. "III, aVR, aVL and aVF derived from I and II"
 
 
 def check_size(size: int, label: str, field: str) -> None:
@@ -138,6 +139,7 @@ def assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, fiel
         raise IntakeError(f"{lead_s(names)} {verb} values far too large to be millivolts; an ECG spans a few mV.",
                           field)
     check_amplitude(x, fs, field)
+    check_chest_leads(x, field)
     return ParsedEcg(signal=np.ascontiguousarray(x, dtype=np.float32), fs=float(fs), source_format=source_format,
                      device=device or {}, notes=notes or [])
 
@@ -165,6 +167,27 @@ def check_amplitude(x: np.ndarray, fs: float, field: str) -> None:
         raise IntakeError(
             f"Lead {LEADS[i]} has a value {float(peak[i]):,.0f} mV away from its baseline (at {at / fs:.3f} s); "
             f"values beyond ±{MAX_DEVIATION_MV:g} mV are not an ECG in millivolts. Check the export and its units.",
+            field,
+        )
+
+
+def _flat(x: np.ndarray) -> bool:
+    # The quality gate's own definition of a flat lead (mlcore.quality).
+    return float(np.ptp(x)) < FLAT_PTP_MV or float(np.std(x)) < FLAT_STD_MV
+
+
+def check_chest_leads(x: np.ndarray, field: str) -> None:
+    """Refuse V1–V6 all flat beside limb leads that carry a signal: carts that record only the limb leads, or
+    whose chest cable is unplugged, write the chest leads as constants. The quality gate would call each lead
+    "flat (lead off?)", which hides the one cause."""
+    flat = [_flat(row) for row in x]  # x: (12, n) mV in LEADS order
+    chest = [flat[LEADS.index(lead)] for lead in LEADS[6:]]
+    limb_signal = not all(flat[LEADS.index(lead)] for lead in LEADS[:6])
+    if limb_signal and all(chest):
+        raise IntakeError(
+            "The chest leads V1–V6 are flat: the chest electrodes were not connected, or the export holds only the "
+            "limb leads. Record the ECG again with the six chest electrodes attached (or export all 12 leads from "
+            "the cart) and upload that file.",
             field,
         )
 

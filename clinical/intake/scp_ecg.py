@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clinical.intake.errors import IntakeError
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading
 from clinical.intake.registry import register
 
@@ -426,13 +426,8 @@ def read(content: bytes, name: str) -> Reading:
     other = sorted({lead.code for lead in leads if lead.code not in LEAD_NAMES})
     if other:
         notes.append(f"Leads with SCP codes {', '.join(map(str, other))} are not standard leads and were left out.")
-    derived = derive_limb_leads(columns)
-    if derived:
-        notes.append(f"{', '.join(derived)} derived from I and II")
-    missing = [lead for lead in LEAD_NAMES.values() if lead not in columns]
-    if missing:
-        raise _fail(f"The SCP-ECG record lacks lead{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which "
-                    "cannot be derived from the leads it holds; a 12-lead ECG is needed.")
+    labels = [LEAD_NAMES.get(lead.code, f"SCP lead code {lead.code}") for lead in leads]
+    notes += complete_leads(columns, what="the SCP-ECG record", remedy=_REFUSE, labels=labels)
 
     device = _header_tags(sections[1]) if 1 in sections else {}
     statements = (_statements(sections[8], coded=False) if 8 in sections else []) + (

@@ -14,7 +14,7 @@ import numpy as np
 
 from clinical.intake.encoding import looks_binary, utf16_or_32
 from clinical.intake.errors import IntakeError, lead_s, shown
-from clinical.intake.leads import LEAD_LIST, canonical_names
+from clinical.intake.leads import LEAD_LIST, canonical_names, complete_leads
 from clinical.intake.limits import MAX_COLUMNS, MAX_CSV_LINE_CHARS, MAX_SECONDS, MAX_TYPICAL_RANGE_MV
 from clinical.intake.record import ParsedEcg, assemble, check_content_size, check_duration, check_fs, mv_per_unit
 from mlcore.preprocess import LEADS
@@ -264,7 +264,7 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
                 if misplaced:
                     raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
                 names = header[1:] if skip_first else header
-                canon = canonical_names(names, "csv")
+                canon = canonical_names(names, "csv", what=f"the {label} file")
                 continue
         if blank_at is not None:
             raise IntakeError(f"Row {blank_at} is empty; every sample needs a value for each lead.", "csv")
@@ -310,7 +310,8 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
     if pre.factor is None:
         _check_stated_units(matrix, canon, label)
     columns = {lead: matrix[:, i] * factor for i, lead in enumerate(canon)}
-    return assemble(columns, rate, "csv", "csv")
+    notes = complete_leads(columns, what=f"the {label} file", labels=names, field="csv")
+    return assemble(columns, rate, "csv", "csv", notes=notes)
 
 
 def _check_stated_units(matrix: np.ndarray, canon: Sequence[str], label: str) -> None:

@@ -14,10 +14,10 @@ import wfdb
 
 from clinical.intake.encoding import looks_binary, utf16_or_32
 from clinical.intake.errors import IntakeError, basename, display_name, extension, join, lead_s, quoted, shown
-from clinical.intake.leads import LEAD_LIST
+from clinical.intake.leads import check_leads, complete_leads, is_non_standard_lead, recorded_lead
 from clinical.intake.limits import MAX_HEADER_BYTES, MAX_SECONDS, MIN_SECONDS, WFDB_RATES
 from clinical.intake.record import ParsedEcg, assemble, check_content_size, mv_per_unit
-from mlcore.preprocess import LEADS, canonical_lead
+from mlcore.preprocess import LEADS
 
 # Bytes per sample for the WFDB storage formats we can size-check (https://physionet.org/physiotools/wag/signal-5.htm).
 # Format 212 packs two 12-bit samples into three bytes.
@@ -143,12 +143,6 @@ def _read_header(text: str, label: str) -> _Header:
             "needed.",
             "hea",
         )
-    if sig_len / fs > MAX_SECONDS:
-        raise IntakeError(
-            f"The header {label} describes a recording of {sig_len / fs:,.1f} s ({sig_len:,} samples at {fs:g} Hz); "
-            f"at most {MAX_SECONDS:g} s is accepted. Crop it to the part to be interpreted.",
-            "hea",
-        )
     described = len(lines) - 1
     if n_sig == 0 or described != n_sig:
         raise IntakeError(
@@ -246,7 +240,7 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
     names = [s.name for s in signals]
 
     # The 12 standard leads, picked by name; any other signal (Frank vx/vy/vz, V7, respiration...) is ignored.
-    canon_all = [canonical_lead(n) for n in names]
+    canon_all = [recorded_lead(n) for n in names]
     for lead in LEADS:
         spellings = [n for n, c in zip(names, canon_all) if c == lead]
         if len(spellings) > 1:
@@ -254,15 +248,15 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
                 f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
                 "hea",
             )
-    missing = [lead for lead in LEADS if lead not in canon_all]
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        others = [n for n, c in zip(names, canon_all) if c is None]
-        verb_o = "is not a recognised lead name" if len(others) == 1 else "are not recognised lead names"
-        besides = f" ({quoted(others)} {verb_o})" if others else ""
+    others = [n for n, c in zip(names, canon_all) if c is None and not is_non_standard_lead(n)]
+    verb_o = "is not a recognised lead name" if len(others) == 1 else "are not recognised lead names"
+    what = f"the header {hea_label}" + (f" ({quoted(others)} {verb_o})" if others else "")
+    # Which leads, before how long: a 30-minute Holter record is refused as a Holter record.
+    check_leads(names, what=what, field="hea")
+    if sig_len / fs > MAX_SECONDS:
         raise IntakeError(
-            f"{lead_s(missing)} {verb} missing from the header {hea_label}{besides}; a 12-lead ECG needs "
-            f"{LEAD_LIST}.",
+            f"The header {hea_label} describes a recording of {sig_len / fs:,.1f} s ({sig_len:,} samples at {fs:g} "
+            f"Hz); at most {MAX_SECONDS:g} s is accepted. Crop it to the part to be interpreted.",
             "hea",
         )
     wanted = [i for i, c in enumerate(canon_all) if c is not None]
@@ -390,7 +384,7 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
     with np.errstate(all="ignore"):  # huge gains or values become inf and are refused by assemble
         p_signal = np.asarray(record.dac(return_res=64), dtype=np.float64)  # (n, channels), header units; NaN = gap
         columns = {canon_all[i]: p_signal[:, read_channels.index(i)] * factors[i] for i in wanted}
-    notes = []
+    notes = complete_leads(columns, what=what, labels=names, field="hea")
     if ignored:
         verb = "signal is" if len(ignored) == 1 else "signals are"
         notes.append(f"The record's other {verb} not part of the standard 12-lead ECG and "

@@ -16,11 +16,9 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
 
-from clinical.intake.errors import IntakeError, lead_s, shown
-from clinical.intake.leads import LEAD_LIST
+from clinical.intake.errors import IntakeError, shown
 from clinical.intake.record import Reading
 from clinical.intake.registry import register
-from mlcore.preprocess import LEADS
 
 # Root element (local name) -> the module that reads that format.
 FORMATS = {
@@ -151,12 +149,3 @@ def number(value: str) -> int | float | None:
     if not math.isfinite(x):
         return None
     return int(x) if x.is_integer() else x
-
-
-def require_leads(columns: dict, what: str, remedy: str) -> None:
-    """Refuse a recording without all 12 standard leads; ``what`` names the waveform, ``remedy`` what to do."""
-    missing = [lead for lead in LEADS if lead not in columns]
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        raise IntakeError(f"{lead_s(missing)} {verb} missing from {what}; a 12-lead ECG needs {LEAD_LIST}. "
-                          f"{remedy}", "file")

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from clinical import demo, services
 from clinical.intake import dispatch, registry
-from clinical.intake.leads import derive_limb_leads
+from clinical.intake.leads import complete_leads
 from clinical.intake.record import Reading
 from mlcore.preprocess import LEADS
 
@@ -21,12 +21,12 @@ def fake_export(monkeypatch):
     def read(content: bytes, name: str) -> Reading:
         columns = {lead: sig[i].astype(np.float64) for i, lead in enumerate(LEADS) if lead in ("I", "II")
                    or lead.startswith("V")}
-        derived = derive_limb_leads(columns)
+        notes = complete_leads(columns, what="the test export")
         return Reading(columns=columns, fs=500.0, source_format="test-export",
                        device={"device": "Cart 9000", "acquired": "2024-05-01T10:00:00",
                                "statements": ["Sinus rhythm", "Normal ECG"],
                                "measurements": {"VentricularRate": np.int64(68), "QTc": float("nan")}},
-                       notes=[f"{', '.join(derived)} derived from I and II"])
+                       notes=notes)
 
     monkeypatch.setitem(registry.READERS, "tstx", read)
     monkeypatch.setattr(dispatch, "UPLOAD_EXTENSIONS", (*dispatch.UPLOAD_EXTENSIONS, "tstx"))
@@ -41,7 +41,7 @@ def test_the_device_reading_is_stored_shown_beside_ours_and_returned_by_the_api(
     record.refresh_from_db()
     assert record.source_format == "test-export"
     assert record.device["measurements"] == {"VentricularRate": 68, "QTc": None}  # JSON-safe
-    assert record.intake_notes == ["III, aVR, aVL, aVF derived from I and II"]
+    assert record.intake_notes == ["III, aVR, aVL and aVF derived from I and II"]
     # Derived limb leads satisfy Einthoven's law on the stored signal.
     sig = record.signal_array()
     assert np.allclose(sig[LEADS.index("III")], sig[LEADS.index("II")] - sig[LEADS.index("I")], atol=1e-5)

@@ -109,10 +109,22 @@ def test_dicom_with_only_i_ii_and_chest_leads_gets_limb_leads_derived():
 
 
 @needs_dcm
+def test_dicom_with_ii_and_avl_reconstructs_i_and_the_other_limb_leads():
+    full = _upload("full.dcm", DCM.read_bytes()).signal
+    pair = _keep_channels(_sample_ds(), [1, 4, 6, 7, 8, 9, 10, 11])  # II, aVL, V1-V6
+    parsed = _upload("pair.dcm", _dcm_bytes(pair))
+    assert parsed.notes == ["I, III, aVR and aVF derived from II and aVL"]
+    np.testing.assert_array_equal(parsed.signal[[1, 4, 6, 7, 8, 9, 10, 11]], full[[1, 4, 6, 7, 8, 9, 10, 11]])
+    # The cart's own I and the one reconstructed from its II and aVL: the same to its 1.25 uV steps.
+    np.testing.assert_allclose(parsed.signal[0], full[0], rtol=0, atol=2 * UV)
+    np.testing.assert_allclose(parsed.signal[:6], full[:6], rtol=0, atol=2 * UV)
+
+
+@needs_dcm
 def test_dicom_without_v6_is_refused_naming_it():
     ds = _keep_channels(_sample_ds(), [0, 1, 2, 6, 7, 8, 9, 10])  # I, II, III, V1-V5
     message = _refusal("no_v6.dcm", _dcm_bytes(ds))
-    assert "lacks V6" in message and "12-lead" in message
+    assert message.startswith("Lead V6 is missing from the DICOM rhythm waveform") and "12-lead" in message
 
 
 @needs_dcm
@@ -189,7 +201,7 @@ def _edf_physical(content: bytes) -> dict[str, np.ndarray]:
 @needs_edf
 def test_edf_sample_reads_as_the_stored_physical_values():
     content = EDF.read_bytes()
-    reading = edf.read_signals(content, EDF.name)
+    reading = edf.read(content, EDF.name)
     assert reading.fs == 800.0 and sorted(reading.columns) == sorted(LEADS) and reading.notes == []
     independent = _edf_physical(content)
     library = {s.label: s.data for s in read_edf(content).signals}
@@ -204,13 +216,13 @@ def test_edf_sample_reads_as_the_stored_physical_values():
 @needs_edf
 def test_edf_sample_is_refused_because_the_chest_electrodes_were_off():
     message = _refusal(EDF.name, EDF.read_bytes())
-    assert message.startswith("V1–V6 are flat: the chest electrodes were not connected")
+    assert message.startswith("The chest leads V1–V6 are flat: the chest electrodes were not connected")
 
 
 @needs_edf
 def test_quality_gate_alone_would_only_say_each_chest_lead_is_flat():
     # Why the reader words the refusal itself: the gate lists six "lead off?" lines and no cause.
-    reading = edf.read_signals(EDF.read_bytes(), EDF.name)
+    reading = edf.read(EDF.read_bytes(), EDF.name)
     report = assess(np.stack([reading.columns[lead] for lead in LEADS]).astype(np.float32), reading.fs)
     assert not report.usable
     assert all("flat (lead off?)" in i.message for i in report.refusals())
@@ -262,7 +274,62 @@ def test_edf_with_mixed_sampling_rates_is_refused():
 def test_edf_missing_v6_is_refused():
     leads = _ecg_uv()
     message = _refusal("eleven.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS[:-1]]))
-    assert "no signal for V6" in message
+    assert message.startswith("Lead V6 is missing from the EDF file")
+
+
+def _einthoven_uv() -> dict[str, np.ndarray]:
+    """_ecg_uv with limb leads that obey Einthoven's and Goldberger's relations, as a cart's do."""
+    leads = _ecg_uv()
+    i, ii = leads["I"], leads["II"] * 0.7 - 200 * np.sin(np.linspace(0, 60, len(leads["I"])))
+    leads.update(II=ii, III=ii - i, aVR=-(i + ii) / 2, aVL=i - ii / 2, aVF=ii - i / 2)
+    return leads
+
+
+def test_edf_with_i_ii_and_v1_v6_derives_the_other_limb_leads():
+    leads = _einthoven_uv()
+    eight = ("I", "II", *LEADS[6:])
+    parsed = _upload("eight.edf", _edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in eight]))
+    full = _upload("full.edf", _edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in LEADS]))
+    assert parsed.notes == ["III, aVR, aVL and aVF derived from I and II"]
+    rows = [LEADS.index(lead) for lead in eight]
+    np.testing.assert_array_equal(parsed.signal[rows], full.signal[rows])
+    np.testing.assert_allclose(parsed.signal[2], parsed.signal[1].astype(float) - parsed.signal[0], atol=1e-6)
+    np.testing.assert_allclose(parsed.signal, full.signal, rtol=0, atol=1 * UV)
+
+
+def test_edf_with_ii_and_avl_reconstructs_i():
+    leads = _einthoven_uv()
+    parsed = _upload("pair.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in ("aVL", "II", *LEADS[6:])]))
+    assert parsed.notes == ["I, III, aVR and aVF derived from II and aVL"]
+    for k, lead in enumerate(LEADS[:6]):
+        np.testing.assert_allclose(parsed.signal[k], leads[lead] * UV, rtol=0, atol=1 * UV)
+
+
+def test_edf_of_a_two_lead_holter_is_refused_as_one():
+    leads = _ecg_uv(fs=360)
+    message = _refusal("holter.edf", _edf_bytes([_signal("ECG MLII", leads["II"], 360),
+                                                _signal("ECG V5", leads["V5"], 360)]))
+    assert message.startswith("This is a 2-lead recording (ECG MLII and ECG V5), such as a Holter or monitor strip")
+
+
+def test_edf_holter_with_numbered_channels_is_refused_as_one():
+    leads = _ecg_uv(fs=256)
+    message = _refusal("holter.edf", _edf_bytes([_signal(f"ECG {k}", leads["II"], 256) for k in (1, 2, 3)]
+                                               + [_signal("Resp chest", leads["I"][::8], 32)]))
+    assert message.startswith("This is a 3-lead recording (ECG 1, ECG 2 and ECG 3), such as a Holter")
+
+
+def test_edf_without_v3_is_refused_naming_it():
+    leads = _einthoven_uv()
+    message = _refusal("no_v3.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS if lead != "V3"]))
+    assert message.startswith("Lead V3 is missing from the EDF file")
+
+
+def test_edf_with_flat_chest_leads_is_refused_saying_so():
+    leads = _einthoven_uv()
+    flat = {lead: (np.full_like(v, 12.0) if lead.startswith("V") else v) for lead, v in leads.items()}
+    message = _refusal("flat.edf", _edf_bytes([_signal(lead, flat[lead], 500) for lead in LEADS]))
+    assert message.startswith("The chest leads V1–V6 are flat")
 
 
 def test_edf_in_wrong_units_is_refused():

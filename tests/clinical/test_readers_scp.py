@@ -179,8 +179,32 @@ def test_only_i_ii_and_v1_v6_stored_derives_the_other_limb_leads(scp_bytes):
     sections.pop(4), sections.pop(5)
     ecg = _upload(_build(sections))
     full = _upload(scp_bytes)
-    assert ecg.notes == ["III, aVR, aVL, aVF derived from I and II"]
+    assert ecg.notes == ["III, aVR, aVL and aVF derived from I and II"]
     np.testing.assert_allclose(ecg.signal, full.signal, atol=0.003)  # the stored leads were rounded by the cart
+
+
+def _keep(scp_bytes: bytes, codes: set[int]) -> bytes:
+    """The sample with only the leads of these SCP codes, their rhythm re-encoded without reference beats."""
+    sections, leads, values = _leads_and_values(scp_bytes)
+    keep = [i for i, (_, _, code) in enumerate(leads) if code in codes]
+    sections[3] = bytes([len(keep), sections[3][1] & 0x07 | (len(keep) << 3)]) + b"".join(
+        struct.pack("<IIB", *leads[i]) for i in keep)
+    sections[6] = _rhythm(sections[6], [_encode(values[i]) for i in keep], difference=0)
+    sections.pop(4), sections.pop(5)
+    return _build(sections)
+
+
+def test_ii_avl_and_v1_v6_stored_reconstruct_i_and_the_other_limb_leads(scp_bytes):
+    ecg = _upload(_keep(scp_bytes, {2, 63, 3, 4, 5, 6, 7, 8}))  # II, aVL, V1-V6
+    full = _upload(scp_bytes)
+    assert ecg.notes == ["I, III, aVR and aVF derived from II and aVL"]
+    np.testing.assert_allclose(ecg.signal, full.signal, atol=0.003)  # the cart rounded its derived aVL
+
+
+def test_a_record_without_v3_is_refused_naming_it(scp_bytes):
+    with pytest.raises(IntakeError) as caught:
+        _upload(_keep(scp_bytes, {1, 2, 3, 4, 6, 7, 8}))
+    assert caught.value.message.startswith("Lead V3 is missing from the SCP-ECG record")
 
 
 def test_reference_beat_subtraction_is_added_back_at_the_fiducials(scp_bytes):

@@ -19,6 +19,7 @@ AECG = SAMPLES / "hl7-aecg" / "Example_aECG.xml"
 PHILIPS = [SAMPLES / "philips-xml" / "129DYPRG.XML", SAMPLES / "philips-xml" / "3191723_ZZDEMOPTONLY_1-04_orig.xml"]
 UV = 1e-3  # 1 microvolt, in mV
 HL7 = {"v3": "urn:hl7-org:v3"}
+REMEDY_PHILIPS = "Export the ECG again as Philips XML 1.03 or 1.04 with its rhythm waveforms."
 
 
 def needs(*paths: Path):
@@ -111,6 +112,34 @@ def test_ge_muse_with_a_lead_missing_is_refused_naming_it():
     assert message.startswith("Lead V3 is missing from the rhythm waveform of this GE MUSE file")
 
 
+def _muse_lead_as(content: bytes, lead: str, new_id: str, mv: np.ndarray) -> bytes:
+    """The rhythm waveform's lead ``lead`` replaced by lead ``new_id`` holding ``mv`` (at the file's 4.88 uV/bit)."""
+    text = content.decode("iso-8859-1")
+    rhythm = text.index("<WaveformType>Rhythm</WaveformType>")
+    at = text.index(f"<LeadID>{lead}</LeadID>", rhythm)
+    begin, end = text.index("<WaveFormData>", at) + len("<WaveFormData>"), text.index("</WaveFormData>", at)
+    digits = np.round(mv / (4.88 * UV)).astype("<i2")
+    text = (text[:at] + f"<LeadID>{new_id}</LeadID>" + text[at + len(f"<LeadID>{lead}</LeadID>"):begin]
+            + base64.b64encode(digits.tobytes()).decode() + text[end:])
+    return text.encode("iso-8859-1")
+
+
+@needs(MUSE)
+def test_ge_muse_notes_which_limb_leads_were_derived_from_which():
+    assert upload(MUSE.read_bytes()).notes == ["III, aVR, aVL and aVF derived from I and II"]
+
+
+@needs(MUSE)
+def test_ge_muse_with_ii_and_avl_instead_of_i_and_ii_reconstructs_i():
+    content = MUSE.read_bytes()
+    stored = muse_rhythm(content)
+    assert "4.88" in content.decode("iso-8859-1") and sorted(stored) == sorted(["I", "II", *LEADS[6:]])
+    ecg = upload(_muse_lead_as(content, "I", "aVL", stored["I"] - stored["II"] / 2))
+    assert ecg.notes == ["I, III, aVR and aVF derived from II and aVL"]
+    np.testing.assert_allclose(row(ecg, "I"), stored["I"], atol=3 * UV)  # half a 4.88 uV step from rounding
+    np.testing.assert_array_equal(ecg.signal[6:], upload(content).signal[6:])
+
+
 @needs(MUSE)
 def test_ge_muse_with_an_absurd_gain_is_refused_by_the_amplitude_check():
     content = MUSE.read_bytes().replace(b"<LeadAmplitudeUnitsPerBit>4.88<", b"<LeadAmplitudeUnitsPerBit>1e9<")
@@ -186,6 +215,33 @@ def test_hl7_aecg_with_only_i_and_ii_derives_the_other_limb_leads():
     assert any("derived from I and II" in note for note in ecg.notes)
 
 
+def _aecg_without(text: str, codes: tuple[str, ...]) -> str:
+    for code in codes:
+        start = text.index(f'<code code="MDC_ECG_LEAD_{code}"')
+        begin = text.rindex("<component>", 0, start)
+        end = text.index("</component>", start) + len("</component>")
+        text = text[:begin] + text[end:]
+    return text
+
+
+@needs(AECG)
+def test_hl7_aecg_with_ii_and_avl_reconstructs_i():
+    ecg = upload(_aecg_without(AECG.read_text("utf-8"), ("I", "III", "AVR", "AVF")).encode("utf-8"))
+    _, leads = aecg_rhythm(AECG.read_bytes())
+    assert ecg.notes == ["I, III, aVR and aVF derived from II and aVL"]
+    # The cart derived its aVL from I and II and rounded it to the file's 5 uV digits.
+    np.testing.assert_allclose(row(ecg, "I"), leads["I"], atol=5 * UV)
+    np.testing.assert_allclose(row(ecg, "II"), leads["II"], atol=UV)
+
+
+@needs(AECG)
+def test_hl7_aecg_without_v3_is_refused_naming_it():
+    message = refused(_aecg_without(AECG.read_text("utf-8"), ("V3",)).encode("utf-8"))
+    assert message.startswith("Lead V3 is missing from the rhythm waveforms of this HL7 aECG file; a 12-lead ECG "
+                              "needs all six chest leads (V1–V6), which cannot be derived from the other leads.")
+    assert message.endswith("Export the ECG again with its rhythm waveforms.")
+
+
 def test_empty_annotated_ecg_is_refused_for_having_no_rhythm_waveform():
     assert refused(b"<AnnotatedECG/>").startswith("This HL7 aECG file has no rhythm waveform")
 
@@ -221,6 +277,51 @@ def test_philips_machine_statements_and_measurements_are_kept():
     v104 = upload(PHILIPS[1].read_bytes()).device
     assert v104["statements"][0] == "SINUS RHYTHM" and "LEFT VENTRICULAR HYPERTROPHY" in v104["statements"][1]
     assert v104["measurements"]["QRSDuration"] == 84 and v104["device"].startswith("PageWriter Touch")
+
+
+def _philips_uncompressed(leads: dict[str, np.ndarray]) -> bytes:
+    """The 1.04 sample with its waveforms replaced by ``leads`` (int16 digits at 5 uV, 11 s at 500 Hz), stored
+    uncompressed as the format allows."""
+    text = PHILIPS[1].read_bytes().decode("utf-16")
+    begin, end = text.index("<parsedwaveforms"), text.index("</parsedwaveforms>") + len("</parsedwaveforms>")
+    data = base64.b64encode(b"".join(np.asarray(v, dtype="<i2").tobytes() for v in leads.values())).decode()
+    element = (f'<parsedwaveforms dataencoding="Base64" compression="Uncompressed" numberofleads="{len(leads)}" '
+               f'leadlabels="{" ".join(leads)}" durationperchannel="11000" samplespersecond="500" resolution="5">'
+               f"{data}</parsedwaveforms>")
+    return (text[:begin] + element + text[end:]).encode("utf-16")
+
+
+@needs(*PHILIPS)
+def test_philips_with_only_i_ii_and_v1_v6_derives_the_other_limb_leads():
+    sierraecg = pytest.importorskip("sierraecg")
+    digits = {lead.label: lead.samples for lead in sierraecg.read_file(str(PHILIPS[1])).leads}
+    ecg = upload(_philips_uncompressed({lead: digits[lead] for lead in ("I", "II", *LEADS[6:])}))
+    assert ecg.notes[0] == "III, aVR, aVL and aVF derived from I and II"
+    full = upload(PHILIPS[1].read_bytes())
+    for lead in ("I", "II", *LEADS[6:]):  # the stored leads as the compressed file's, bit for bit
+        np.testing.assert_array_equal(ecg.signal[LEADS.index(lead)], full.signal[LEADS.index(lead)])
+    # The cart's own III, aVR, aVL, aVF (from their residuals) agree with the derived ones to its rounding.
+    np.testing.assert_allclose(ecg.signal[:6], full.signal[:6], atol=10 * UV)
+
+
+@needs(*PHILIPS)
+def test_philips_limb_leads_other_than_i_and_ii_alone_are_refused():
+    # The format stores III, aVR, aVL and aVF as residuals of their prediction from I and II; without I they are
+    # not leads, so II with aVL cannot be read as it can in the other formats.
+    sierraecg = pytest.importorskip("sierraecg")
+    digits = {lead.label: lead.samples for lead in sierraecg.read_file(str(PHILIPS[1])).leads}
+    message = refused(_philips_uncompressed({lead: digits[lead] for lead in ("II", "aVL", *LEADS[6:])}))
+    assert message.startswith("This Philips XML file stores aVL but not all of I, II, III, aVR, aVL and aVF")
+
+
+@needs(*PHILIPS)
+def test_philips_without_v3_is_refused_naming_it():
+    sierraecg = pytest.importorskip("sierraecg")
+    digits = {lead.label: lead.samples for lead in sierraecg.read_file(str(PHILIPS[1])).leads}
+    message = refused(_philips_uncompressed({lead: digits[lead] for lead in LEADS if lead != "V3"}))
+    assert message.startswith("Lead V3 is missing from the rhythm waveforms of this Philips XML file; a 12-lead "
+                              "ECG needs all six chest leads (V1–V6), which cannot be derived from the other leads.")
+    assert message.endswith(REMEDY_PHILIPS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
