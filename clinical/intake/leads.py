@@ -27,8 +27,8 @@ def canonical_names(raw_names: Sequence[str], field: str) -> list[str]:
     if unknown:
         verb = "is not a recognised lead name" if len(unknown) == 1 else "are not recognised lead names"
         raise IntakeError(
-            f"{quoted(unknown)} {verb}; a 12-lead ECG has leads {LEAD_LIST} (spellings such as AVR, v1 or "
-            "'Lead II' are fine).",
+            f"{quoted(unknown)} {verb}; a 12-lead ECG has leads {LEAD_LIST}. Use those names (spellings such as "
+            "AVR, v1 or 'Lead II' are fine) and remove any other signals.",
             field,
         )
     if extra:
@@ -42,7 +42,8 @@ def canonical_names(raw_names: Sequence[str], field: str) -> list[str]:
         spellings = [str(raw) for raw, c in zip(raw_names, canon) if c == lead]
         if len(spellings) > 1:
             raise IntakeError(
-                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
+                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once. "
+                "Remove the duplicate.",
                 field,
             )
     missing = [lead for lead in LEADS if lead not in canon]

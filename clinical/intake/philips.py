@@ -37,7 +37,8 @@ MEASUREMENTS = {
     "RAxis": ("qrsfrontaxis",),
     "TAxis": ("tfrontaxis",),
 }
-REMEDY = "Export the ECG again as Philips XML 1.03 or 1.04 with its rhythm waveforms."
+REMEDY = ("Export the ECG again from the PageWriter cart or IntelliSpace ECG as Philips XML 1.03 or 1.04 "
+          "with its rhythm waveforms.")
 
 
 def read_root(root: Element) -> Reading:
