@@ -84,6 +84,7 @@ _FS_REMEDY = {
     "fs": "Enter the rate the ECG was recorded at, e.g. 500.",
     "json": 'Set "fs" to the rate the ECG was recorded at, e.g. 500.',
     "csv": "Correct the rate in the file, e.g. 'Sampling Rate (Hz): 500'.",
+    "file": "Export the ECG again from the ECG system, as it stores it.",
 }
 
 
@@ -118,7 +119,11 @@ def check_duration(n: int, fs: float, field: str) -> None:
 
 def assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, field: str, *,
               device: dict | None = None, notes: list[str] | None = None) -> ParsedEcg:
-    """Check lengths, values and duration of per-lead float64 arrays (keyed by canonical name) and stack them."""
+    """Check rate, lengths, values and duration of per-lead float64 arrays (keyed by canonical name) and stack
+    them."""
+    # WFDB, CSV and JSON rates were checked where they were read; an export's is checked here (an EDF record
+    # duration of 1e-9 s or a DICOM rate of NaN would otherwise pass the duration check).
+    fs = check_fs(fs, field, "The sampling rate the file states")
     lengths = {lead: len(columns[lead]) for lead in LEADS}
     if len(set(lengths.values())) > 1:
         longest = max(LEADS, key=lambda lead: lengths[lead])
