@@ -247,7 +247,11 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         raise IntakeError(
             f"The header {hea_label} is not a text file; were the .hea and .dat files swapped? {_SAME_RECORD}", "hea"
         )
-    header = _read_header(hea.decode("utf-8", errors="replace"), hea_label)
+    try:
+        hea_text = hea.decode("utf-8")
+    except UnicodeDecodeError:  # shown as what it is (an 'ä' written by a Latin-1 tool), not as U+FFFD
+        hea_text = hea.decode("latin-1")
+    header = _read_header(hea_text, hea_label)
     fs, sig_len, signals = header.fs, header.sig_len, header.signals
     names = [s.name for s in signals]
 
