@@ -59,6 +59,9 @@ def derive_limb_leads(columns: dict[str, np.ndarray]) -> list[str]:
     derived = []
     if "I" in columns and "II" in columns:
         i, ii = columns["I"], columns["II"]
+        if len(i) != len(ii):  # a lead cut short, or one claiming millions of samples: numpy would not broadcast
+            raise IntakeError(f"Leads I and II have different lengths ({len(i):,} and {len(ii):,} samples); all leads "
+                              "must cover the same time span. Export the 12 leads over the same seconds.", "file")
         for name, value in (("III", ii - i), ("aVR", -(i + ii) / 2), ("aVL", i - ii / 2), ("aVF", ii - i / 2)):
             if name not in columns:
                 columns[name] = value

@@ -41,17 +41,22 @@ def _row(lead: str, fs: int) -> np.ndarray:
     return ecg(fs)[LEADS.index(lead)]
 
 
+def _resized(x: np.ndarray, n: int | None) -> np.ndarray:
+    return x if n is None else np.resize(x, n) if n > len(x) else x[:n]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # XML: GE MUSE, Philips Sierra ECG, HL7 aECG
 
 
 def muse_xml(*, leads: Sequence[str] = MUSE_LEADS, fs: int = FS, sample_base: str | None = None,
              units_per_bit: str = "4.88", units: str = "MICROVOLTS", sample_count: int | None = None,
-             waveform_type: str = "Rhythm") -> bytes:
-    """A MUSE <RestingECG>: a rhythm <Waveform> with one <LeadData> per lead, base64 of little-endian int16."""
+             waveform_type: str = "Rhythm", lengths: dict[str, int] | None = None) -> bytes:
+    """A MUSE <RestingECG>: a rhythm <Waveform> with one <LeadData> per lead, base64 of little-endian int16
+    (``lengths``: leads stored with that many samples, cut or padded with zeros)."""
     lead_xml = []
     for lead in leads:
-        digits = np.round(_row(lead, fs) * 1000 / 4.88).astype("<i2")
+        digits = _resized(np.round(_row(lead, fs) * 1000 / 4.88), (lengths or {}).get(lead)).astype("<i2")
         count = len(digits) if sample_count is None else sample_count
         lead_xml.append(
             f"<LeadData><LeadSampleCountTotal>{count}</LeadSampleCountTotal>"
@@ -86,13 +91,13 @@ def philips_xml(*, leads: Sequence[str] = LEADS, fs: int = FS, sampling_rate: st
 
 
 def aecg_xml(*, leads: Sequence[str] = LEADS, fs: int = FS, increment: str | None = None, unit: str = "s",
-             scale: str = "1", scale_unit: str = "uV") -> bytes:
+             scale: str = "1", scale_unit: str = "uV", lengths: dict[str, int] | None = None) -> bytes:
     """An HL7 aECG <AnnotatedECG>: a RHYTHM series, a TIME_ABSOLUTE sequence and one SLIST_PQ per lead."""
     step = f"{1 / fs:g}" if increment is None else increment
     sequences = [f'<component><sequence><code code="TIME_ABSOLUTE"/><value xsi:type="GLIST_TS"><head '
                  f'value="20260101120000"/><increment value="{step}" unit="{unit}"/></value></sequence></component>']
     for lead in leads:
-        digits = " ".join(str(int(v)) for v in np.round(_row(lead, fs) * 1000))
+        digits = " ".join(str(int(v)) for v in _resized(np.round(_row(lead, fs) * 1000), (lengths or {}).get(lead)))
         sequences.append(f'<component><sequence><code code="MDC_ECG_LEAD_{lead.upper()}"/><value '
                          f'xsi:type="SLIST_PQ"><origin value="0" unit="uV"/><scale value="{scale}" '
                          f'unit="{scale_unit}"/><digits>{digits}</digits></value></sequence></component>')

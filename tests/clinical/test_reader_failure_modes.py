@@ -201,6 +201,8 @@ FAILURES = [
     Failure("ge-muse-xml", "truncated", "half", one("muse.xml", cut(fx.muse_xml(), 0.5)), "it looks cut short"),
     Failure("ge-muse-xml", "truncated", "count-beyond-data", one("muse.xml", fx.muse_xml(sample_count=5_000_000)),
             "holds 5,000 samples but the file states 5,000,000"),
+    Failure("ge-muse-xml", "truncated", "lead-I-cut-short", one("muse.xml", fx.muse_xml(lengths={"I": 4000})),
+            "Leads I and II have different lengths (4,000 and 5,000 samples)"),
     Failure("ge-muse-xml", "wrong encoding", "utf16-declared-latin1",
             one("muse.xml", fx.muse_xml().decode("iso-8859-1").encode("utf-16")), "is not well-formed XML"),
     Failure("ge-muse-xml", "wrong encoding", "utf32",
@@ -249,6 +251,9 @@ FAILURES = [
             "must be between 50 and 2000 Hz; got 1 Hz"),
     # HL7 aECG -------------------------------------------------------------------------------------------------
     Failure("hl7-aecg", "truncated", "half", one("aecg.xml", cut(fx.aecg_xml(), 0.5)), "it looks cut short"),
+    Failure("hl7-aecg", "truncated", "lead-II-cut-short",
+            one("aecg.xml", fx.aecg_xml(leads=fx.MUSE_LEADS, lengths={"II": 4999})),
+            "Leads I and II have different lengths (5,000 and 4,999 samples)"),
     Failure("hl7-aecg", "wrong encoding", "utf16-declared-utf8",
             one("aecg.xml", reencode(fx.aecg_xml(), "utf-16-le")), "is not well-formed XML"),
     Failure("hl7-aecg", "wrong encoding", "garbage", one("aecg.xml", GARBAGE), "is not well-formed XML"),
