@@ -153,7 +153,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     quality = assess(parsed.signal, parsed.fs)
     if not quality.usable:
         reasons = " ".join(i.message for i in quality.refusals())
-        raise ClinicalError(f"This ECG cannot be analysed: {reasons}", "file")
+        raise ClinicalError(f"This ECG cannot be analysed: {reasons} {quality.next_step()}", "file")
     features = intake_features(parsed.signal, parsed.fs, quality)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})

@@ -66,6 +66,14 @@ REFUSE_BAD_LEADS = 3
 REFUSE_NOISY_LEADS = 6
 
 CODES = ("flat_line", "clipping", "high_frequency_noise", "baseline_wander", "limb_lead_reversal")
+# What to do about each problem that can refuse a record, said once after the problems: the ECG is recorded again
+# after fixing what spoiled it. A flat lead is an electrode off; a clipped one is most often a loose or dry electrode
+# whose offset drives the amplifier to its rail; noise is muscle tremor or mains interference.
+NEXT_STEPS = {
+    "flat_line": "check that every electrode is attached with good skin contact",
+    "clipping": "check that every electrode is attached with good skin contact",
+    "high_frequency_noise": "let the patient lie relaxed and still, away from mains-powered equipment",
+}
 SEVERITIES = ("refuse", "warn")
 
 
@@ -87,6 +95,14 @@ class QualityReport:
 
     def refusals(self) -> list[QualityIssue]:
         return [i for i in self.issues if i.severity == "refuse"]
+
+    def next_step(self) -> str:
+        """What to do about the refusals, in one sentence ('' when the record is usable)."""
+        steps = list(dict.fromkeys(NEXT_STEPS[i.code] for i in self.refusals() if i.code in NEXT_STEPS))
+        if not steps and self.usable:
+            return ""
+        said = "; ".join(steps) + ", then record" if steps else "Record"
+        return said[0].upper() + said[1:] + " the ECG again."
 
     def to_dict(self) -> dict:
         return {

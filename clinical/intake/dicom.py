@@ -7,6 +7,7 @@ code (SCP-ECG or MDC lead codes, PS3.16 CID 3001), else by its code meaning ("Le
 """
 from __future__ import annotations
 
+import math
 import re
 from io import BytesIO
 
@@ -175,6 +176,12 @@ def _read_dataset(ds: Dataset) -> Reading:
                           f"{WHAT_TO_UPLOAD}")
         if "ChannelSensitivity" not in channel:
             raise _refuse(f"Lead {lead} has no Channel Sensitivity, so its samples have no unit. {WHAT_TO_UPLOAD}")
+        sensitivity = float(channel.ChannelSensitivity) * float(channel.get("ChannelSensitivityCorrectionFactor")
+                                                                 or 1)
+        if not math.isfinite(sensitivity) or sensitivity <= 0:
+            # The value of one stored unit (PS3.3 C.10.9.1.4.3): zero is no signal, a negative one inverts the lead.
+            raise _refuse(f"Lead {lead} has a Channel Sensitivity of {sensitivity:g}; it must be a positive number "
+                          f"(the value of one stored unit). {WHAT_TO_UPLOAD}")
         units = channel.get("ChannelSensitivityUnitsSequence")
         unit = str(units[0].get("CodeValue", "")).strip() if units else ""
         if mv_per_unit(unit) is None:

@@ -52,7 +52,7 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
     if len(counts) == 1 and next(iter(counts.values())) == 1 and next(iter(counts)) in registry.READERS:
         ext = next(iter(counts))
         name, content = by_ext[ext][0]
-        check_content_size(content, f"The .{ext} file", "file")
+        check_content_size(content, f".{ext}", "file")
         reading = registry.READERS[ext](content, name)
         return assemble(reading.columns, reading.fs, reading.source_format, "file", device=reading.device,
                          notes=reading.notes)

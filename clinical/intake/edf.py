@@ -85,6 +85,15 @@ def read(content: bytes, name: str) -> Reading:
             stated = f'"{shown(unit, 8)}"' if unit else "no unit"
             raise _refuse(f"Lead {lead} is in {stated}; ECG leads must be in uV or mV (the EDF physical dimension). "
                           f"{WHAT_TO_UPLOAD}")
+        try:
+            ranges = (signal.physical_min, signal.physical_max, signal.digital_min, signal.digital_max)
+        except ValueError:  # edfio decodes these header fields only when asked
+            raise _refuse(f"The EDF header of lead {lead} is damaged: its physical or digital range is not a number. "
+                          f"{WHAT_TO_UPLOAD}") from None
+        if not np.isfinite(ranges).all() or ranges[0] == ranges[1] or ranges[2] == ranges[3]:
+            # edfio returns an empty range's digital values uncalibrated, which would be read as microvolts.
+            raise _refuse(f"Lead {lead} has no usable calibration: its physical or digital range in the EDF header is "
+                          f"empty or not a number. {WHAT_TO_UPLOAD}")
         columns[lead] = np.asarray(signal.data, dtype=np.float64) * mv_per_unit(unit)
         rates[lead] = float(signal.sampling_frequency)
     if len(set(rates.values())) > 1:

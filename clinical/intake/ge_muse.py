@@ -25,7 +25,7 @@ UNITS_MV = {"MICROVOLTS": 1e-3, "MILLIVOLTS": 1.0}
 # The global measurements MUSE states in <RestingECGMeasurements> (ms, beats/min, degrees).
 MEASUREMENTS = ("VentricularRate", "PRInterval", "QRSDuration", "QTInterval", "QTCorrected", "PAxis", "RAxis",
                 "TAxis")
-REMEDY = "Export the ECG from MUSE again with its full rhythm waveform."
+REMEDY = "Export the ECG from MUSE again as MUSE XML with its full rhythm waveform."
 
 
 def read_root(root: Element) -> Reading:

@@ -86,7 +86,7 @@ def _samples(value: Element | None, name: str) -> np.ndarray:
     origin, scale = child(value, "origin"), child(value, "scale")
     o, s = number(attr(origin, "value")), number(attr(scale, "value"))
     o_unit, s_unit = attr(origin, "unit"), attr(scale, "unit")
-    if o is None or s is None or s == 0 or o_unit not in MILLIVOLTS or s_unit not in MILLIVOLTS:
+    if o is None or s is None or s <= 0 or o_unit not in MILLIVOLTS or s_unit not in MILLIVOLTS:
         raise IntakeError(
             f"Lead {name} of this HL7 aECG file has no usable origin and scale (values with units uV or mV; found "
             f"origin '{shown(attr(origin, 'value'), 12)} {shown(o_unit, 8)}', scale "

@@ -65,15 +65,16 @@ def canonical_names(raw_names: Sequence[str], field: str, *, what: str = "the fi
     if unknown:
         verb = "is not a recognised lead name" if len(unknown) == 1 else "are not recognised lead names"
         raise IntakeError(
-            f"{quoted(unknown)} {verb}; a 12-lead ECG has leads {LEAD_LIST} (spellings such as AVR, v1 or "
-            "'Lead II' are fine).",
+            f"{quoted(unknown)} {verb}; a 12-lead ECG has leads {LEAD_LIST}. Use those names (spellings such as "
+            "AVR, v1 or 'Lead II' are fine) and remove any other signals.",
             field,
         )
     for lead in LEADS:
         spellings = [str(raw) for raw, c in zip(raw_names, canon) if c == lead]
         if len(spellings) > 1:
             raise IntakeError(
-                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
+                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once. "
+                "Remove the duplicate.",
                 field,
             )
     # A Holter's "MLII, V5" is refused as the recording it is before its monitoring leads are called extra.
@@ -114,6 +115,10 @@ def complete_leads(columns: dict[str, np.ndarray], *, what: str, remedy: str = "
     if not missing:
         return []
     first, second = [lead for lead in LIMB_LEADS if lead in columns][:2]
+    if len(columns[first]) != len(columns[second]):  # a lead cut short, or one claiming millions of samples
+        raise IntakeError(f"Leads {first} and {second} have different lengths ({len(columns[first]):,} and "
+                          f"{len(columns[second]):,} samples); all leads must cover the same time span. Export the "
+                          "12 leads over the same seconds.", field)
     lead_i, lead_ii = _i_and_ii(columns, first, second)
     for lead in missing:
         a, b = IN_I_AND_II[lead]

@@ -38,7 +38,8 @@ MEASUREMENTS = {
     "RAxis": ("qrsfrontaxis",),
     "TAxis": ("tfrontaxis",),
 }
-REMEDY = "Export the ECG again as Philips XML 1.03 or 1.04 with its rhythm waveforms."
+REMEDY = ("Export the ECG again from the PageWriter cart or IntelliSpace ECG as Philips XML 1.03 or 1.04 "
+          "with its rhythm waveforms.")
 # The leads the format stores as residuals of their prediction from I and II.
 RESIDUAL_LEADS = ("III", "aVR", "aVL", "aVF")
 

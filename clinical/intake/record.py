@@ -80,15 +80,25 @@ def check_content_size(content: bytes, label: str, field: str) -> None:
 
 
 
+# Where a sampling rate comes from (the field blamed) -> what to do about a wrong one.
+_FS_REMEDY = {
+    "fs": "Enter the rate the ECG was recorded at, e.g. 500.",
+    "json": 'Set "fs" to the rate the ECG was recorded at, e.g. 500.',
+    "csv": "Correct the rate in the file, e.g. 'Sampling Rate (Hz): 500'.",
+    "file": "Export the ECG again from the ECG system, as it stores it.",
+}
+
+
 def check_fs(fs: object, field: str, what: str = "The sampling rate") -> float:
+    remedy = _FS_REMEDY.get(field, _FS_REMEDY["fs"])
     if isinstance(fs, bool) or not isinstance(fs, int | float):
-        raise IntakeError(f"{what} must be a number of Hz; got {json_shown(fs)}.", field)
+        raise IntakeError(f"{what} must be a number of Hz; got {json_shown(fs)}. {remedy}", field)
     try:
         value = float(fs)
     except OverflowError:  # an integer with hundreds of digits
         value = math.inf
     if not math.isfinite(value) or not MIN_FS <= value <= MAX_FS:
-        raise IntakeError(f"{what} must be between {MIN_FS:g} and {MAX_FS:g} Hz; got {value:g} Hz.", field)
+        raise IntakeError(f"{what} must be between {MIN_FS:g} and {MAX_FS:g} Hz; got {value:g} Hz. {remedy}", field)
     return value
 
 
@@ -110,14 +120,19 @@ def check_duration(n: int, fs: float, field: str) -> None:
 
 def assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, field: str, *,
               device: dict | None = None, notes: list[str] | None = None) -> ParsedEcg:
-    """Check lengths, values and duration of per-lead float64 arrays (keyed by canonical name) and stack them."""
+    """Check rate, lengths, values and duration of per-lead float64 arrays (keyed by canonical name) and stack
+    them."""
+    # WFDB, CSV and JSON rates were checked where they were read; an export's is checked here (an EDF record
+    # duration of 1e-9 s or a DICOM rate of NaN would otherwise pass the duration check).
+    fs = check_fs(fs, field, "The sampling rate the file states")
     lengths = {lead: len(columns[lead]) for lead in LEADS}
     if len(set(lengths.values())) > 1:
         longest = max(LEADS, key=lambda lead: lengths[lead])
         shortest = min(LEADS, key=lambda lead: lengths[lead])
         raise IntakeError(
             f"Leads have different lengths: {longest} has {lengths[longest]} samples but {shortest} has "
-            f"{lengths[shortest]}; all leads must cover the same time span.",
+            f"{lengths[shortest]}; all leads must cover the same time span. Export the 12 leads over the same "
+            "seconds.",
             field,
         )
     x = np.stack([np.asarray(columns[lead], dtype=np.float64) for lead in LEADS])  # (12, n) mV
@@ -128,7 +143,8 @@ def assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, fiel
             first = int(np.argmax(bad[int(np.argmax(rows))]))
             verb = "contains" if len(names) == 1 else "contain"
             raise IntakeError(
-                f"{lead_s(names)} {verb} {word} values (first at {first / fs:.3f} s); every sample must be a number.",
+                f"{lead_s(names)} {verb} {word} values (first at {first / fs:.3f} s); every sample must be a number. "
+                "Export the ECG again without gaps.",
                 field,
             )
     check_duration(x.shape[1], fs, field)
@@ -136,15 +152,26 @@ def assemble(columns: dict[str, np.ndarray], fs: float, source_format: str, fiel
     if too_large.any():
         names = [lead for lead, hit in zip(LEADS, too_large) if hit]
         verb = "has" if len(names) == 1 else "have"
-        raise IntakeError(f"{lead_s(names)} {verb} values far too large to be millivolts; an ECG spans a few mV.",
-                          field)
-    check_amplitude(x, fs, field)
+        raise IntakeError(f"{lead_s(names)} {verb} values far too large to be millivolts; an ECG spans a few mV. "
+                          f"{_UNITS_REMEDY.get(source_format, _EXPORT_REMEDY)}", field)
+    check_amplitude(x, fs, field, source_format)
     check_chest_leads(x, field)
     return ParsedEcg(signal=np.ascontiguousarray(x, dtype=np.float32), fs=float(fs), source_format=source_format,
                      device=device or {}, notes=notes or [])
 
 
-def check_amplitude(x: np.ndarray, fs: float, field: str) -> None:
+# What to do about values that are not millivolts: where the uploader writes the file, say what its units are; a
+# device export states its own gain and units, so it is exported again.
+_UNITS_REMEDY = {
+    "wfdb": "Upload millivolts, or say they are microvolts (uV units in the WFDB header).",
+    "csv": "Upload millivolts, or say they are microvolts (a 'Units: uV' line above the samples).",
+    "json": 'Upload millivolts, or say they are microvolts ("units": "uV").',
+}
+_EXPORT_REMEDY = ("The gain or units the file states are wrong; export the ECG again from the ECG system, as it "
+                  "stores it.")
+
+
+def check_amplitude(x: np.ndarray, fs: float, field: str, source_format: str = "") -> None:
     """Refuse values no ECG in millivolts has: most often microvolts labelled as millivolts."""
     with np.errstate(all="ignore"):
         low, high = np.percentile(x, [1, 99], axis=1)
@@ -155,9 +182,9 @@ def check_amplitude(x: np.ndarray, fs: float, field: str) -> None:
         names = [lead for lead, hit in zip(LEADS, wide) if hit]
         verb = "spans" if len(names) == 1 else "span"
         raise IntakeError(
-            f"{lead_s(names)} {verb} about {float(typical[wide].max()):,.0f} mV, but an ECG spans a few mV. The "
-            "values look like microvolts: upload millivolts, or say they are microvolts (uV units in a WFDB "
-            'header, "units": "uV" in JSON).',
+            f"{lead_s(names)} {verb} about {float(typical[wide].max()):,.0f} mV, but an ECG spans a few mV. "
+            + ("The values look like microvolts. " + _UNITS_REMEDY[source_format] if source_format in _UNITS_REMEDY
+               else _EXPORT_REMEDY),
             field,
         )
     peak = deviation.max(axis=1)

@@ -185,6 +185,9 @@ def _sections(content: bytes) -> dict[int, bytes]:
     16-byte header), each with its CRC checked."""
     if len(content) < 6 + SECTION_HEADER_BYTES:
         raise _fail("The .scp file is too short to be an SCP-ECG record.")
+    # The section 0 marker first: another kind of file would otherwise be called a truncated record.
+    if content[16:22] != b"SCPECG" or struct.unpack_from("<H", content, 8)[0] != 0:
+        raise _fail("The .scp file is not an SCP-ECG record: it does not start with the pointer section (section 0).")
     stored_crc, record_length = struct.unpack_from("<HI", content, 0)
     if record_length > len(content):
         raise _fail(f"The SCP-ECG record says it is {record_length:,} bytes long but the file has "
@@ -194,8 +197,6 @@ def _sections(content: bytes) -> dict[int, bytes]:
     record = content[:record_length]
     if crc_ccitt(record[2:]) != stored_crc:
         raise _fail("The SCP-ECG record's checksum (CRC) does not match its contents: the file is corrupt.")
-    if record[16:22] != b"SCPECG" or struct.unpack_from("<H", record, 8)[0] != 0:
-        raise _fail("The .scp file does not start with an SCP-ECG pointer section (section 0).")
     (length0,) = struct.unpack_from("<I", record, 10)
     if length0 < SECTION_HEADER_BYTES or 6 + length0 > record_length:
         raise _fail("The SCP-ECG pointer section (section 0) runs past the end of the record.")

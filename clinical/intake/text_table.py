@@ -23,6 +23,7 @@ _TIME_COLUMNS = ("time", "t", "time_s", "sample")
 
 _CSV_SHAPE = (f"a CSV or text export has one row of numbers per sample, after an optional header row of lead names "
               f"({LEAD_LIST}) and optional 'key: value' lines such as 'Sampling Rate (Hz): 500'")
+_CORRECT_CELLS = "Correct the cell, or export the ECG again with a number in every cell."
 # Lines of "key: value" (or "key=value") that ECG software writes above the samples.
 MAX_PREAMBLE_LINES = 64
 _RX_PREAMBLE = re.compile(r"^\s*([A-Za-z\u00b5\u03bc][^:=,;\t]{0,80}?)\s*[:=]\s*(.{0,200}?)\s*$")
@@ -89,14 +90,14 @@ def _read_preamble(lines: list[str], label: str) -> _Preamble:
             if not math.isfinite(number) or number <= 0 or per_unit is None:
                 raise IntakeError(
                     f"Line {k + 1} of the {label} file, '{shown(line.strip(), 60)}', must give a positive gain in "
-                    "digits per millivolt, like 'Gain (digit/millivolt): 2048'.", "csv")
+                    "digits per millivolt. Correct it to read like 'Gain (digit/millivolt): 2048'.", "csv")
             gain = (number, per_unit, shown(line.strip(), 60))
         elif lowered in ("unit", "units", "amplitude unit", "amplitude units", "signal unit", "signal units"):
             factor = mv_per_unit(value)
             if factor is None:
                 raise IntakeError(
                     f"Line {k + 1} of the {label} file says the units are '{shown(value, 20)}'; only mV or uV "
-                    "(µV) are accepted.", "csv")
+                    "(µV) are accepted. Export the samples in mV or uV and say which on that line.", "csv")
             units = (factor, shown(line.strip(), 60))
         elif "resolution" in lowered:
             found = re.match(_RX_NUMBER + r"\s*([A-Za-z\u00b5\u03bc]+)(?:\s*(?:/|per)\s*\w+)?$", value, re.IGNORECASE)
@@ -120,7 +121,8 @@ def _decode_text(data: bytes, label: str, field: str) -> str:
             field,
         )
     if looks_binary(data):
-        raise IntakeError(f"The {label} file is not a text file; {_CSV_SHAPE}.", field)
+        raise IntakeError(f"The {label} file is not a text file (a spreadsheet, archive or other binary file?). "
+                          f"Save or export the ECG as CSV UTF-8 text: {_CSV_SHAPE}.", field)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -142,8 +144,9 @@ def _first_line(text: str, label: str = ".csv") -> str:
     longest = max(range(len(lines)), key=lambda k: len(lines[k]), default=0)
     if lines and len(lines[longest]) > MAX_CSV_LINE_CHARS:
         raise IntakeError(
-            f"Line {longest + 1} of the {label} file is {len(lines[longest]):,} characters long; each row of a CSV "
-            f"ECG is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters), and {_CSV_SHAPE}.",
+            f"Line {longest + 1} of the {label} file is {len(lines[longest]):,} characters long, but a row of a CSV "
+            f"ECG is one sample of each lead (at most {MAX_CSV_LINE_CHARS:,} characters). Export the ECG with one "
+            "row per sample and one column per lead.",
             "csv",
         )
     return next((line for line in lines if line.strip()), "")
@@ -231,8 +234,8 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
             problem = (f"a cell is longer than {csv.field_size_limit():,} characters (is a quote left open?)"
                        if "field limit" in str(exc) else shown(str(exc), 120))
             row = pre.lines + (reader.line_num if reader else 0)
-            raise IntakeError(f"Row {row} of the {label} file cannot be read: {problem}; {_CSV_SHAPE}.",
-                              "csv") from None
+            raise IntakeError(f"Row {row} of the {label} file cannot be read: {problem}. Export the ECG again as "
+                              f"CSV: {_CSV_SHAPE}.", "csv") from None
         line_count += 1
         row_no = pre.lines + reader.line_num if reader is not None else line_count
         if not any(cell.strip() for cell in row):
@@ -245,7 +248,7 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
             if len(header) > MAX_COLUMNS:
                 raise IntakeError(
                     f"Row {row_no} has {len(header):,} columns; a 12-lead ECG has one column per lead "
-                    f"({LEAD_LIST}), optionally after a time column.",
+                    f"({LEAD_LIST}), optionally after a time column. Remove the other columns.",
                     "csv",
                 )
             n_cols = len(header)
@@ -262,17 +265,20 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
                 skip_first = header[0].lower() in _TIME_COLUMNS
                 misplaced = [h for h in header[1:] if h.lower() in _TIME_COLUMNS]
                 if misplaced:
-                    raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column.", "csv")
+                    raise IntakeError(f"The time column '{shown(misplaced[0])}' must be the first column. Move it "
+                                      "there, or remove it.", "csv")
                 names = header[1:] if skip_first else header
                 canon = canonical_names(names, "csv", what=f"the {label} file")
                 continue
         if blank_at is not None:
-            raise IntakeError(f"Row {blank_at} is empty; every sample needs a value for each lead.", "csv")
+            raise IntakeError(f"Row {blank_at} is empty; every sample needs a value for each lead. Remove the empty "
+                              "row.", "csv")
         if len(row) == n_cols + 1 and row[-1].strip() == "":
             row = row[:-1]
         if len(row) != n_cols:
             against = "the first row has" if headerless else "the header row names"
-            raise IntakeError(f"Row {row_no} has {len(row)} values but {against} {n_cols} columns.", "csv")
+            raise IntakeError(f"Row {row_no} has {len(row)} values but {against} {n_cols} columns. Correct the "
+                              "row, or export the ECG again with one value per column in every row.", "csv")
         n_rows += 1
         if n_rows > max_rows:
             continue
@@ -285,19 +291,23 @@ def parse_csv(data: bytes, *, fs: float | None, label: str = ".csv") -> ParsedEc
         except ValueError:
             for name, cell in zip(names, cells):
                 if not cell.strip():
-                    raise IntakeError(f"Row {row_no}, column {shown(name)}: the cell is empty.", "csv") from None
+                    raise IntakeError(f"Row {row_no}, column {shown(name)}: the cell is empty. Export the ECG "
+                                      "again without gaps.", "csv") from None
                 if not _is_number(cell) or (not decimal_comma and "," in cell):
-                    message = f"Row {row_no}, column {shown(name)}: '{shown(cell.strip())}' is not a number."
+                    message = (f"Row {row_no}, column {shown(name)}: '{shown(cell.strip())}' is not a number. "
+                               f"{_CORRECT_CELLS}")
                     raise IntakeError(message, "csv") from None
-            raise IntakeError(f"Row {row_no} could not be read as numbers.", "csv") from None
+            raise IntakeError(f"Row {row_no} could not be read as numbers. {_CORRECT_CELLS}", "csv") from None
     if header is None:
-        raise IntakeError(f"The {label} file has no rows; {_CSV_SHAPE}.", "csv")
+        raise IntakeError(f"The {label} file has no rows. Upload the complete export: {_CSV_SHAPE}.", "csv")
     if not n_rows:
-        raise IntakeError(f"The {label} file has a header (row {header_row}) but no samples.", "csv")
+        raise IntakeError(f"The {label} file has a header (row {header_row}) but no samples. Upload the complete "
+                          "export.", "csv")
     if pre.shape is not None and pre.shape != (n_rows, len(names)):
         raise IntakeError(
             f"The {label} file says 'Rhythm signal: {pre.shape[0]} X {pre.shape[1]}' ({pre.shape[0]} rows of "
-            f"{pre.shape[1]} leads) but has {n_rows} rows of {len(names)} values; it may be cut short.",
+            f"{pre.shape[1]} leads) but has {n_rows} rows of {len(names)} values; it may be cut short. Upload the "
+            "complete export.",
             "csv",
         )
     if n_rows > max_rows:

@@ -27,6 +27,10 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
 
 _HEADER_SHAPE = "'<record> <number of signals> <sampling rate> <number of samples>', e.g. 'rec 12 500 5000'"
+# What to do about a header that is not what the WFDB writer left (most are re-exported, not edited by hand).
+_FIRST_LINE = f"Export the record again; a WFDB header's first line reads {_HEADER_SHAPE}."
+_SAME_RECORD = "Upload the .hea and .dat of the same record."
+_PLAIN_NAME = "Export the record again under a plain name such as 'rec001'."
 _SIGNAL_FIELDS = ("file name", "storage format", "ADC gain", "ADC resolution", "ADC zero", "initial value",
                   "checksum", "block size")
 _RX_WHOLE = re.compile(r"\d{1,30}")  # the number of signals, the number of samples
@@ -76,8 +80,7 @@ def _read_header(text: str, label: str) -> _Header:
     sampling rate of 250 Hz, an ADC gain of 200) or shifts fields when one is malformed, instead of failing."""
     numbered = _header_lines(text)
     if not numbered:
-        raise IntakeError(f"The .hea file has no record line; it is not a WFDB header. Its first line should be "
-                          f"{_HEADER_SHAPE}.", "hea")
+        raise IntakeError(f"The .hea file has no record line; it is not a WFDB header. {_FIRST_LINE}", "hea")
     invalid = f"The header {label} is not a valid WFDB header"
     # Some tools write microvolts with a Greek mu; wfdb reads headers as ASCII and would drop it, reading "V"
     # (a factor of a million), so it is spelt out before the ASCII check.
@@ -87,7 +90,8 @@ def _read_header(text: str, label: str) -> _Header:
             odd = next(ch for ch in line if not ch.isascii())
             raise IntakeError(
                 f"{invalid}: line {number} contains the non-ASCII character {shown(odd)!r} (U+{ord(odd):04X}); "
-                "WFDB headers are plain ASCII text (lead names such as I, aVR or V1).",
+                "WFDB headers are plain ASCII text (lead names such as I, aVR or V1). Correct that line, or export "
+                "the record again.",
                 "hea",
             )
     lines = [line for _, line in numbered]
@@ -98,14 +102,14 @@ def _read_header(text: str, label: str) -> _Header:
     if not _SAFE_NAME.match(record_name):
         raise IntakeError(
             f"The header's record name '{shown(record_name)}' is not a valid WFDB record name (up to 64 letters, "
-            "digits, '_', '-' or '.').",
+            f"digits, '_', '-' or '.'). {_PLAIN_NAME}",
             "hea",
         )
     if len(tokens) < 2 or not _RX_WHOLE.fullmatch(tokens[1]):
         got = f"'{shown(tokens[1])}'" if len(tokens) > 1 else "nothing"
         raise IntakeError(
             f"{invalid}: the number of signals should be a whole number, but the first line has {got}. "
-            f"Its first line should be {_HEADER_SHAPE}.",
+            f"{_FIRST_LINE}",
             "hea",
         )
     n_sig = int(tokens[1])
@@ -113,41 +117,40 @@ def _read_header(text: str, label: str) -> _Header:
     if len(tokens) < 3:
         raise IntakeError(
             f"The header {label} does not state the sampling rate (WFDB would assume 250 Hz); WFDB uploads must "
-            f"state theirs: {rates} Hz. Its first line should be {_HEADER_SHAPE}.",
+            f"state theirs: {rates} Hz. {_FIRST_LINE}",
             "hea",
         )
     if not _RX_FS.fullmatch(tokens[2]):
         raise IntakeError(
             f"The header's sampling rate '{shown(tokens[2])}' is not a number of Hz; WFDB uploads must be sampled at "
-            f"{rates} Hz.",
+            f"{rates} Hz. {_FIRST_LINE}",
             "hea",
         )
     fs = float(tokens[2].split("/")[0])
     if not WFDB_RATES[0] <= fs <= WFDB_RATES[1]:
         raise IntakeError(
-            f"The header's sampling rate is {fs:g} Hz; WFDB uploads must be sampled at {rates} Hz.", "hea"
+            f"The header's sampling rate is {fs:g} Hz; WFDB uploads must be sampled at {rates} Hz. Export the "
+            "record at a rate in that range, e.g. 500 Hz.", "hea"
         )
     if len(tokens) < 4:
-        raise IntakeError(f"The header {label} does not state the number of samples. Its first line should be "
-                          f"{_HEADER_SHAPE}.", "hea")
+        raise IntakeError(f"The header {label} does not state the number of samples. {_FIRST_LINE}", "hea")
     if not _RX_WHOLE.fullmatch(tokens[3]):
         raise IntakeError(
-            f"The header's number of samples '{shown(tokens[3])}' is not a whole number. Its first line should be "
-            f"{_HEADER_SHAPE}.",
+            f"The header's number of samples '{shown(tokens[3])}' is not a whole number. {_FIRST_LINE}",
             "hea",
         )
     sig_len = int(tokens[3])
     if sig_len == 0:
         raise IntakeError(
             f"The header {label} states 0 samples per lead; a recording of {MIN_SECONDS:g} to {MAX_SECONDS:g} s is "
-            "needed.",
+            "needed. Export the record again with its samples.",
             "hea",
         )
     described = len(lines) - 1
     if n_sig == 0 or described != n_sig:
         raise IntakeError(
             f"The header {label} declares {n_sig} signals but describes {described}; it is incomplete or not a WFDB "
-            "header.",
+            "header. Upload the record's complete .hea file.",
             "hea",
         )
     signals = [_read_signal_line(line, number, label) for number, line in numbered[1:]]
@@ -160,7 +163,8 @@ def _read_signal_line(line: str, k: int, label: str) -> _SignalLine:
     if len(parts) < 9:
         raise IntakeError(
             f"The header {label} does not name every signal; lead names are required (line {k} has "
-            f"{len(parts)} of the 9 fields: {', '.join(_SIGNAL_FIELDS)} and lead name).",
+            f"{len(parts)} of the 9 fields: {', '.join(_SIGNAL_FIELDS)} and lead name). Export the record again "
+            "with a lead name for every signal.",
             "hea",
         )
     file_name, fmt_spec, gain_spec, *numbers, name = parts
@@ -168,14 +172,14 @@ def _read_signal_line(line: str, k: int, label: str) -> _SignalLine:
     def bad(what: str, value: str, expected: str) -> IntakeError:
         return IntakeError(
             f"The header {label} is not a valid WFDB header: on line {k} the {what} '{shown(value)}' is not "
-            f"{expected}.",
+            f"{expected}. Export the record again, or correct line {k}.",
             "hea",
         )
 
     if not _SAFE_NAME.match(file_name):
         raise IntakeError(
             f"The header's signal file name '{shown(file_name)}' is not a plain file name (up to 64 letters, digits, "
-            "'_', '-' or '.', no folders).",
+            f"'_', '-' or '.', no folders). {_PLAIN_NAME}",
             "hea",
         )
     fmt = _RX_FORMAT.fullmatch(fmt_spec)
@@ -191,7 +195,8 @@ def _read_signal_line(line: str, k: int, label: str) -> _SignalLine:
     if not math.isfinite(gain_value) or gain_value <= 0:
         raise IntakeError(
             f"Lead {shown(name)} has an ADC gain of {gain.group(1)} in the header; the gain (ADC units per mV or uV) "
-            "must be a positive number. A gain of 0 marks an uncalibrated signal, which cannot be interpreted.",
+            "must be a positive number. A gain of 0 marks an uncalibrated signal, which cannot be interpreted. "
+            "Export the record again with its calibration.",
             "hea",
         )
     return _SignalLine(
@@ -225,17 +230,22 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
     if len(hea) > MAX_HEADER_BYTES:
         raise IntakeError(
             f"The header {hea_label} is {len(hea) / 1024:,.0f} KB; a WFDB header is a short text file (at most "
-            f"{MAX_HEADER_BYTES // 1024} KB). Were the .hea and .dat files swapped?",
+            f"{MAX_HEADER_BYTES // 1024} KB). Were the .hea and .dat files swapped? {_SAME_RECORD}",
             "hea",
         )
     encoding = utf16_or_32(hea)
     if encoding:
-        raise IntakeError(f"The header {hea_label} is {encoding} text; WFDB headers are plain ASCII text.", "hea")
+        raise IntakeError(f"The header {hea_label} is {encoding} text; WFDB headers are plain ASCII text. Save it "
+                          "as ASCII, or export the record again.", "hea")
     if looks_binary(hea):
         raise IntakeError(
-            f"The header {hea_label} is not a text file; were the .hea and .dat files swapped?", "hea"
+            f"The header {hea_label} is not a text file; were the .hea and .dat files swapped? {_SAME_RECORD}", "hea"
         )
-    header = _read_header(hea.decode("utf-8", errors="replace"), hea_label)
+    try:
+        hea_text = hea.decode("utf-8")
+    except UnicodeDecodeError:  # shown as what it is (an 'ä' written by a Latin-1 tool), not as U+FFFD
+        hea_text = hea.decode("latin-1")
+    header = _read_header(hea_text, hea_label)
     fs, sig_len, signals = header.fs, header.sig_len, header.signals
     names = [s.name for s in signals]
 
@@ -245,7 +255,8 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         spellings = [n for n, c in zip(names, canon_all) if c == lead]
         if len(spellings) > 1:
             raise IntakeError(
-                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once.",
+                f"Lead {lead} appears {len(spellings)} times (as {quoted(spellings)}); each lead must appear once. "
+                "Export the record again with each lead once.",
                 "hea",
             )
     others = [n for n, c in zip(names, canon_all) if c is None and not is_non_standard_lead(n)]
@@ -299,7 +310,7 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         fmts = list(dict.fromkeys(s.fmt for s in in_file))
         if len(fmts) > 1:
             raise IntakeError(f"The leads in {label} use mixed storage formats ({join(fmts)}); one format is "
-                              "required.", "hea")
+                              "required. Export the record again in format 16.", "hea")
         fmt = fmts[0]
         if fmt not in _WFDB_BYTES_PER_SAMPLE:
             raise IntakeError(
@@ -308,7 +319,8 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
                 "hea",
             )
         if any(s.samples_per_frame != 1 for s in in_file):
-            raise IntakeError("Records with several samples per frame (mixed rates) are not supported.", "hea")
+            raise IntakeError("Records with several samples per frame (mixed rates) are not supported. Export the "
+                              "record again with one rate for every signal.", "hea")
         if any(s.skew for s in in_file):
             raise IntakeError("Records with skewed signals are not supported; export the record without skew.",
                               "hea")
@@ -316,15 +328,15 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         # the file's first signal (WFDB header specification); the others must agree or omit it.
         offset = in_file[0].byte_offset
         if any(s.byte_offset not in (0, offset) for s in in_file):
-            raise IntakeError(f"The leads in {label} start at different byte offsets; one offset is required.",
-                              "hea")
+            raise IntakeError(f"The leads in {label} start at different byte offsets; one offset is required. "
+                              "Export the record again in format 16.", "hea")
         expected = offset + math.ceil(len(in_file) * sig_len * _WFDB_BYTES_PER_SAMPLE[fmt])
         if len(content) != expected:
             raise IntakeError(
                 f"The {shown('.' + (extension(name) or 'dat'), 12)} file is {len(content)} bytes but the header "
                 f"describes {expected} bytes ({len(in_file)} leads × {sig_len} samples in format {fmt}"
                 f"{f' after a {offset}-byte preamble' if offset else ''}); the file is truncated or does not belong "
-                f"to {hea_label}.",
+                f"to {hea_label}. Upload the complete .hea and .dat of the same record.",
                 "dat",
             )
     text = header.text
@@ -345,7 +357,8 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         factor = mv_per_unit(s.units)
         if factor is None:
             raise IntakeError(
-                f"Lead {shown(s.name)} is recorded in '{shown(s.units)}'; only mV or uV are accepted.", "hea"
+                f"Lead {shown(s.name)} is recorded in '{shown(s.units)}'; only mV or uV are accepted. Export the "
+                "record with its leads in mV or uV.", "hea"
             )
         factors[i] = factor
 
@@ -359,7 +372,7 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
             record = wfdb.rdrecord(str(base), physical=False, channels=read_channels)
         except Exception as exc:  # the files agree on size, so one is corrupt; say so rather than crash
             raise IntakeError(f"The signal file {first_label} could not be read with its header "
-                              f"({shown(str(exc), 200)}).", "dat") from exc
+                              f"({shown(str(exc), 200)}). {_SAME_RECORD}", "dat") from exc
 
     # Our reading of the header and wfdb's must agree, or the samples would be scaled by something else.
     chosen = [signals[i] for i in read_channels]
@@ -370,7 +383,8 @@ def parse_wfdb(hea: bytes, dat: bytes | None = None, *, hea_name: str, dat_name:
         raise IntakeError(f"The header {hea_label} could not be read unambiguously; re-export the record.", "hea")
     d_signal = np.asarray(record.d_signal)  # (n, channels read) ADC units
     if d_signal.shape != (sig_len, len(chosen)):
-        raise IntakeError(f"The signal files do not hold {sig_len} samples of {len(chosen)} leads.", "dat")
+        raise IntakeError(f"The signal files do not hold {sig_len} samples of {len(chosen)} leads. {_SAME_RECORD}",
+                          "dat")
     for j, s in enumerate(chosen):
         found = _checksum(d_signal[:, j])
         if found != s.checksum & 0xFFFF:

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 from clinical import services
 from clinical.audit import audit_log, current_request_id
 from clinical.errors import ClinicalError
-from clinical.intake import shown
+from clinical.intake import IntakeError, parse_upload, shown
 from clinical.intake.wfdb_record import parse_wfdb
 from clinical.management.benchenv import free_port
 from clinical.models import AuditEvent, EcgRecord, InferenceJob, Patient
@@ -52,7 +52,12 @@ def test_the_corpus_is_large_and_covers_the_issue():
     for kind in ("truncated .dat", "oversized .dat", "header/data mismatch", "absurd sampling rate",
                  "absurd sample count", "100 MB", "zip-bomb-like", "path traversal", "odd unicode", "NaN / inf",
                  "binary junk with a .csv name", "UTF-16", "another record", "duplicate leads", "missing leads",
-                 "wrong units", "another name", "HTML", "formula injection", "deeply nested JSON"):
+                 "wrong units", "another name", "HTML", "formula injection", "deeply nested JSON",
+                 "XML billion laughs", "XML external entity (XXE)", "XML 100k-deep nesting",
+                 "GE MUSE lead claiming millions of samples", "DICOM claiming huge NumberOfWaveformSamples",
+                 "DICOM claiming huge NumberOfWaveformChannels", "EDF header lying about the number of records",
+                 "EDF header lying about samples per record", "SCP-ECG section length beyond the file",
+                 "each type just over the size limit", "wrong extension for the content"):
         assert kind in kinds, kind
 
 
@@ -131,7 +136,9 @@ def test_upload_page_refuses_with_the_message_next_to_the_field(case, client, cl
 
 
 @pytest.mark.parametrize("name", ["wfdb-dat-100mb", "csv-12mb", "wfdb-dat-over-5mb", "wfdb-dat-of-another-record",
-                                  "many-files"])
+                                  "many-files", "xml-billion-laughs", "xml-muse-claims-5-million-samples",
+                                  "dcm-claims-2-billion-samples", "edf-claims-99999999-records",
+                                  "scp-section-beyond-file", "xml-over-5mb"])
 def test_with_the_capped_upload_handler_large_files_cost_neither_memory_nor_disk(name, client, clinician, private_tmp):
     from django.conf import settings
 
@@ -157,7 +164,9 @@ def test_capped_upload_handler_keeps_small_files_whole(client, clinician, wfdb_p
 
 
 API_CASES = ["wfdb-dat-of-another-record", "csv-nan", "json-nested-100k-deep", "wfdb-fs-1e9", "wfdb-dat-over-5mb",
-             "wfdb-dat-100mb", "csv-html-pseudonym"]
+             "wfdb-dat-100mb", "csv-html-pseudonym", "xml-billion-laughs", "xml-external-entity",
+             "xml-nested-100k-deep", "xml-muse-lead-of-1.5-million-samples", "dcm-claims-2-billion-samples",
+             "edf-claims-99999999-samples-per-record", "scp-section-beyond-file", "edf-over-5mb", "dcm-that-is-xml"]
 
 
 def assert_api_error(resp, status: int, code: str, fragment: str, field: str | None = None) -> dict:
@@ -223,6 +232,31 @@ def test_api_json_body_refuses_in_the_error_shape(body, status, code, fragment, 
     assert _stored() == (0, 0, 0) and len(_refusals()) == audited
     if audited:  # the fault is named as the body's field, not the parser's "json"
         assert list(error["fields"]) == ["leads"] and _refusals()[0].details["reason"] == error["message"]
+
+
+def test_xml_entities_are_refused_where_declared_so_no_bomb_is_ever_expanded():
+    """By construction, not by timing: the XML reader parses with defusedxml, which refuses an entity declaration
+    itself; a document declaring one harmless entity that it never uses is refused like the billion laughs."""
+    from defusedxml import ElementTree as defused
+
+    from clinical.intake import xml
+
+    assert xml.fromstring is defused.fromstring
+    harmless = b'<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY a "a">]><RestingECG/>'
+    with pytest.raises(IntakeError, match="declares entities"):
+        parse_upload(files={"file": ("ecg.xml", harmless)}, fs=None)
+
+
+def test_an_external_dtd_is_not_fetched(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the XML reader opened a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    case = next(c for c in CASES if c.name == "xml-external-dtd")
+    with pytest.raises(IntakeError, match="no rhythm waveform"):
+        parse_upload(files=case.files, fs=None)
 
 
 @pytest.mark.parametrize("mu", ["\u00b5", "\u03bc"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from edfio import Edf, EdfSignal, read_edf
+from edfio import EdfSignal, read_edf
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -16,6 +16,7 @@ from clinical.intake import IntakeError, dicom, edf, parse_upload
 from clinical.services import ClinicalError, ecg_submit
 from mlcore.preprocess import LEADS
 from mlcore.quality import assess
+from tests.clinical.export_fixtures import edf_bytes
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "ecg_samples"
 DCM = SAMPLES / "dicom" / "waveform_ecg.dcm"
@@ -243,19 +244,13 @@ def _ecg_uv(fs: int = 500, seconds: int = 10) -> dict[str, np.ndarray]:
     return {lead: beat * (1 + k / 10) + 30 * np.sin(2 * np.pi * 0.3 * t) for k, lead in enumerate(LEADS)}
 
 
-def _edf_bytes(signals: list[EdfSignal]) -> bytes:
-    buf = BytesIO()
-    Edf(signals).write(buf)
-    return buf.getvalue()
-
-
 def _signal(label: str, data: np.ndarray, fs: float, unit: str = "uV") -> EdfSignal:
     return EdfSignal(data, fs, label=label, physical_dimension=unit, physical_range=(-5000, 5000))
 
 
 def test_edf_plus_labels_in_microvolts_are_read_in_millivolts_and_other_signals_noted():
     leads = _ecg_uv()
-    content = _edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in LEADS]
+    content = edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in LEADS]
                          + [_signal("EEG Fpz-Cz", leads["I"], 500), _signal("Resp chest", leads["I"][::5], 100)])
     parsed = _upload("edfplus.edf", content)
     assert parsed.fs == 500.0 and parsed.signal.shape == (12, 5000)
@@ -267,13 +262,13 @@ def test_edf_plus_labels_in_microvolts_are_read_in_millivolts_and_other_signals_
 def test_edf_with_mixed_sampling_rates_is_refused():
     leads = _ecg_uv()
     signals = [_signal(lead, leads[lead], 500) for lead in LEADS[:-1]] + [_signal("V6", leads["V6"][::2], 250)]
-    message = _refusal("mixed.edf", _edf_bytes(signals))
+    message = _refusal("mixed.edf", edf_bytes(signals))
     assert "different sampling rates" in message and "V6 at 250 Hz" in message
 
 
 def test_edf_missing_v6_is_refused():
     leads = _ecg_uv()
-    message = _refusal("eleven.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS[:-1]]))
+    message = _refusal("eleven.edf", edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS[:-1]]))
     assert message.startswith("Lead V6 is missing from the EDF file")
 
 
@@ -288,8 +283,8 @@ def _einthoven_uv() -> dict[str, np.ndarray]:
 def test_edf_with_i_ii_and_v1_v6_derives_the_other_limb_leads():
     leads = _einthoven_uv()
     eight = ("I", "II", *LEADS[6:])
-    parsed = _upload("eight.edf", _edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in eight]))
-    full = _upload("full.edf", _edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in LEADS]))
+    parsed = _upload("eight.edf", edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in eight]))
+    full = _upload("full.edf", edf_bytes([_signal(f"ECG {lead}", leads[lead], 500) for lead in LEADS]))
     assert parsed.notes == ["III, aVR, aVL and aVF derived from I and II"]
     rows = [LEADS.index(lead) for lead in eight]
     np.testing.assert_array_equal(parsed.signal[rows], full.signal[rows])
@@ -299,7 +294,7 @@ def test_edf_with_i_ii_and_v1_v6_derives_the_other_limb_leads():
 
 def test_edf_with_ii_and_avl_reconstructs_i():
     leads = _einthoven_uv()
-    parsed = _upload("pair.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in ("aVL", "II", *LEADS[6:])]))
+    parsed = _upload("pair.edf", edf_bytes([_signal(lead, leads[lead], 500) for lead in ("aVL", "II", *LEADS[6:])]))
     assert parsed.notes == ["I, III, aVR and aVF derived from II and aVL"]
     for k, lead in enumerate(LEADS[:6]):
         np.testing.assert_allclose(parsed.signal[k], leads[lead] * UV, rtol=0, atol=1 * UV)
@@ -307,47 +302,47 @@ def test_edf_with_ii_and_avl_reconstructs_i():
 
 def test_edf_of_a_two_lead_holter_is_refused_as_one():
     leads = _ecg_uv(fs=360)
-    message = _refusal("holter.edf", _edf_bytes([_signal("ECG MLII", leads["II"], 360),
+    message = _refusal("holter.edf", edf_bytes([_signal("ECG MLII", leads["II"], 360),
                                                 _signal("ECG V5", leads["V5"], 360)]))
     assert message.startswith("This is a 2-lead recording (ECG MLII and ECG V5), such as a Holter or monitor strip")
 
 
 def test_edf_holter_with_numbered_channels_is_refused_as_one():
     leads = _ecg_uv(fs=256)
-    message = _refusal("holter.edf", _edf_bytes([_signal(f"ECG {k}", leads["II"], 256) for k in (1, 2, 3)]
+    message = _refusal("holter.edf", edf_bytes([_signal(f"ECG {k}", leads["II"], 256) for k in (1, 2, 3)]
                                                + [_signal("Resp chest", leads["I"][::8], 32)]))
     assert message.startswith("This is a 3-lead recording (ECG 1, ECG 2 and ECG 3), such as a Holter")
 
 
 def test_edf_without_v3_is_refused_naming_it():
     leads = _einthoven_uv()
-    message = _refusal("no_v3.edf", _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS if lead != "V3"]))
+    message = _refusal("no_v3.edf", edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS if lead != "V3"]))
     assert message.startswith("Lead V3 is missing from the EDF file")
 
 
 def test_edf_with_flat_chest_leads_is_refused_saying_so():
     leads = _einthoven_uv()
     flat = {lead: (np.full_like(v, 12.0) if lead.startswith("V") else v) for lead, v in leads.items()}
-    message = _refusal("flat.edf", _edf_bytes([_signal(lead, flat[lead], 500) for lead in LEADS]))
+    message = _refusal("flat.edf", edf_bytes([_signal(lead, flat[lead], 500) for lead in LEADS]))
     assert message.startswith("The chest leads V1–V6 are flat")
 
 
 def test_edf_in_wrong_units_is_refused():
     leads = _ecg_uv()
     signals = [_signal(lead, leads[lead], 500, unit="mmHg" if lead == "V2" else "uV") for lead in LEADS]
-    message = _refusal("mmhg.edf", _edf_bytes(signals))
+    message = _refusal("mmhg.edf", edf_bytes(signals))
     assert "Lead V2" in message and "uV or mV" in message
 
 
 def test_edf_in_microvolts_labelled_millivolts_is_refused_by_the_amplitude_check():
     leads = _ecg_uv()
     signals = [_signal(lead, leads[lead], 500, unit="mV") for lead in LEADS]
-    assert "an ECG spans a few mV" in _refusal("huge.edf", _edf_bytes(signals))
+    assert "an ECG spans a few mV" in _refusal("huge.edf", edf_bytes(signals))
 
 
 def test_truncated_and_foreign_edf_are_refused():
     leads = _ecg_uv()
-    content = _edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS])
+    content = edf_bytes([_signal(lead, leads[lead], 500) for lead in LEADS])
     message = _refusal("cut.edf", content[: len(content) // 2])
     assert "cut short" in message and "announces 10 data records but it holds 4" in message
     for bad in (content[:300], b"not an edf file at all" * 30):

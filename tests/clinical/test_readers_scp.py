@@ -11,6 +11,7 @@ import pytest
 
 from clinical.intake import IntakeError, parse_upload, scp_ecg
 from mlcore.preprocess import LEADS
+from tests.clinical.export_fixtures import scp_record
 
 SAMPLES = Path("/work/shared/ecg_samples")
 SCP = SAMPLES / "scp-ecg" / "Example.scp"
@@ -53,7 +54,8 @@ def _upload(content: bytes):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Building records: the sample's sections, changed, written back with a fresh section 0, lengths and CRCs.
+# Building records: the sample's sections, changed, written back with a fresh section 0, lengths and CRCs
+# (export_fixtures.scp_record).
 
 
 def _split(record: bytes) -> dict[int, bytes]:
@@ -65,28 +67,6 @@ def _split(record: bytes) -> dict[int, bytes]:
             out[number] = record[index - 1 + 16:index - 1 + length]
     del out[0]
     return out
-
-
-def _section(number: int, body: bytes) -> bytes:
-    rest = struct.pack("<HIBB6s", number, 16 + len(body), 20, 20, b"SCPECG" if number == 0 else b"\0" * 6) + body
-    return struct.pack("<H", scp_ecg.crc_ccitt(rest)) + rest
-
-
-def _build(sections: dict[int, bytes]) -> bytes:
-    numbers = sorted(set(range(12)) | set(sections))
-    numbers.remove(0)
-    length0 = 16 + 10 * (len(numbers) + 1)
-    at, pointers, parts = 7 + length0, [struct.pack("<HII", 0, length0, 7)], []
-    for number in numbers:
-        if number in sections:
-            part = _section(number, sections[number])
-            pointers.append(struct.pack("<HII", number, len(part), at))
-            parts.append(part)
-            at += len(part)
-        else:
-            pointers.append(struct.pack("<HII", number, 0, 0))
-    rest = struct.pack("<I", 6 + length0 + sum(map(len, parts))) + _section(0, b"".join(pointers)) + b"".join(parts)
-    return struct.pack("<H", scp_ecg.crc_ccitt(rest)) + rest
 
 
 def _encode(values: list[int]) -> bytes:
@@ -152,12 +132,12 @@ def test_custom_huffman_table_decodes_like_the_default(scp_bytes):
     table = b"".join(struct.pack("<BBBhI", p, t, 1, v, int(format(c, f"0{p}b")[::-1], 2)) for p, t, v, c in rows)
     sections = _split(scp_bytes)
     sections[2] = struct.pack("<HH", 1, len(rows)) + table
-    custom = _upload(_build(sections))
+    custom = _upload(scp_record(sections))
     np.testing.assert_array_equal(custom.signal, _upload(scp_bytes).signal)
 
     sections[2] = struct.pack("<HH", 1, len(rows) - 2) + table[:-18]  # no escapes: large values have no code
     with pytest.raises(IntakeError, match="no code of the Huffman table"):
-        _upload(_build(sections))
+        _upload(scp_record(sections))
 
 
 def _leads_and_values(scp_bytes: bytes) -> tuple[dict[int, bytes], list[tuple[int, int, int]], list[list[int]]]:
@@ -177,7 +157,7 @@ def test_only_i_ii_and_v1_v6_stored_derives_the_other_limb_leads(scp_bytes):
     sections[3] = bytes([8, sections[3][1] & 0x07 | (8 << 3)]) + b"".join(struct.pack("<IIB", *leads[i]) for i in keep)
     sections[6] = _rhythm(sections[6], [_encode(values[i]) for i in keep], difference=0)
     sections.pop(4), sections.pop(5)
-    ecg = _upload(_build(sections))
+    ecg = _upload(scp_record(sections))
     full = _upload(scp_bytes)
     assert ecg.notes == ["III, aVR, aVL and aVF derived from I and II"]
     np.testing.assert_allclose(ecg.signal, full.signal, atol=0.003)  # the stored leads were rounded by the cart
@@ -191,7 +171,7 @@ def _keep(scp_bytes: bytes, codes: set[int]) -> bytes:
         struct.pack("<IIB", *leads[i]) for i in keep)
     sections[6] = _rhythm(sections[6], [_encode(values[i]) for i in keep], difference=0)
     sections.pop(4), sections.pop(5)
-    return _build(sections)
+    return scp_record(sections)
 
 
 def test_ii_avl_and_v1_v6_stored_reconstruct_i_and_the_other_limb_leads(scp_bytes):
@@ -227,7 +207,7 @@ def test_reference_beat_subtraction_is_added_back_at_the_fiducials(scp_bytes):
     sections[5] = _rhythm(sections[6], [_encode(b) for b in beat], difference=0)
     sections[5] = sections[5][:2] + struct.pack("<H", 2000) + sections[5][4:]
     sections[6] = _rhythm(sections[6], [_encode(r) for r in residual], difference=0)
-    np.testing.assert_array_equal(_upload(_build(sections)).signal, _upload(scp_bytes).signal)
+    np.testing.assert_array_equal(_upload(scp_record(sections)).signal, _upload(scp_bytes).signal)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,14 +251,14 @@ def test_huffman_stream_that_runs_off_its_data_is_refused(scp_bytes):
     body[6 + 2 * n:6 + 2 * n + sizes[0]] = b"\xff" * sizes[0]  # 16-bit escapes: 26 bits a sample, too few bytes
     sections[6] = bytes(body)
     with pytest.raises(IntakeError, match=r"lead 1 \(I\) .*runs off the data"):
-        _upload(_build(sections))
+        _upload(scp_record(sections))
 
 
 def test_bimodal_compression_is_refused(scp_bytes):
     sections = _split(scp_bytes)
     sections[6] = sections[6][:5] + b"\x01" + sections[6][6:]
     with pytest.raises(IntakeError, match="bimodal compression"):
-        _upload(_build(sections))
+        _upload(scp_record(sections))
 
 
 def test_device_statements_from_sections_8_and_11(scp_bytes):
@@ -288,10 +268,10 @@ def test_device_statements_from_sections_8_and_11(scp_bytes):
     sections[8] = when + bytes([2]) + b"".join(struct.pack("<BH", k + 1, len(t)) + t for k, t in enumerate(texts))
     coded = [b"\x01SR\0", b"\x03\0", b"\x02Abnormal ECG\0"]  # codes, statement logic (not shown), full text
     sections[11] = when + bytes([3]) + b"".join(struct.pack("<BH", k + 1, len(t)) + t for k, t in enumerate(coded))
-    ecg = _upload(_build(sections))
+    ecg = _upload(scp_record(sections))
     assert ecg.device["statements"] == ["Sinus rhythm", "Left axis deviation", "SR", "Abnormal ECG"]
 
 
 def test_rebuilt_sample_is_unchanged(scp_bytes):
     # The record builder the tests above rely on writes a record that reads exactly as the sample.
-    np.testing.assert_array_equal(_upload(_build(_split(scp_bytes))).signal, _upload(scp_bytes).signal)
+    np.testing.assert_array_equal(_upload(scp_record(_split(scp_bytes))).signal, _upload(scp_bytes).signal)

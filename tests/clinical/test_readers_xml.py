@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from clinical.intake import IntakeError, ParsedEcg, parse_upload
+from clinical.intake.philips import REMEDY as REMEDY_PHILIPS
 from mlcore.preprocess import LEADS
 
 SAMPLES = Path("/work/shared/ecg_samples")
@@ -19,7 +20,6 @@ AECG = SAMPLES / "hl7-aecg" / "Example_aECG.xml"
 PHILIPS = [SAMPLES / "philips-xml" / "129DYPRG.XML", SAMPLES / "philips-xml" / "3191723_ZZDEMOPTONLY_1-04_orig.xml"]
 UV = 1e-3  # 1 microvolt, in mV
 HL7 = {"v3": "urn:hl7-org:v3"}
-REMEDY_PHILIPS = "Export the ECG again as Philips XML 1.03 or 1.04 with its rhythm waveforms."
 
 
 def needs(*paths: Path):

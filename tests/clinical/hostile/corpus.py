@@ -17,6 +17,7 @@ import codecs
 import io
 import json
 import random
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -28,7 +29,9 @@ import numpy as np
 import wfdb
 
 from clinical import demo
+from clinical.intake import MAX_UPLOAD_BYTES
 from mlcore.preprocess import LEADS
+from tests.clinical import export_fixtures as fx
 from tests.clinical.hostile.multipart import Content, Payload
 
 FS = 500
@@ -413,6 +416,109 @@ def _json_cases() -> list[Case]:
     ]
 
 
+def _export(name: str, covers: str, content: bytes, expect: str, **kwargs) -> Case:
+    """A single export file, named ecg.<the case name's first word> (xml, dcm, edf, scp)."""
+    return Case(name, covers, {"file": (f"ecg.{name.split('-')[0]}", content)}, expect, "file", **kwargs)
+
+
+def _edf_records(content: bytes, records: str) -> bytes:
+    return content[:236] + records.encode().ljust(8) + content[244:]
+
+
+def _edf_samples_per_record(content: bytes, samples: str) -> bytes:
+    ns = int(content[252:256])
+    out = bytearray(content)
+    for i in range(ns):  # the field for signal i lies at 256 + 216 * ns + 8 * i (EDF specification)
+        out[256 + 216 * ns + 8 * i:256 + 216 * ns + 8 * (i + 1)] = samples.encode().ljust(8)
+    return bytes(out)
+
+
+def _scp_section_beyond_file() -> bytes:
+    record = bytearray(fx.scp_bytes())
+    (length0,) = struct.unpack_from("<I", record, 10)
+    for at in range(22, 6 + length0 - 9, 10):
+        if struct.unpack_from("<H", record, at)[0] == 6:  # section 6 (the rhythm data) said to be 1 GB long
+            struct.pack_into("<I", record, at + 2, 2**30)
+    # Fresh section 0 and record CRCs, so that only the length lies.
+    struct.pack_into("<H", record, 6, fx.scp_ecg.crc_ccitt(bytes(record[8:6 + length0])))
+    struct.pack_into("<H", record, 0, fx.scp_ecg.crc_ccitt(bytes(record[2:])))
+    return bytes(record)
+
+
+def _muse_lead_of(samples: int) -> bytes:
+    """A MUSE file whose lead I holds ``samples`` samples (and says so) while the other leads hold 10 s."""
+    return fx.muse_xml(lengths={"I": samples})
+
+
+def _just_over_the_limit(content: bytes, pad: bytes) -> bytes:
+    return content + pad * ((MAX_UPLOAD_BYTES + 1 - len(content)) // len(pad) + 1)
+
+
+LAUGHS = "".join(f'<!ENTITY lol{k} "{f"&lol{k - 1};" * 10}">' for k in range(1, 10))
+
+
+def _export_cases() -> list[Case]:
+    """The device exports (GE MUSE, Philips and HL7 aECG XML, DICOM, EDF, SCP-ECG) of issue 13."""
+    dicom_over = fx.dicom_dataset()
+    dicom_over.WaveformSequence[0].NumberOfWaveformSamples = 2**31 - 1
+    dicom_channels = fx.dicom_dataset()
+    dicom_channels.WaveformSequence[0].NumberOfWaveformChannels = 65535
+    return [
+        _export("xml-billion-laughs", "XML billion laughs", (
+            f'<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY lol0 "lol">{LAUGHS}]><RestingECG>&lol9;'
+            "</RestingECG>").encode(), "declares entities"),
+        _export("xml-external-entity", "XML external entity (XXE)",
+                b'<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                b"<RestingECG>&x;</RestingECG>", "refused unread", forbidden=("root:",)),
+        _export("xml-external-parameter-entity", "XML external entity (XXE, parameter entity)",
+                b'<?xml version="1.0"?><!DOCTYPE RestingECG [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;]>'
+                b"<RestingECG/>", "refused unread"),
+        _export("xml-external-dtd", "XML external DTD (not fetched)",
+                b'<?xml version="1.0"?><!DOCTYPE RestingECG SYSTEM "http://127.0.0.1:9/x.dtd"><RestingECG/>',
+                "This GE MUSE file has no rhythm waveform"),
+        _export("xml-nested-100k-deep", "XML 100k-deep nesting",
+                b"<RestingECG>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</RestingECG>",
+                "This GE MUSE file has no rhythm waveform"),
+        _export("xml-utf32", "UTF-32 XML", fx.muse_xml().decode("iso-8859-1").encode("utf-32"), "is UTF-32 text"),
+        _export("xml-muse-claims-5-million-samples", "GE MUSE lead claiming millions of samples",
+                fx.muse_xml(sample_count=5_000_000), "holds 5,000 samples but the file states 5,000,000"),
+        _export("xml-muse-lead-of-1.5-million-samples", "GE MUSE lead holding millions of samples",
+                _muse_lead_of(1_500_000), "Leads I and II have different lengths (1,500,000 and 5,000 samples)"),
+        _export("dcm-claims-2-billion-samples", "DICOM claiming huge NumberOfWaveformSamples",
+                fx.dicom_bytes(dicom_over), "The DICOM waveform data are cut short"),
+        _export("dcm-claims-65535-channels", "DICOM claiming huge NumberOfWaveformChannels",
+                fx.dicom_bytes(dicom_channels), "has 65535 channels but defines 12"),
+        _export("edf-claims-99999999-records", "EDF header lying about the number of records",
+                _edf_records(fx.edf_ecg(), "99999999"), "announces 99999999 data records but it holds 10"),
+        _export("edf-claims-99999999-samples-per-record", "EDF header lying about samples per record",
+                _edf_samples_per_record(fx.edf_ecg(), "99999999"), "announces 10 data records but it holds 0"),
+        _export("scp-section-beyond-file", "SCP-ECG section length beyond the file", _scp_section_beyond_file(),
+                "Section 6 of the SCP-ECG record is said to lie at bytes"),
+        _export("scp-record-claims-4-gb", "SCP-ECG record length beyond the file",
+                fx.scp_bytes()[:2] + struct.pack("<I", 4_000_000_000) + fx.scp_bytes()[6:],
+                "says it is 4,000,000,000 bytes long"),
+        _export("xml-over-5mb", "each type just over the size limit", _just_over_the_limit(fx.aecg_xml(), b" "),
+                "The .xml file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+        _export("dcm-over-5mb", "each type just over the size limit", _just_over_the_limit(fx.dicom_bytes(), b"\0"),
+                "The .dcm file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+        _export("edf-over-5mb", "each type just over the size limit", _just_over_the_limit(fx.edf_ecg(), b"\0"),
+                "The .edf file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+        _export("scp-over-5mb", "each type just over the size limit", _just_over_the_limit(fx.scp_bytes(), b"\0"),
+                "The .scp file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+        _json_case("json-over-5mb", "each type just over the size limit",
+                   _just_over_the_limit(demo.as_json(_signal(), FS), b" "),
+                   "The .json file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+        _export("dcm-that-is-xml", "wrong extension for the content (.dcm holding XML)", fx.muse_xml(),
+                "The .dcm file is not a DICOM file"),
+        _export("xml-that-is-dicom", "wrong extension for the content (.xml holding DICOM)", fx.dicom_bytes(),
+                "The file is not well-formed XML"),
+        _export("edf-that-is-scp", "wrong extension for the content (.edf holding SCP-ECG)", fx.scp_bytes(),
+                "The .edf file is not a readable EDF file"),
+        _export("scp-that-is-edf", "wrong extension for the content (.scp holding EDF)", fx.edf_ecg(),
+                "The .scp file is not an SCP-ECG record"),
+    ]
+
+
 def _other_cases() -> list[Case]:
     return [
         Case("absolute-path-no-extension", "path traversal (absolute path)", {"": ("/etc/passwd", b"root:x:0:0")},
@@ -425,7 +531,7 @@ def _other_cases() -> list[Case]:
 
 @cache
 def build() -> tuple[Case, ...]:
-    cases = (*_wfdb_cases(), *_csv_cases(), *_json_cases(), *_other_cases())
+    cases = (*_wfdb_cases(), *_csv_cases(), *_json_cases(), *_export_cases(), *_other_cases())
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"
     return cases
