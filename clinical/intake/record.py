@@ -69,7 +69,8 @@ def check_size(size: int, label: str, field: str) -> None:
     if size > MAX_UPLOAD_BYTES:
         raise IntakeError(
             f"The {label} file is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file. "
-            "A 10 s 12-lead ECG at 500 Hz is under 1 MB as a WFDB record, CSV or JSON file.",
+            f"{MAX_SECONDS / 60:g} minutes of 12 leads at 1000 Hz is about 7 MB as a WFDB record and 25 MB as CSV "
+            "or JSON.",
             field,
         )
 

@@ -244,8 +244,8 @@ BAD = [
     # Duration and sampling rate.
     pytest.param(lambda tmp: parse_csv(_csv(seconds=5), fs=100), "csv",
                  "The recording is 5.0 s long (500 samples at 100 Hz); at least 8 s is needed.", id="csv-too-short"),
-    pytest.param(lambda tmp: parse_csv(_csv(seconds=61), fs=100), "csv",
-                 "The recording is 61.0 s long; at most 60 s is accepted.", id="csv-too-long"),
+    pytest.param(lambda tmp: parse_csv(_csv(seconds=301), fs=100), "csv",
+                 "The recording is 301.0 s long; at most 300 s is accepted.", id="csv-too-long"),
     pytest.param(lambda tmp: parse_csv(_csv(), fs=20), "fs",
                  "The sampling rate must be between 50 and 2000 Hz; got 20 Hz.", id="csv-fs-out-of-range"),
     pytest.param(lambda tmp: parse_upload(files={"file": ("ecg.csv", _csv())}, fs=None), "fs",
@@ -260,9 +260,9 @@ BAD = [
     # Files.
     pytest.param(lambda tmp: parse_csv(b"", fs=100), "csv", "The .csv file is empty.", id="csv-empty-file"),
     pytest.param(lambda tmp: parse_csv(b"I" * (MAX_UPLOAD_BYTES + 1), fs=100), "csv",
-                 "The .csv file is 5.0 MB; the limit is 5 MB per file.", id="csv-oversize"),
+                 "The .csv file is 32.0 MB; the limit is 32 MB per file.", id="csv-oversize"),
     pytest.param(lambda tmp: _wfdb_pair(tmp, dat=b"\0" * (MAX_UPLOAD_BYTES + 1)), "dat",
-                 "The .dat file is 5.0 MB; the limit is 5 MB per file.", id="wfdb-oversize-dat"),
+                 "The .dat file is 32.0 MB; the limit is 32 MB per file.", id="wfdb-oversize-dat"),
     pytest.param(lambda tmp: _wfdb_pair(tmp, dat=b""), "dat", "The .dat file is empty.", id="wfdb-empty-dat"),
     pytest.param(lambda tmp: parse_csv(_csv(lambda rows: rows.__setitem__(0, rows[1][:8])), fs=100), "csv",
                  "The .csv file has no header row naming the leads, and its rows have 8 values",
