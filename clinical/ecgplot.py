@@ -321,7 +321,7 @@ def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: flo
 
     Decimated to at most OVERVIEW_POINTS points by keeping each bucket's minimum and maximum, so that a spike is
     never averaged away. Returns {"figure": plotly JSON, "record_s", "window_s", "start_s"}; the window is the first
-    shape (the page moves it when a person points at another start).
+    shape (the page adds a dashed one where a person points at another start).
     """
     x = np.asarray(signal, dtype=np.float64)[LEADS.index(lead)]  # (n,) mV
     n = x.shape[0]
@@ -358,7 +358,12 @@ def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: flo
             shapes=[window],
             annotations=[{"text": lead, "x": 0, "xref": "paper", "xanchor": "right", "xshift": -6, "y": 0.5,
                           "yref": "paper", "showarrow": False,
-                          "font": {"size": 14, "color": INK, "family": "Arial, sans-serif"}}],
+                          "font": {"size": 14, "color": INK, "family": "Arial, sans-serif"}},
+                         # Above the shaded window, on a white ground so the trace never hides it.
+                         {"text": "<b>Analysed</b>", "x": start_s, "xref": "x", "xanchor": "left", "xshift": 4,
+                          "y": 1, "yref": "paper", "yanchor": "top", "yshift": -3, "showarrow": False,
+                          "bgcolor": "rgba(255, 255, 255, 0.9)",
+                          "font": {"size": 13, "color": WINDOW_EDGE, "family": "Arial, sans-serif"}}],
         ),
     )
     return {"figure": fig.to_plotly_json(), "record_s": round(record_s, 3), "window_s": float(WINDOW_S),

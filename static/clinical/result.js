@@ -77,11 +77,15 @@
     Plotly.newPlot(overviewEl, ov.figure.data, ov.figure.layout, {displayModeBar: false, responsive: true});
     const place = function (start) {
       const shapes = ov.figure.layout.shapes.slice(0, 1);
+      const notes = ov.figure.layout.annotations.slice();
       if (Math.abs(start - ov.start_s) > 0.05) {
         shapes.push({type: "rect", xref: "x", yref: "paper", x0: start, x1: start + ov.window_s, y0: 0, y1: 1,
           fillcolor: "rgba(179, 92, 0, 0.14)", line: {color: "#b35c00", width: 2, dash: "dash"}});
+        notes.push({text: "<b>To analyse</b>", x: start, xref: "x", xanchor: "left", xshift: 4, y: 0, yref: "paper",
+          yanchor: "bottom", yshift: 3, showarrow: false, bgcolor: "rgba(255, 255, 255, 0.9)",
+          font: {size: 13, color: "#8a4700", family: "Arial, sans-serif"}});
       }
-      Plotly.relayout(overviewEl, {shapes: shapes});
+      Plotly.relayout(overviewEl, {shapes: shapes, annotations: notes});
     };
     if (input) {
       overviewEl.on("plotly_click", function (ev) {
