@@ -297,3 +297,16 @@ def test_api_upload_may_give_the_window(api_client):
     body["window_start_s"] = 33
     refused = api_client.post("/api/v1/ecgs/", body, format="json").json()["error"]
     assert "window_start_s" in refused["fields"] and "33 s is outside that" in refused["message"]
+
+
+def test_the_schema_lists_the_window_and_the_reanalyse_operation(api_client):
+    schema = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    op = schema["paths"]["/api/v1/ecgs/{public_id}/reanalyse/"]["post"]
+    assert op["operationId"] == "ecg_reanalyse" and "201" in op["responses"]
+    components = schema["components"]["schemas"]
+    assert set(components["AnalysedWindow"]["properties"]) == {"start_s", "end_s", "record_s", "chosen_by"}
+    for name in ("Job", "Result", "PatientEcg"):
+        assert {"analysed_window", "reanalysis_of"} <= set(components[name]["properties"]), name
+    assert "window_start_s" in components["SubmitJsonRequest"]["properties"]
+    assert "window_start_s" in components["SubmitMultipartRequest"]["properties"]
+    assert "300 s" in schema["paths"]["/api/v1/ecgs/"]["post"]["description"]
