@@ -310,3 +310,15 @@ def test_the_schema_lists_the_window_and_the_reanalyse_operation(api_client):
     assert "window_start_s" in components["SubmitJsonRequest"]["properties"]
     assert "window_start_s" in components["SubmitMultipartRequest"]["properties"]
     assert "300 s" in schema["paths"]["/api/v1/ecgs/"]["post"]["description"]
+
+
+def test_the_overview_strip_keeps_every_beat_of_five_minutes_in_few_points():
+    from clinical.ecgplot import OVERVIEW_POINTS, overview_figure
+
+    x = demo.synthesize(demo.CASES[0], fs=FS, seconds=300, seed=4)
+    strip = overview_figure(x, FS, start_s=145.0, end_s=155.0)
+    trace = strip["figure"]["data"][0]
+    assert len(trace["x"]) <= OVERVIEW_POINTS and trace["x"] == sorted(trace["x"])
+    # Min/max decimation: the R peaks of lead II survive (a plain every-Nth-sample strip would miss most of them).
+    assert max(trace["y"]) == pytest.approx(float(x[1].max()), abs=1e-3)
+    assert strip["figure"]["layout"]["shapes"][0]["x0"] == 145.0 and strip["record_s"] == 300.0
