@@ -177,6 +177,8 @@ def test_picking_another_window_on_the_page_opens_the_new_result_linked_both_way
     first = client.get(reverse("clinical:ecg-detail", args=[original.public_id])).content.decode()
     assert 'id="windows-analysed"' in first
     assert reverse("clinical:ecg-detail", args=[new.public_id]) in first and "20.0–30.0 s" in first
+    listed = client.get(reverse("clinical:ecg-list")).content.decode()  # two rows, told apart
+    assert "re-analysis · 20.0–30.0 s of 40.0 s" in listed and "15.0–25.0 s of 40.0 s" in listed
 
 
 @pytest.mark.parametrize("start, said", [
