@@ -60,3 +60,11 @@ def test_upload_a_long_record_see_its_window_and_analyse_another(live_server, ce
     page.click("#reanalysis-of a")
     page.wait_for_selector("#windows-analysed")
     assert "30.0–40.0 s" in page.locator("#windows-analysed").inner_text()
+
+    # On a phone the window line, the strip and the form stay readable without sideways scrolling of the card.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(page.url)
+    page.wait_for_selector("#overview-plot .main-svg")
+    card = page.locator("#analysed-window").bounding_box()
+    assert card["width"] <= 390
+    shot(page, "analysed-window-phone")
