@@ -85,8 +85,9 @@ def ecg_paper_figure(
 ) -> dict:
     """Draw a 12-lead ECG on ECG paper: 3x4 leads of 2.5 s each plus a 10 s lead II rhythm strip.
 
-    signal: (12, n) in mV, LEADS order, sampled at ``fs`` Hz (plotted at that rate, not resampled). A record
-    longer than 10 s is cropped to the 10 s the model saw (its central window); a shorter one is drawn as is.
+    signal: (12, n) in mV, LEADS order, sampled at ``fs`` Hz (plotted at that rate, not resampled): the window the
+    model read (EcgRecord.window_array(), mlcore.window.crop), so that the overlays line up with it. Anything
+    longer than 10 s is cropped as mlcore.preprocess.fit_window crops it (the central 10 s); shorter is drawn as is.
     overlays: finding label -> :class:`Overlay`; each adds hidden traces that shade the evidence behind the leads.
 
     Returns a JSON-serialisable dict::
@@ -306,3 +307,64 @@ def _label(text: str, x: float, baseline: float) -> dict:
         "text": text, "x": x + 0.05, "y": baseline + 1.05, "xanchor": "left", "yanchor": "bottom",
         "showarrow": False, "font": {"size": 13, "color": INK, "family": "Arial, sans-serif"},
     }
+
+
+# The overview strip: the whole record's lead II, small, with the analysed window shaded, to pick another window.
+OVERVIEW_POINTS = 4000  # min/max pairs of 2,000 buckets: every QRS of a 5 minute record still shows as a spike
+OVERVIEW_HEIGHT_PX = 150
+WINDOW_FILL = "rgba(11, 92, 173, 0.16)"
+WINDOW_EDGE = "#0b5cad"
+
+
+def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: float, lead: str = RHYTHM_LEAD) -> dict:
+    """The whole record's ``lead`` (default II) as a strip over its full length, [start_s, end_s) shaded.
+
+    Decimated to at most OVERVIEW_POINTS points by keeping each bucket's minimum and maximum, so that a spike is
+    never averaged away. Returns {"figure": plotly JSON, "record_s", "window_s", "start_s"}; the window is the first
+    shape (the page adds a dashed one where a person points at another start).
+    """
+    x = np.asarray(signal, dtype=np.float64)[LEADS.index(lead)]  # (n,) mV
+    n = x.shape[0]
+    record_s = n / fs
+    buckets = max(1, min(n, OVERVIEW_POINTS // 2))
+    edges = np.linspace(0, n, buckets + 1).astype(int)
+    t: list[float] = []
+    y: list[float] = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b <= a:
+            continue
+        seg = x[a:b]
+        lo, hi = int(np.argmin(seg)), int(np.argmax(seg))
+        for i in sorted({lo, hi}):  # in time order, so the line goes up and down as the signal does
+            t.append(round((a + i) / fs, 3))
+            y.append(round(float(seg[i]), 3))
+    median = float(np.median(x)) if n else 0.0
+    spread = float(np.percentile(np.abs(x - median), 99.5)) if n else 1.0
+    half = max(spread, 0.5) * 1.15
+    tick = next(step for step in (1, 2, 5, 10, 15, 30, 60) if record_s / step <= 12)
+    window = {"type": "rect", "xref": "x", "yref": "paper", "x0": start_s, "x1": end_s, "y0": 0, "y1": 1,
+              "fillcolor": WINDOW_FILL, "line": {"color": WINDOW_EDGE, "width": 2}, "layer": "below"}
+    fig = go.Figure(
+        data=[go.Scatter(x=t, y=y, mode="lines", line={"color": INK, "width": 1}, name=lead, meta=lead,
+                         hovertemplate="%{x:.1f} s<extra></extra>", showlegend=False)],
+        layout=go.Layout(
+            template="none", height=OVERVIEW_HEIGHT_PX, margin={"l": 36, "r": 12, "t": 8, "b": 34},
+            paper_bgcolor="#fff", plot_bgcolor="#fff", showlegend=False, dragmode=False, hovermode="x",
+            xaxis={"range": [0, record_s], "dtick": tick, "tick0": 0, "ticksuffix": " s", "showgrid": True,
+                   "gridcolor": "#e4e9ee", "zeroline": False, "fixedrange": True,
+                   "tickfont": {"size": 14, "color": INK, "family": "Arial, sans-serif"}},
+            yaxis={"range": [median - half, median + half], "showticklabels": False, "showgrid": False,
+                   "zeroline": False, "fixedrange": True},
+            shapes=[window],
+            annotations=[{"text": lead, "x": 0, "xref": "paper", "xanchor": "right", "xshift": -6, "y": 0.5,
+                          "yref": "paper", "showarrow": False,
+                          "font": {"size": 14, "color": INK, "family": "Arial, sans-serif"}},
+                         # Above the shaded window, on a white ground so the trace never hides it.
+                         {"text": "<b>Analysed</b>", "x": start_s, "xref": "x", "xanchor": "left", "xshift": 4,
+                          "y": 1, "yref": "paper", "yanchor": "top", "yshift": -3, "showarrow": False,
+                          "bgcolor": "rgba(255, 255, 255, 0.9)",
+                          "font": {"size": 13, "color": WINDOW_EDGE, "family": "Arial, sans-serif"}}],
+        ),
+    )
+    return {"figure": fig.to_plotly_json(), "record_s": round(record_s, 3), "window_s": float(WINDOW_S),
+            "start_s": start_s}

@@ -132,6 +132,16 @@ class EcgUploadForm(forms.Form):
         return d
 
 
+class ReanalyseForm(forms.Form):
+    """Another 10 s of a stored ECG; whether the record has a window there is the service's check
+    (mlcore.window.user_window), so the page and the API say the same."""
+
+    window_start_s = forms.FloatField(
+        label="Analyse another 10 s: start at", widget=forms.NumberInput(attrs={"step": "0.1", "min": "0"}),
+        error_messages={key: "Enter the start of the window as a number of seconds, such as 20 or 12.5."
+                        for key in ("required", "invalid")})
+
+
 class AcknowledgeForm(forms.Form):
     verdict = forms.ChoiceField(choices=[("agree", "I agree with the findings"), ("disagree", "I disagree")],
                                 widget=forms.RadioSelect)

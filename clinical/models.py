@@ -9,6 +9,8 @@ from django.db import models
 from django.utils import timezone
 
 from clinical import recommend
+from mlcore.preprocess import WINDOW_S
+from mlcore.window import crop
 
 
 class Patient(models.Model):
@@ -53,6 +55,21 @@ class EcgRecord(models.Model):
     device = models.JSONField(default=dict, blank=True)
     intake_notes = models.JSONField(default=list, blank=True)  # e.g. "III, aVR, aVL, aVF derived from I and II"
 
+    class WindowChosenBy(models.TextChoices):
+        QUALITY = "quality", "cleanest 10 s by signal quality"  # mlcore.window.choose_window
+        USER = "user", "chosen by the user"  # mlcore.window.user_window, a re-analysis
+        # Records stored before windows were chosen: the model read the central 10 s (mlcore.preprocess.fit_window).
+        CENTRE = "centre", "central 10 s"
+
+    # The 10 s the model, the quality report, the intake features and the drawing read: [start, start + 10 s) of
+    # the stored record (all of it when it is no longer). The full record stays in `signal`.
+    window_start_s = models.FloatField(default=0.0)
+    window_chosen_by = models.CharField(max_length=8, choices=WindowChosenBy.choices, default=WindowChosenBy.QUALITY)
+    # A user-picked window of an earlier ECG is a new record (same patient and signal), so that the first result,
+    # perhaps already reviewed and acknowledged, stays as it was.
+    reanalysis_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="reanalyses")
+
     class Meta:
         ordering = ["-uploaded_at"]
         permissions = [
@@ -80,6 +97,20 @@ class EcgRecord(models.Model):
 
     def signal_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.signal), dtype=np.float32).reshape(12, self.n_samples)
+
+    def window_array(self) -> np.ndarray:
+        """(12, m) mV: the analysed window's samples (what inference, explanation and the drawing read)."""
+        return crop(self.signal_array(), self.fs, self.window_start_s)
+
+    @property
+    def window_end_s(self) -> float:
+        return round(min(self.window_start_s + WINDOW_S, self.duration_s), 3)
+
+    @property
+    def analysed_window(self) -> dict:
+        """{start_s, end_s, record_s, chosen_by}, as the API returns it."""
+        return {"start_s": self.window_start_s, "end_s": self.window_end_s, "record_s": round(self.duration_s, 3),
+                "chosen_by": self.window_chosen_by}
 
     def __str__(self) -> str:
         return f"ECG {self.public_id} ({self.patient})"

@@ -17,12 +17,19 @@ def _visible(user) -> QuerySet[EcgRecord]:
 
 
 def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
-    return (_visible(user).select_related("prediction").prefetch_related("prediction__recommendations")
-            .defer("signal").order_by("-uploaded_at"))
+    return (_visible(user).select_related("prediction", "reanalysis_of").prefetch_related("prediction__recommendations")
+            .defer("signal", "reanalysis_of__signal").order_by("-uploaded_at"))
 
 
 def ecg_get_for_user(*, user, public_id) -> EcgRecord:
     return _visible(user).get(public_id=public_id)
+
+
+def ecg_reanalyses_for_user(*, user, record: EcgRecord) -> list[EcgRecord]:
+    """The first upload and every re-analysis of it (other windows of the same signal) that ``user`` may see,
+    oldest first."""
+    return list(_visible(user).filter(Q(pk=record.pk) | Q(reanalysis_of=record)).defer("signal")
+                .order_by("uploaded_at", "pk"))
 
 
 def review_queue() -> QuerySet[Prediction]:

@@ -29,7 +29,7 @@ from clinical.models import (
 )
 from clinical.recommend import MODELS_DISAGREE, FindingInput, QualityInput, rank_actions
 from mlcore.features import intake_features
-from mlcore.quality import assess
+from mlcore.window import WindowChoice, WindowError, choose_window, crop, user_window
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,11 @@ def _send(job_id: int) -> None:
 
 
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-               fs: float | None, idempotency_key: str = "") -> EcgRecord:
+               fs: float | None, idempotency_key: str = "", window_start_s: float | None = None) -> EcgRecord:
     """Parse, quality-check and store an upload, then queue its inference.
+
+    The model reads 10 s: of a longer record, the cleanest 10 s by signal quality (mlcore.window), or the 10 s
+    from ``window_start_s`` when the uploader gives it. The quality gate and the intake features read that window.
 
     On error nothing clinical is stored; the refusal itself is audited (who, when, which files, why).
     With an ``idempotency_key`` already used by this actor for the same request (patient fields and file bytes),
@@ -78,8 +81,8 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
     key with a different request is refused (code "idempotency_mismatch").
     """
     digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
-    request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files)
-                      if idempotency_key else "")
+    request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files,
+                                        window_start_s=window_start_s) if idempotency_key else "")
     try:
         if idempotency_key:
             seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related(
@@ -88,7 +91,8 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
                 return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
         try:
             return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
-                               digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256)
+                               digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256,
+                               window_start_s=window_start_s)
         except IntegrityError:
             if not idempotency_key:
                 raise
@@ -110,13 +114,18 @@ IDEMPOTENCY_MISMATCH = ("This Idempotency-Key was already used with a different 
 
 
 def submission_sha256(*, pseudonym: str, age: int | None, sex: str, fs: float | None,
-                      files: dict[str, tuple[str, bytes]]) -> str:
-    """SHA-256 of what a submission asks for: the patient fields, the sampling rate, each file's name and bytes.
+                      files: dict[str, tuple[str, bytes]], window_start_s: float | None = None) -> str:
+    """SHA-256 of what a submission asks for: the patient fields, the sampling rate, the window asked for (if any),
+    each file's name and bytes.
 
-    Every part is length-prefixed, so no two different requests share an encoding.
+    Every part is length-prefixed, so no two different requests share an encoding. A submission without a window
+    hashes as it did before windows could be asked for, so stored keys still match their retries.
     """
     h = hashlib.sha256()
-    fields = json.dumps({"pseudonym": pseudonym, "age": age, "sex": sex, "fs": fs}, sort_keys=True).encode()
+    asked = {"pseudonym": pseudonym, "age": age, "sex": sex, "fs": fs}
+    if window_start_s is not None:
+        asked["window_start_s"] = window_start_s
+    fields = json.dumps(asked, sort_keys=True).encode()
     h.update(b"%d:%s" % (len(fields), fields))
     for name, data in sorted(files.values()):
         raw = name.encode("utf-8", "surrogatepass")
@@ -137,7 +146,8 @@ def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str, pseudonym
 
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-                fs: float | None, digest: str, idempotency_key: str, request_sha256: str) -> EcgRecord:
+                fs: float | None, digest: str, idempotency_key: str, request_sha256: str,
+                window_start_s: float | None) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -150,11 +160,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         parsed = parse_upload(files=files, fs=fs)
     except IntakeError as exc:
         raise ClinicalError(exc.message, exc.field) from exc
-    quality = assess(parsed.signal, parsed.fs)
-    if not quality.usable:
-        reasons = " ".join(i.message for i in quality.refusals())
-        raise ClinicalError(f"This ECG cannot be analysed: {reasons} {quality.next_step()}", "file")
-    features = intake_features(parsed.signal, parsed.fs, quality)
+    window = _window(parsed.signal, parsed.fs, window_start_s)
+    quality, features = _window_quality(parsed.signal, parsed.fs, window)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         # "Unknown" at this upload never erases what an earlier one knew (the record keeps its own age_at_ecg).
@@ -168,8 +175,9 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             patient=patient, age_at_ecg=age, sex_at_ecg=sex, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
             n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
-            quality=quality.to_dict(), features=features, device=_jsonable(parsed.device),
-            intake_notes=[str(n) for n in parsed.notes],
+            quality=quality, features=features, device=_jsonable(parsed.device),
+            intake_notes=[str(n) for n in parsed.notes], window_start_s=window.start_s,
+            window_chosen_by=window.chosen_by,
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
@@ -183,9 +191,90 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
                   details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,
-                           "quality_warnings": [i.code for i in quality.warnings()]})
+                           "window": _window_audit(window),
+                           "quality_warnings": [i.code for i in window.quality.warnings()]})
         _enqueue(job)
     return record
+
+
+def _window(signal: np.ndarray, fs: float, start_s: float | None) -> WindowChoice:
+    """The analysed window: the one asked for, else the cleanest (ClinicalError on field "window_start_s")."""
+    if start_s is None:
+        return choose_window(signal, fs)
+    try:
+        return user_window(signal, fs, start_s)
+    except WindowError as exc:
+        raise ClinicalError(str(exc), "window_start_s") from exc
+
+
+def _window_quality(signal: np.ndarray, fs: float, window: WindowChoice) -> tuple[dict, dict]:
+    """The stored quality report (saying which window it judged) and intake features, both of the window; a
+    ClinicalError when the window cannot be analysed."""
+    span = f"{window.start_s:.1f}–{window.end_s:.1f} s of {window.record_s:.1f} s"
+    if not window.quality.usable:
+        reasons = " ".join(i.message for i in window.quality.refusals())
+        if window.record_s <= window.end_s - window.start_s:  # the record is its own window
+            raise ClinicalError(f"This ECG cannot be analysed: {reasons} {window.quality.next_step()}", "file")
+        if window.chosen_by == "user":
+            raise ClinicalError(f"This ECG cannot be analysed at {span}: {reasons} Choose another start.",
+                                "window_start_s")
+        raise ClinicalError(f"This ECG cannot be analysed: no 10 s of the {window.record_s:.1f} s recording is "
+                            f"clean enough. The cleanest ({span}): {reasons} {window.quality.next_step()}", "file")
+    quality = {**window.quality.to_dict(), "window": window.to_dict()}
+    return quality, intake_features(crop(signal, fs, window.start_s), fs, window.quality)
+
+
+def _window_audit(window: WindowChoice) -> dict:
+    return {"start_s": window.start_s, "end_s": window.end_s, "chosen_by": window.chosen_by}
+
+
+def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotency_key: str = "") -> EcgRecord:
+    """Analyse another 10 s of a stored ECG: a new record (same patient, signal and upload facts, ``reanalysis_of``
+    the original) with its own job, so the original result, perhaps already reviewed, stays as it was.
+
+    The caller has checked that ``actor`` may upload and may see ``record``. A start outside the record or a
+    window the quality gate refuses is a ClinicalError on "window_start_s", and nothing is stored. An
+    ``idempotency_key`` works as on upload: the same key for the same request returns the first re-analysis.
+    """
+    origin = record.reanalysis_of or record  # a re-analysis of a re-analysis points at the first upload
+    request_sha256 = ""
+    if idempotency_key:
+        asked = json.dumps({"reanalyse": str(record.public_id), "window_start_s": window_start_s}, sort_keys=True)
+        request_sha256 = hashlib.sha256(asked.encode()).hexdigest()
+        seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related("record").first()
+        if seen:
+            if seen.request_sha256 != request_sha256:
+                raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch")
+            return seen.record
+    signal = record.signal_array()
+    window = _window(signal, record.fs, window_start_s)
+    quality, features = _window_quality(signal, record.fs, window)
+    try:
+        with transaction.atomic():
+            new = EcgRecord.objects.create(
+                patient=record.patient, age_at_ecg=record.age_at_ecg, sex_at_ecg=record.sex_at_ecg, uploaded_by=actor,
+                source_format=record.source_format, source_files=record.source_files,
+                upload_sha256=record.upload_sha256, fs=record.fs, n_samples=record.n_samples, signal=record.signal,
+                quality=quality, features=features, device=record.device, intake_notes=record.intake_notes,
+                window_start_s=window.start_s, window_chosen_by=window.chosen_by, reanalysis_of=origin,
+            )
+            job = InferenceJob.objects.create(record=new, enqueued_at=timezone.now(), stage="Waiting for a worker")
+            if idempotency_key:  # a concurrent retry with the same key fails here and returns the winner's record
+                IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=new,
+                                              request_sha256=request_sha256)
+            audit_log(actor=actor, action="ecg.reanalyse", object_type="EcgRecord", object_id=new.public_id,
+                      details={"reanalysis_of": str(origin.public_id), "from": str(record.public_id),
+                               "patient": record.patient.pseudonym, "window": _window_audit(window),
+                               "quality_warnings": [i.code for i in window.quality.warnings()]})
+            _enqueue(job)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        seen = IdempotencyKey.objects.select_related("record").get(user=actor, key=idempotency_key)
+        if seen.request_sha256 != request_sha256:
+            raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch") from None
+        return seen.record
+    return new
 
 
 def _jsonable(value):
@@ -239,7 +328,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
     started = time.perf_counter()
     ens = get_ensemble()
     _progress(job, 30, "Running the ensemble")
-    signal = record.signal_array()
+    signal = record.window_array()  # (12, m) mV: the analysed 10 s at the record's own rate
     pred = ens.predict([signal], record.fs)
     labels = ens.labels
 

@@ -16,13 +16,14 @@ from django.views.decorators.http import require_POST
 
 from clinical import access, selectors, services
 from clinical.audit import audit_log
-from clinical.ecgplot import Overlay, ecg_paper_figure, plotly_js_path
+from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
 from clinical.errors import ClinicalError
-from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm
+from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord
 from clinical.reviews import result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
+from mlcore.preprocess import WINDOW_S
 
 
 def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
@@ -79,7 +80,8 @@ def _figure(record: EcgRecord) -> dict:
                 overlays[f.overlay_key] = Overlay(label=f.code, display=f.display,
                                                   lead_maps=np.asarray(ex["lead_maps"], dtype=np.float32),
                                                   lead_relevance=np.asarray(ex["lead_relevance"], dtype=np.float32))
-    return ecg_paper_figure(record.signal_array(), record.fs, overlays=overlays)
+    # The analysed window, as the model read it: the evidence maps cover these 10 s.
+    return ecg_paper_figure(record.window_array(), record.fs, overlays=overlays)
 
 
 def _ack_form(prediction, data=None) -> AcknowledgeForm:
@@ -95,8 +97,8 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
 
 
 def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm | None = None,
-            status: int = 200) -> HttpResponse:
-    """The result page; ack_form: a refused acknowledgement, shown again with its errors."""
+            status: int = 200, reanalyse_form: ReanalyseForm | None = None) -> HttpResponse:
+    """The result page; ack_form / reanalyse_form: a refused acknowledgement or window, shown with its errors."""
     access.ecg_view_audit(actor=request.user, record=record, via=access.PAGE, view="ecg_detail")
     prediction = getattr(record, "prediction", None)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
@@ -112,7 +114,41 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "plot": _figure(record),
         "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
         "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
+        "overview": (overview_figure(record.signal_array(), record.fs, start_s=record.window_start_s,
+                                     end_s=record.window_end_s) if record.duration_s > WINDOW_S else None),
+        "latest_start_s": max(0.0, int((record.duration_s - WINDOW_S) * 10) / 10),
+        "reanalyse_form": (reanalyse_form or ReanalyseForm(initial={"window_start_s": record.window_start_s}))
+        if request.user.has_perm("clinical.upload_ecg") and record.duration_s > WINDOW_S else None,
+        "reanalysis_of": _visible_or_none(request, record.reanalysis_of),
+        "reanalyses": selectors.ecg_reanalyses_for_user(user=request.user, record=record.reanalysis_of or record),
     }, status=status)
+
+
+def _visible_or_none(request: HttpRequest, record: EcgRecord | None) -> EcgRecord | None:
+    if record is None:
+        return None
+    try:
+        return selectors.ecg_get_for_user(user=request.user, public_id=record.public_id)
+    except EcgRecord.DoesNotExist:
+        return None
+
+
+@login_required
+@require_POST
+@permission_required("clinical.upload_ecg", raise_exception=True)
+def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
+    """Analyse another 10 s of this ECG: a new record and result; this one stays as it is."""
+    record = _record_or_404(request, public_id)
+    form = ReanalyseForm(request.POST)
+    if form.is_valid():
+        try:
+            new = services.ecg_reanalyse(actor=request.user, record=record,
+                                         window_start_s=form.cleaned_data["window_start_s"])
+        except ClinicalError as exc:
+            form.add_error("window_start_s", exc.message)
+        else:
+            return redirect("clinical:ecg-detail", public_id=new.public_id)
+    return _detail(request, record, reanalyse_form=form, status=400)
 
 
 @login_required

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mlcore.ensemble import Ensemble
+from mlcore.window import choose_window
 
 RUNS = 200
 
@@ -48,7 +49,7 @@ def bench(weights: str, threads: int = 1, out: str | None = None) -> dict:
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     result: dict = {"model_version": ens.version, "members": len(ens.members), "threads": threads,
-                    "torch": torch.__version__, "load_s": round(load_s, 3), "latency": {}, "gradcam": {}}
+                    "torch": torch.__version__, "load_s": round(load_s, 3), "latency": {}, "gradcam": {}, "window": {}}
     for fs in (100, 500):
         x = _ecg(fs, rng)
         result["latency"][f"{fs}Hz"] = _summary(_timings(lambda x=x, fs=fs: ens.predict([x], fs), RUNS))
@@ -58,6 +59,10 @@ def bench(weights: str, threads: int = 1, out: str | None = None) -> dict:
     x = _ecg(100, rng)
     for label in ens.labels.superclasses:
         result["gradcam"][label] = _summary(_timings(lambda label=label: ens.explain(x, 100, label), 30, 3))
+    # Choosing the analysed window of a long upload (mlcore.window) runs at intake, in the web process.
+    for fs in (500, 1000):
+        long = np.concatenate([_ecg(fs, rng) for _ in range(30)], axis=1)  # (12, 300 s)
+        result["window"][f"300s_{fs}Hz"] = _summary(_timings(lambda x=long, fs=fs: choose_window(x, fs), 5, 1))
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     print(f"ensemble {ens.version}: {len(ens.members)} members, {threads} torch thread(s), load {load_s:.2f} s")
@@ -67,6 +72,9 @@ def bench(weights: str, threads: int = 1, out: str | None = None) -> dict:
     print(f"  batched (64 per call, 100 Hz): {result['throughput_ecg_per_s']:.0f} ECG/s")
     for k, v in result["gradcam"].items():
         print(f"  explain (Grad-CAM + per-lead) {k:<5}: median {v['median_ms']:6.2f} ms  p95 {v['p95_ms']:6.2f} ms")
+    for k, v in result["window"].items():
+        print(f"  choose the analysed 10 s of a 12-lead record of {k.replace('_', ' at ')}: median "
+              f"{v['median_ms']:6.0f} ms  p95 {v['p95_ms']:6.0f} ms (one core)")
     print(f"  peak memory (max RSS): {result['peak_rss_mb']:.0f} MB")
     if out:
         Path(out).write_text(json.dumps(result, indent=2))

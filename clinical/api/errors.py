@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 from clinical.errors import ClinicalError
-from clinical.intake import ACCEPTED_UPLOADS
+from clinical.intake import ACCEPTED_UPLOADS, MAX_SECONDS, MAX_UPLOAD_BYTES
 
 _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
@@ -23,19 +23,24 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def _too_large(context) -> PayloadTooLarge:
-    """Say how large the body was and what is accepted."""
-    from django.conf import settings
-
     request = context.get("request")
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         size = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
     except ValueError:
         size = 0
+    return body_too_large(size)
+
+
+def body_too_large(size: int) -> PayloadTooLarge:
+    """Say how large the request body was and what is accepted (the body, not a file: the client sent no file)."""
+    from django.conf import settings
+
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     said = f"The request body is {size / 2**20:.1f} MB" if size else "The request body is too large"
     return PayloadTooLarge(
         f"{said}; this server accepts at most {limit / 2**20:.0f} MB of JSON or form data. Submit one ECG per "
-        "request (up to 5 MB per file)."
+        f"request: up to {MAX_SECONDS:g} s ({MAX_SECONDS / 60:g} minutes) as JSON, or as files of up to "
+        f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB each."
     )
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("ecgs/", views.EcgSubmitApi.as_view(), name="ecg-submit"),
     path("ecgs/<uuid:public_id>/job/", views.EcgJobApi.as_view(), name="ecg-job"),
     path("ecgs/<uuid:public_id>/result/", views.EcgResultApi.as_view(), name="ecg-result"),
+    path("ecgs/<uuid:public_id>/reanalyse/", views.EcgReanalyseApi.as_view(), name="ecg-reanalyse"),
     path("ecgs/<uuid:public_id>/acknowledge/", views.EcgAcknowledgeApi.as_view(), name="ecg-acknowledge"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),

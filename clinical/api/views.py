@@ -21,10 +21,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinical import access, selectors, services
+from clinical.api.errors import body_too_large
 from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
-from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, shown
+from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, MIN_SECONDS, shown
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.reviews import MISSED, result_acknowledge
@@ -115,13 +116,32 @@ class _LeadsField(serializers.Field):
 _ID = "3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44"
 EX_JOB = OpenApiExample("Job", response_only=True, value={
     "id": _ID, "state": "running", "progress": 60, "stage": "Computing evidence on the leads", "error": "",
-    "attempts": 1, "result_url": f"/api/v1/ecgs/{_ID}/result/"})
+    "attempts": 1, "result_url": f"/api/v1/ecgs/{_ID}/result/",
+    "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
+    "reanalysis_of": None})
 EX_ERROR = OpenApiExample("Error", response_only=True, status_codes=["400"], value={
     "error": {"code": "invalid", "message": "Missing lead(s): V6; a 12-lead ECG is required.",
               "fields": {"file": ["Missing lead(s): V6; a 12-lead ECG is required."]}}})
 EX_MISMATCH = OpenApiExample("Idempotency mismatch", response_only=True, status_codes=["422"], value={
     "error": {"code": "idempotency_mismatch", "message": services.IDEMPOTENCY_MISMATCH,
               "fields": {"Idempotency-Key": [services.IDEMPOTENCY_MISMATCH]}}})
+
+
+WINDOW_HELP = (f"The model reads 10 s. Of a longer recording (up to {MAX_SECONDS:g} s) it reads the cleanest 10 s by "
+               "signal quality, unless window_start_s says where the 10 s start (seconds from the start of the "
+               "recording, 0 to its length minus 10).")
+
+
+class AnalysedWindow(serializers.Serializer):
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    record_s = serializers.FloatField(help_text="Length of the whole recording")
+    chosen_by = serializers.ChoiceField(choices=EcgRecord.WindowChosenBy.values, help_text=(
+        "quality: the cleanest 10 s by signal quality; user: the start given at upload or re-analysis; centre: "
+        "the central 10 s (ECGs stored before windows were chosen)."))
+
+    class Meta:
+        ref_name = "AnalysedWindow"
 
 
 class JobOutput(serializers.Serializer):
@@ -132,16 +152,32 @@ class JobOutput(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     attempts = serializers.IntegerField()
     result_url = serializers.CharField()
+    analysed_window = AnalysedWindow(help_text="The 10 s of the recording the model reads.")
+    reanalysis_of = serializers.UUIDField(allow_null=True, help_text="The ECG this one re-analyses (another window "
+                                                                     "of the same recording), or null.")
 
     class Meta:
         ref_name = "Job"
+
+
+def _reanalysis_of(record: EcgRecord):
+    return record.reanalysis_of.public_id if record.reanalysis_of_id else None
 
 
 def _job_payload(record: EcgRecord) -> dict:
     job = record.job
     return {"id": record.public_id, "state": job.state, "progress": job.progress, "stage": job.stage,
             "error": job.error, "attempts": job.attempts,
-            "result_url": reverse("api:ecg-result", args=[record.public_id])}
+            "result_url": reverse("api:ecg-result", args=[record.public_id]),
+            "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record)}
+
+
+def _idempotency_key(request) -> str:
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if key and not IDEMPOTENCY_KEY.match(key):
+        raise serializers.ValidationError({"Idempotency-Key": [
+            f"Use {IDEMPOTENCY_KEY_RULE} for the Idempotency-Key (got {len(key)} characters)."]})
+    return key
 
 
 class EcgSubmitApi(APIView):
@@ -162,6 +198,7 @@ class EcgSubmitApi(APIView):
         units = serializers.ChoiceField(choices=["mV", "uV"], default="mV")
         leads = _LeadsField(help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
         patient = Patient()
+        window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
 
         class Meta:
             ref_name = "SubmitJson"
@@ -171,12 +208,15 @@ class EcgSubmitApi(APIView):
                                       help_text="A WFDB record (.hea with its .dat or .mat, optionally the .xyz of "
                                                 "a PTB record), one .csv / .txt / .json file, or one export: GE "
                                                 "MUSE, Philips Sierra or HL7 aECG XML (.xml), DICOM (.dcm), "
-                                                "SCP-ECG (.scp) or EDF (.edf). 5 MB each at most.")
+                                                "SCP-ECG (.scp) or EDF (.edf). "
+                                                f"{MAX_UPLOAD_BYTES // 2**20} MB each at most; "
+                                                f"{MAX_SECONDS:g} s of recording at most.")
         pseudonym = serializers.CharField(max_length=64)
         age = serializers.IntegerField(min_value=0, max_value=120, allow_null=True,
                                        help_text="Whole years; an empty value when the age is unknown (required).")
         sex = serializers.ChoiceField(choices=["M", "F", "U"])
         fs = serializers.FloatField(required=False, min_value=50, max_value=2000, help_text="Required for CSV.")
+        window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
 
         class Meta:
             ref_name = "SubmitMultipart"
@@ -191,6 +231,10 @@ class EcgSubmitApi(APIView):
     @extend_schema(
         operation_id="ecg_submit",
         summary="Submit a 12-lead ECG for analysis",
+        description=(f"One ECG per request: {MIN_SECONDS:g} to {MAX_SECONDS:g} s ({MAX_SECONDS / 60:g} minutes) of "
+                     f"recording; files of up to {MAX_UPLOAD_BYTES // 2**20} MB each, or a JSON body of up to "
+                     f"{MAX_UPLOAD_BYTES // 2**20} MB (larger: 413, code \"too_large\"). Five minutes of 12 leads "
+                     "at 1000 Hz is about 7 MB as WFDB and about 25 MB as CSV or JSON. " + WINDOW_HELP),
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                      description=f"{IDEMPOTENCY_KEY_RULE[:1].upper()}{IDEMPOTENCY_KEY_RULE[1:]} "
                                                  "(a longer key, or other characters: 400). Retrying the same "
@@ -205,28 +249,29 @@ class EcgSubmitApi(APIView):
     )
     def post(self, request):
         _require(request, "upload_ecg", "use_api")
-        key = (request.headers.get("Idempotency-Key") or "").strip()
-        if key and not IDEMPOTENCY_KEY.match(key):
-            raise serializers.ValidationError({"Idempotency-Key": [
-                f"Use {IDEMPOTENCY_KEY_RULE} for the Idempotency-Key (got {len(key)} characters)."]})
+        key = _idempotency_key(request)
         json_body = not request.content_type.startswith("multipart/")
         if not json_body:
             s = self.MultipartInput(data=request.data)
             s.is_valid(raise_exception=True)
             d = s.validated_data
             files = {f"f{i}": (f.name, f.read()) for i, f in enumerate(d["files"])}
-            args = {"pseudonym": d["pseudonym"], "age": d["age"], "sex": d["sex"], "fs": d.get("fs")}
+            args = {"pseudonym": d["pseudonym"], "age": d["age"], "sex": d["sex"], "fs": d.get("fs"),
+                    "window_start_s": d.get("window_start_s")}
         else:
             # The raw body is kept (read before DRF parses it, so DRF parses this copy) and handed to the same
             # parser as a .json file uploaded in the browser: it reads "fs", "units" and "leads" and ignores
             # "patient". Re-serialising the validated data cost more than parsing.
             body = request.body
+            if len(body) > MAX_UPLOAD_BYTES:  # the body is the ECG document: refused as the body, never as a file
+                raise body_too_large(len(body))
             s = self.JsonInput(data=request.data)
             s.is_valid(raise_exception=True)
             d = s.validated_data
             files = {"json": ("api.json", body)}
             p = d["patient"]
-            args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None}
+            args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None,
+                    "window_start_s": d.get("window_start_s")}
         try:
             record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
         except ClinicalError as exc:
@@ -243,6 +288,44 @@ class EcgJobApi(APIView):
     def get(self, request, public_id):
         # Not audited: the analysis state only, no patient data (see clinical.access); the result read is.
         return Response(_job_payload(_record(request, public_id)))
+
+
+class EcgReanalyseApi(APIView):
+    class Input(serializers.Serializer):
+        window_start_s = serializers.FloatField(help_text="Where the 10 s start, in seconds from the start of the "
+                                                          "recording: 0 to its length minus 10.")
+
+        class Meta:
+            ref_name = "ReanalyseInput"
+
+    @extend_schema(
+        operation_id="ecg_reanalyse", summary="Analyse another 10 s of a submitted ECG",
+        description="Makes a new ECG (same patient and recording, reanalysis_of this one, window chosen_by "
+                    "\"user\") with its own analysis; this ECG and its result stay as they are. Allowed to those "
+                    "who may submit ECGs, for an ECG they may see. A start outside the recording, or a window the "
+                    "quality gate refuses, is a 400 on window_start_s and nothing is stored. Idempotency-Key works "
+                    "as on submit.",
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description=f"{IDEMPOTENCY_KEY_RULE[:1].upper()}{IDEMPOTENCY_KEY_RULE[1:]}; "
+                                                 "the same key with the same request returns the first "
+                                                 "re-analysis, with another request 422.")],
+        request=Input, responses={201: JobOutput, **ERRORS, 422: ErrorSerializer},
+        examples=[OpenApiExample("Re-analyse", request_only=True, value={"window_start_s": 20}), OpenApiExample(
+            "Re-analysis", response_only=True, status_codes=["201"], value={
+                "id": _ID, "state": "queued", "progress": 0, "stage": "Waiting for a worker", "error": "",
+                "attempts": 0, "result_url": f"/api/v1/ecgs/{_ID}/result/",
+                "analysed_window": {"start_s": 20.0, "end_s": 30.0, "record_s": 38.0, "chosen_by": "user"},
+                "reanalysis_of": "9d3c1e0a-5b7f-4c2e-8a61-0f4b2d7e9c15"}), EX_ERROR])
+    def post(self, request, public_id):
+        _require(request, "upload_ecg", "use_api")
+        key = _idempotency_key(request)
+        record = _record(request, public_id)
+        s = self.Input(data=request.data)
+        s.is_valid(raise_exception=True)
+        new = services.ecg_reanalyse(actor=request.user, record=record,
+                                     window_start_s=s.validated_data["window_start_s"], idempotency_key=key)
+        new.refresh_from_db()
+        return Response(_job_payload(new), status=status.HTTP_201_CREATED)
 
 
 class EcgResultApi(APIView):
@@ -290,6 +373,8 @@ class EcgResultApi(APIView):
                       "waveform: device, acquired, the device's own statements and measurements (GE MUSE names, e.g. "
                       "PRInterval), and units: the unit of each measurement (ms, /min, °; '' when the file names "
                       "a measurement we do not know); {} for WFDB, CSV, JSON uploads. Not this system's analysis.")
+        analysed_window = AnalysedWindow(help_text="The 10 s of the recording these findings are about.")
+        reanalysis_of = serializers.UUIDField(allow_null=True, help_text="The ECG this one re-analyses, or null.")
         findings = Finding(many=True)
         recommendations = Action(many=True)
         acknowledged_by = serializers.CharField(allow_null=True)
@@ -307,6 +392,8 @@ class EcgResultApi(APIView):
                        "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
                                           "measurements": {"VentricularRate": 48},
                                           "units": {"VentricularRate": "/min"}},
+                       "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
+                       "reanalysis_of": None,
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
                                      "probability": 0.71, "threshold": 0.39, "needs_review": False}],
                        "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms, drugs and "
@@ -325,7 +412,8 @@ class EcgResultApi(APIView):
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
                 "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
-                "findings": [], "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
+                "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record), "findings": [],
+                "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
         if prediction is None:
             return Response(body)
         findings = []
@@ -376,6 +464,8 @@ class PatientEcgListApi(APIView):
         age_at_ecg = serializers.IntegerField(allow_null=True)  # null: unknown
         sex_at_ecg = serializers.ChoiceField(choices=Patient.Sex.choices, help_text="As given with this ECG.")
         source_format = serializers.CharField()
+        analysed_window = AnalysedWindow(read_only=True)
+        reanalysis_of = serializers.UUIDField(source="reanalysis_of.public_id", allow_null=True, read_only=True)
         job_url = serializers.SerializerMethodField()
 
         class Meta:
@@ -402,6 +492,8 @@ class PatientEcgListApi(APIView):
                        "next": "/api/v1/patients/PT-0042/ecgs/?cursor=cD0yMDI2", "previous": None,
                        "results": [{"id": _ID, "uploaded_at": "2026-11-27T16:50:15Z", "state": "done",
                                     "age_at_ecg": 63, "sex_at_ecg": "F", "source_format": "json",
+                                    "analysed_window": {"start_s": 0.0, "end_s": 10.0, "record_s": 10.0,
+                                                        "chosen_by": "quality"}, "reanalysis_of": None,
                                     "job_url": f"/api/v1/ecgs/{_ID}/job/"}]})])
     def get(self, request, pseudonym):
         f = self.Filter(data={"pseudonym": pseudonym, "state": request.query_params.get("state", "")})

@@ -2,9 +2,15 @@
 form, the API and the docs say the same)."""
 from __future__ import annotations
 
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # per file; 60 s of 12 leads at 1000 Hz is 1.4 MB in WFDB format 16
 MIN_SECONDS = 8.0  # the model reads a 10 s window; shorter records would be mostly padding
-MAX_SECONDS = 60.0
+# Five minutes: what hospitals export besides the 10 s resting ECG (PTB's 38 s records, 60-300 s rhythm strips and
+# monitor exports). The model reads one 10 s window of it, chosen by signal quality (mlcore.window) or by the
+# user. Longer recordings (a 24 h Holter) need beat-by-beat analysis of the whole, a different examination.
+MAX_SECONDS = 300.0
+# Per file, and the API's JSON body (ecgapp.settings DATA_UPLOAD_MAX_MEMORY_SIZE is the same number). Sized for
+# MAX_SECONDS of 12 leads at 1000 Hz: 7.2 MB as WFDB format 16 (2 bytes a sample), about 25 MB as CSV or JSON
+# text (6-9 characters a sample, e.g. "-0.1234,"). The text readers stop keeping samples past MAX_SECONDS.
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 # Accepted WFDB sampling rates, lowest and highest (Hz): any rate between, e.g. 240 Hz GE MAC-LAB, 257 Hz INCART,
 # 360 Hz MIT-BIH; mlcore.preprocess resamples to the model rate.
 WFDB_RATES = (100.0, 2000.0)

@@ -66,11 +66,12 @@ def check_size(size: int, label: str, field: str) -> None:
     """Refuse an empty or over-large file before its content is read (the form and the API call this with the
     size of the uploaded file; the parsers with the length of the content)."""
     if size == 0:
-        raise IntakeError(f"The {label} file is empty.", field)
+        raise IntakeError(f"The {label} file is empty (0 bytes). Export the ECG again and upload the new file.", field)
     if size > MAX_UPLOAD_BYTES:
         raise IntakeError(
             f"The {label} file is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file. "
-            "A 10 s 12-lead ECG at 500 Hz is under 1 MB as a WFDB record, CSV or JSON file.",
+            f"{MAX_SECONDS / 60:g} minutes of 12 leads at 1000 Hz is about 7 MB as a WFDB record and 25 MB as CSV "
+            "or JSON. Export only the ECG to be interpreted (at most 5 minutes), or as a WFDB record.",
             field,
         )
 
@@ -107,13 +108,14 @@ def check_duration(n: int, fs: float, field: str) -> None:
     duration = n / fs
     if duration < MIN_SECONDS:
         raise IntakeError(
-            f"The recording is {duration:.1f} s long ({n} samples at {fs:g} Hz); at least {MIN_SECONDS:g} s is needed.",
+            f"The recording is {duration:.1f} s long ({n} samples at {fs:g} Hz); at least {MIN_SECONDS:g} s is needed. "
+            "Upload the full 10 s resting ECG (check the sampling rate, if you entered one).",
             field,
         )
     if duration > MAX_SECONDS:
         raise IntakeError(
             f"The recording is {duration:.1f} s long; at most {MAX_SECONDS:g} s is accepted. "
-            "Crop it to the part to be interpreted.",
+            "Crop it to the part to be interpreted (up to 5 minutes) and upload that.",
             field,
         )
 

@@ -94,9 +94,11 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = ENV.data_dir / "media"
 
-# Uploads: the intake parsers enforce their own per-file limit with a clear message; Django's cap sits above it.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+# Uploads: clinical.intake.limits.MAX_UPLOAD_BYTES (32 MiB) per file, and the same for the API's JSON body, which
+# is one ECG document (Django counts only the non-file part of a multipart body against this). Written out rather
+# than imported, so that settings import no app code; tests/ecgapp checks that the two agree.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 # One handler that keeps at most the per-file limit (+1 byte, so the size check still sees an over-large file)
 # and only counts the rest: a 100 MB upload costs neither 100 MB of memory nor a temporary file.
 FILE_UPLOAD_HANDLERS = ["clinical.forms.CappedUploadHandler"]

@@ -66,6 +66,42 @@
     });
   });
 
+  // The overview strip (lead II over the whole record, the analysed 10 s shaded): clicking it puts the window there,
+  // centred on the click, in the "start at" field and on the strip; the person still presses the button.
+  const overviewEl = document.getElementById("overview-plot");
+  const overviewData = document.getElementById("overview-data");
+  if (overviewEl && overviewData && window.Plotly) {
+    const ov = JSON.parse(overviewData.textContent);
+    const input = document.getElementById("id_window_start_s");
+    const latest = Math.max(0, Math.floor((ov.record_s - ov.window_s) * 10) / 10);
+    Plotly.newPlot(overviewEl, ov.figure.data, ov.figure.layout, {displayModeBar: false, responsive: true});
+    const place = function (start) {
+      const shapes = ov.figure.layout.shapes.slice(0, 1);
+      const notes = ov.figure.layout.annotations.slice();
+      if (Math.abs(start - ov.start_s) > 0.05) {
+        shapes.push({type: "rect", xref: "x", yref: "paper", x0: start, x1: start + ov.window_s, y0: 0, y1: 1,
+          fillcolor: "rgba(179, 92, 0, 0.14)", line: {color: "#b35c00", width: 2, dash: "dash"}});
+        notes.push({text: "<b>To analyse</b>", x: start, xref: "x", xanchor: "left", xshift: 4, y: 0, yref: "paper",
+          yanchor: "bottom", yshift: 3, showarrow: false, bgcolor: "rgba(255, 255, 255, 0.9)",
+          font: {size: 13, color: "#8a4700", family: "Arial, sans-serif"}});
+      }
+      Plotly.relayout(overviewEl, {shapes: shapes, annotations: notes});
+    };
+    if (input) {
+      overviewEl.on("plotly_click", function (ev) {
+        if (!ev.points || !ev.points.length) return;
+        const start = Math.min(latest, Math.max(0, Math.round((ev.points[0].x - ov.window_s / 2) * 10) / 10));
+        input.value = start;
+        place(start);
+        input.focus();
+      });
+      input.addEventListener("input", function () {
+        const v = parseFloat(input.value);
+        if (isFinite(v) && v >= 0 && v <= latest) place(v);
+      });
+    }
+  }
+
   const status = document.getElementById("job-status");
   if (status && (status.dataset.state === "queued" || status.dataset.state === "running")) {
     const url = status.dataset.statusUrl;

@@ -5,7 +5,6 @@ the quality gate and ecg_submit; each message must hold a next step (tests/clini
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,10 @@ from tests.clinical.hostile import corpus
 from tests.clinical.next_step import says_what_to_do
 from tests.clinical.test_reader_failure_modes import FAILURES
 
-# Messages other work in issue 13 is rewording, and so left as they are here: missing leads (with the lead
-# derivation), and the size and duration limits (with the recording window). Each still fails the check today;
-# the case is marked xfail rather than passed, so that the check runs again once they say what to do.
-OWNED_ELSEWHERE = {
-    "the size and duration limits": re.compile(r"^The recording is [\d.]+ s long|file is empty\.$|the limit is \d+ MB"),
-}
-
 
 def _check(message: str) -> None:
     if says_what_to_do(message):
         return
-    for what, pattern in OWNED_ELSEWHERE.items():
-        if pattern.search(message):
-            pytest.xfail(f"the message about {what} is being reworded elsewhere: {message}")
     raise AssertionError(f"the refusal does not say what to do next: {message!r}")
 
 

@@ -81,7 +81,7 @@ def _bad_cases(tmp):
     inf_json = {"fs": 500, "leads": {lead: sig[i].tolist() for i, lead in enumerate(LEADS)}}
     inf_json["leads"]["V3"][5] = 1e999
     short = _sig(seconds=5)
-    long = _sig(fs=100, seconds=70)
+    long = _sig(fs=100, seconds=310)
     pair = _wfdb(tmp, sig, 500)
     other = _wfdb(tmp, sig, 500, name="other")
     flat = sig.copy()
@@ -102,10 +102,10 @@ def _bad_cases(tmp):
         ("non-numeric", [("a.csv", "\n".join(text).encode())], {"fs": "500"}, "files", "abc"),
         ("ragged-row", [("a.csv", "\n".join(ragged).encode())], {"fs": "500"}, "files", "row 31"),
         ("too-short", [("a.csv", csv_of(short))], {"fs": "500"}, "files", "8"),
-        ("too-long", [("a.csv", csv_of(long))], {"fs": "100"}, "files", "60"),
+        ("too-long", [("a.csv", csv_of(long))], {"fs": "100"}, "files", "at most 300 s"),
         ("csv-without-fs", [("a.csv", csv_of(sig))], {}, "fs", "sampling rate"),
         ("fs-out-of-range", [("a.csv", csv_of(sig))], {"fs": "5"}, "fs", "50"),
-        ("oversize", [("a.csv", b"I,II\n" + b"0.1,0.2\n" * 700_000)], {"fs": "500"}, "files", "MB"),
+        ("oversize", [("a.csv", b"I,II\n" + b"0.1,0.2\n" * 4_300_000)], {"fs": "500"}, "files", "MB"),
         ("empty-file", [("a.csv", b"")], {"fs": "500"}, "files", "empty"),
         ("mismatched-pair", [pair[0], ("other.dat", other[1][1])], {}, "files", "other.dat"),
         ("truncated-dat", [pair[0], ("r.dat", pair[1][1][:-100])], {}, "files", "bytes"),
