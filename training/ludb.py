@@ -22,7 +22,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "ludb"
 ANNOTATION_LEADS = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")  # = LEADS
 BEAT_GAP_S = 0.15  # QRS peaks of one beat lie within this of each other across the leads
 P_BEFORE_S = 0.5  # a P wave belongs to the next QRS when it ends before it and starts within this of it
-T_AFTER_S = 0.8  # a T wave belongs to the previous QRS when it peaks within this after it
+T_AFTER_S = 0.8  # a T wave belongs to the previous QRS when it peaks within this after it, before the next
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,12 @@ def reference_fiducials(rec: LudbRecord) -> list[dict[str, float]]:
     p_waves = [w for lead in LEADS for w in rec.waves[lead] if w[0] == "p"]
     t_waves = [w for lead in LEADS for w in rec.waves[lead] if w[0] == "t"]
     beats = []
-    for c in clusters:
+    for k, c in enumerate(clusters):
         peak = float(np.median([q[0] for q in c]))
         on, off = min(q[1] for q in c), max(q[2] for q in c)
+        next_on = min(q[1] for q in clusters[k + 1]) if k + 1 < len(clusters) else np.inf
         ps = [w for w in p_waves if w[3] <= on + 0.02 * fs and w[1] >= on - P_BEFORE_S * fs]
-        ts = [w for w in t_waves if off < w[2] <= peak + T_AFTER_S * fs]
+        ts = [w for w in t_waves if off < w[2] <= min(peak + T_AFTER_S * fs, next_on)]
         beats.append({
             "r": peak, "qrs_on": float(on), "qrs_off": float(off),
             "p_on": float(min(w[1] for w in ps)) if ps else np.nan,
