@@ -84,8 +84,9 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
         only_ours = [r["id"] for r in rows if r["ours"][k] is not None and r["ref"][k] is None]
         only_ref = [r["id"] for r in rows if r["ours"][k] is None and r["ref"][k] is not None]
         a = np.abs(errs)
-        q = {"n": len(errs), "median_abs": round(float(np.median(a)), 1), "p75_abs": round(float(np.percentile(a, 75)), 1),
-             "bias": round(float(np.mean(errs)), 1), "goal": GOALS.get(k), "only_ours": only_ours, "only_ref": only_ref}
+        q = {"n": len(errs), "median_abs": round(float(np.median(a)), 1),
+             "p75_abs": round(float(np.percentile(a, 75)), 1), "bias": round(float(np.mean(errs)), 1),
+             "goal": GOALS.get(k), "only_ours": only_ours, "only_ref": only_ref}
         summary["quantities"][k] = q
         goal = "" if q["goal"] is None else f"<={q['goal']}"
         print(f"  {k:<15}{q['n']:>4}{q['median_abs']:>14.1f}{q['p75_abs']:>11.1f}{q['bias']:>8.1f}{goal:>7}"
