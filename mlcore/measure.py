@@ -98,6 +98,7 @@ P_MIN_OF_MAX = 0.3
 P_NEAR_S = 0.04
 P_REF_S = 0.08
 P_OUTLIER_S = 0.03
+P_FLAT_OF_AMP = 0.02  # a lead's P starts where its 40 Hz trace leaves the level at the trapezium point by 2% of P
 # A P wave is there when single beats resemble the median P (+-60 ms around its peak) in the three leads where it is
 # largest: median correlation 0.8, or 0.95 when the rhythm is irregular (median successive RR difference over 15% of
 # the median RR), where f waves of atrial fibrillation can average into a P-like bump. On LUDB records 1-100 every
@@ -300,7 +301,7 @@ def _robust_extreme(values: list[int], limit: float, earliest: bool) -> int:
     return max(v for v in values if v <= mid + limit)
 
 
-def _p_wave(smooth: np.ndarray, beats: np.ndarray, qrs_on: int, rr: float, irregular: bool,
+def _p_wave(smooth: np.ndarray, fine: np.ndarray, beats: np.ndarray, qrs_on: int, rr: float, irregular: bool,
             fs: float) -> tuple[int | None, int | None, dict[str, tuple[int, int]], str | None]:
     """Global P onset and offset, per-lead (onset, offset), or None and the reason there is no P wave."""
     p_from = max(1, qrs_on - int(min(P_SEARCH_S, P_SEARCH_RR * rr) * fs))
@@ -327,8 +328,12 @@ def _p_wave(smooth: np.ndarray, beats: np.ndarray, qrs_on: int, rr: float, irreg
     per_lead = {}
     for i, lead in enumerate(LEADS):
         if amps[i] >= max(P_MIN_MV, P_MIN_OF_MAX * amps.max()):
-            per_lead[lead] = (_wave_start(smooth[i], int(pps[i]), p_from, int(P_REF_S * fs)),
-                              _wave_end(smooth[i], int(pps[i]), p_to, int(P_REF_S * fs)))
+            on = _wave_start(smooth[i], int(pps[i]), p_from, int(P_REF_S * fs))
+            # The trapezium can land in the flat stretch before the wave; start where the lead leaves that level.
+            level = fine[i, on]
+            while on < pps[i] and abs(fine[i, on + 1] - level) < P_FLAT_OF_AMP * amps[i]:
+                on += 1
+            per_lead[lead] = (on, _wave_end(smooth[i], int(pps[i]), p_to, int(P_REF_S * fs)))
     lim = P_OUTLIER_S * fs
     return (_robust_extreme([v[0] for v in per_lead.values()], lim, earliest=True),
             _robust_extreme([v[1] for v in per_lead.values()], lim, earliest=False), per_lead, None)
@@ -419,7 +424,7 @@ def measure(signal: np.ndarray, fs: float, convention: str = "ludb") -> dict:
     lp = _sos(fs, None, WAVE_LOWPASS_HZ)
     smooth = sosfiltfilt(lp, med_dl, axis=-1) - base_dl[:, None]  # (12, pre + post)
     smooth_beats = sosfiltfilt(lp, beats_dl, axis=-1)
-    p_on, p_off, p_leads, p_reason = _p_wave(smooth, smooth_beats, qrs_on, rr, irregular, fs)
+    p_on, p_off, p_leads, p_reason = _p_wave(smooth, med_dl, smooth_beats, qrs_on, rr, irregular, fs)
     next_p = None if p_on is None else p_on + int(rr * fs)
     t_off, t_leads = _t_wave(smooth, r, qrs_off, rr, next_p, fs)
 
