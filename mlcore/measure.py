@@ -204,7 +204,7 @@ def _wave_start(y: np.ndarray, peak: int, start: int, ref: int) -> int:
     d = np.diff(y[start:peak + 1])
     if len(d) == 0:
         return peak
-    xm = start + 1 + int(np.argmax(d * np.sign(y[peak] - y[start])))
+    xm = start + 1 + int(np.argmax(d * np.sign(y[peak])))  # y is relative to the baseline
     return _trapezium(y, xm, max(start, xm - ref))
 
 
@@ -302,9 +302,9 @@ def _robust_extreme(values: list[int], limit: float, earliest: bool) -> int:
 
 
 def _p_wave(smooth: np.ndarray, fine: np.ndarray, beats: np.ndarray, qrs_on: int, rr: float, irregular: bool,
-            fs: float) -> tuple[int | None, int | None, dict[str, tuple[int, int]], str | None]:
+            fs: float, not_before: int = 1) -> tuple[int | None, int | None, dict[str, tuple[int, int]], str | None]:
     """Global P onset and offset, per-lead (onset, offset), or None and the reason there is no P wave."""
-    p_from = max(1, qrs_on - int(min(P_SEARCH_S, P_SEARCH_RR * rr) * fs))
+    p_from = max(1, not_before, qrs_on - int(min(P_SEARCH_S, P_SEARCH_RR * rr) * fs))
     p_to = qrs_on - int(0.01 * fs)
     p_peak_to = qrs_on - int(P_PEAK_BEFORE_QRS_S * fs)
     none = "no consistent P wave before the QRS (atrial fibrillation or flutter, junctional rhythm, or noise)"
@@ -427,6 +427,12 @@ def measure(signal: np.ndarray, fs: float, convention: str = "ludb") -> dict:
     p_on, p_off, p_leads, p_reason = _p_wave(smooth, med_dl, smooth_beats, qrs_on, rr, irregular, fs)
     next_p = None if p_on is None else p_on + int(rr * fs)
     t_off, t_leads = _t_wave(smooth, r, qrs_off, rr, next_p, fs)
+    prev_t_off = None if t_off is None else t_off - int(rr * fs)  # the previous beat's T offset
+    if p_on is not None and prev_t_off is not None and p_on < prev_t_off:
+        # What was taken for the P wave is the end of the previous T wave: look again after it.
+        p_on, p_off, p_leads, p_reason = _p_wave(smooth, med_dl, smooth_beats, qrs_on, rr, irregular, fs,
+                                                 not_before=prev_t_off)
+        t_off, t_leads = _t_wave(smooth, r, qrs_off, rr, None if p_on is None else p_on + int(rr * fs), fs)
 
     ms = 1000 / fs
     out: dict = {k: None for k in KEYS}
