@@ -101,8 +101,10 @@ P_OUTLIER_S = 0.03
 P_FLAT_OF_AMP = 0.02  # a lead's P starts where its 40 Hz trace leaves the level at the trapezium point by 2% of P
 # A P wave is there when single beats resemble the median P (+-60 ms around its peak) in the three leads where it is
 # largest: median correlation 0.8, or 0.95 when the rhythm is irregular (median successive RR difference over 15% of
-# the median RR), where f waves of atrial fibrillation can average into a P-like bump. On LUDB records 1-100 every
-# sinus record reached 0.82, and 8 of 9 with atrial fibrillation or flutter stayed below (the 9th has no P over 25 µV).
+# the median RR), where f waves of atrial fibrillation can average into a P-like bump. On LUDB records 1-100 (dev set)
+# every record with annotated P waves kept its PR; all 9 with atrial fibrillation and 1 of 2 with flutter got none
+# (flutter waves at fixed 2:1 conduction are as consistent as P waves), and so did the 3 paced sinus records whose
+# P waves the annotators did not mark (the atrially paced one, 45, kept a PR).
 P_WINDOW_S = 0.06
 P_MIN_CORR = 0.8
 P_MIN_CORR_IRREGULAR = 0.95
