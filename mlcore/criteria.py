@@ -40,6 +40,10 @@ PR_LONG_MS = 200
 # Wide QRS: >= 120 ms in adults, the duration of complete bundle branch block and of nonspecific intraventricular
 # conduction delay over 110 ms (AHA_2009_III).
 QRS_WIDE_MS = 120
+# The limit was set on the global QRS that interpretation programs report; mlcore.measure's default "ludb"
+# convention follows LUDB's union of per-lead marks, which runs wider (see mlcore.measure.CONVENTIONS).
+LUDB_QRS_NOTE = ("QRS measured in the LUDB annotators' convention, which reads 20-40 ms wider than the global QRS "
+                 "the 120 ms limit was set on")
 # Long QTc (AHA_2009_IV): >= 450 ms in men, >= 460 ms in women. Part IV recommends a linear rate correction over
 # Bazett's, so the Framingham (linear) QTc is used, Bazett's when it is missing.
 QTC_LONG_MS = {"M": 450, "F": 460}
@@ -137,8 +141,9 @@ def criteria_statements(m: dict, *, age: float | None, sex: str | None) -> dict:
                              {"pr_ms": m["pr_ms"]}, BRADY_2018,
                              notes=["assumes 1:1 AV conduction: the PR is the median beat's, not checked per beat"]))
     if not missing("WIDE_QRS", "qrs_ms") and m["qrs_ms"] >= QRS_WIDE_MS:
+        notes = [LUDB_QRS_NOTE] if m.get("convention") == "ludb" else []
         out.append(Statement("WIDE_QRS", f"Wide QRS, {m['qrs_ms']} ms (>= {QRS_WIDE_MS})", {"qrs_ms": m["qrs_ms"]},
-                             AHA_2009_III))
+                             AHA_2009_III, notes=notes))
 
     qtc_key = next((k for k in QTC_KEYS if m.get(k) is not None), None)
     if qtc_key is None:

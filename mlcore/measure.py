@@ -268,7 +268,7 @@ def _qrs(med_dl: np.ndarray, med: np.ndarray, r: int, fs: float,
         k = max(1, int(round(SV_SMOOTH_S * fs)))
         on, off = _bounds(np.convolve(raw, np.ones(k) / k, mode="same"), r, fs, QRS_FRACTION)
         on, off = on - int(round(QRS_ON_SHIFT_S * fs)), off + int(round(QRS_OFF_SHIFT_S * fs))
-    elif convention == "exact":
+    else:  # "exact"
         raw = np.sqrt((np.diff(med[list(INDEPENDENT)], axis=1) ** 2).sum(axis=0))
         on, off = _bounds(raw, r, fs, QRS_FRACTION)
         # Then out along the velocity while it stays above the quiet level by 3% of the QRS peak, or three times
@@ -285,8 +285,6 @@ def _qrs(med_dl: np.ndarray, med: np.ndarray, r: int, fs: float,
                 on = _extend(raw, on, -1, thr, lo)
             else:
                 off = _extend(raw, off - 1, 1, thr, hi) + 1
-    else:
-        raise ValueError(f"unknown convention {convention!r}; one of {CONVENTIONS}")
     lead_on, lead_off = [], []
     for y in med_dl:
         a, b = _bounds(np.abs(np.diff(y)), r, fs, LEAD_FRACTION, scan=True)
@@ -386,6 +384,8 @@ def measure(signal: np.ndarray, fs: float, convention: str = "ludb") -> dict:
     all and those of the dominant shape that went into the median). ``convention`` picks the QRS boundaries
     (see CONVENTIONS).
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; one of {CONVENTIONS}")
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(LEADS):
         raise ValueError(f"expected ({len(LEADS)}, n) samples, got {x.shape}")
@@ -475,7 +475,7 @@ def measure(signal: np.ndarray, fs: float, convention: str = "ludb") -> dict:
                        "p_off": p_leads[lead][1] if lead in p_leads else None,
                        "t_off": t_leads.get(lead)} for i, lead in enumerate(LEADS)}
     out.update(
-        reasons=reasons, version=VERSION, fs=fs, beats=beats,
+        reasons=reasons, version=VERSION, convention=convention, fs=fs, beats=beats,
         median_beats={"r": r, "leads": {lead: [round(float(v), 3) for v in med[i]] for i, lead in enumerate(LEADS)}},
         fiducials={"p_on": p_on, "p_off": p_off, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_off": t_off, "j60": j60,
                    "per_lead": per_lead},

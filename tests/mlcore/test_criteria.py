@@ -126,3 +126,10 @@ def test_marked_st_depression_must_be_horizontal_or_downsloping():
     s = _codes({**NORMAL, "st_j_uv": j, "st_j60_uv": flat})
     assert list(s) == ["ST_DEPRESSION"] and list(s["ST_DEPRESSION"]["values"]["territories"]) == ["lateral"]
     assert "ST_DEPRESSION" not in _codes({**NORMAL, "st_j_uv": j, "st_j60_uv": upsloping})
+
+
+def test_wide_qrs_says_when_it_was_read_in_the_wider_ludb_convention():
+    ludb = _codes({**NORMAL, "qrs_ms": 124, "convention": "ludb"})["WIDE_QRS"]
+    exact = _codes({**NORMAL, "qrs_ms": 124, "convention": "exact"})["WIDE_QRS"]
+    assert any("LUDB annotators' convention" in n for n in ludb["notes"])
+    assert exact["notes"] == []

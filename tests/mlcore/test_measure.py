@@ -114,6 +114,7 @@ def test_output_is_json_ready_with_median_beats_and_fiducials():
     m = measure(ecg(500, SPECS["normal"])[0], 500)
     again = json.loads(json.dumps(m))
     assert again == m
+    assert m["convention"] == "ludb" and m["version"]
     beats = m["median_beats"]["leads"]
     assert set(beats) == set(LEADS)
     fid = m["fiducials"]
@@ -122,7 +123,9 @@ def test_output_is_json_ready_with_median_beats_and_fiducials():
     assert len(m["beats"]["dominant"]) >= 10
 
 
-def test_rejects_the_wrong_shape_and_low_rates():
+def test_rejects_the_wrong_shape_low_rates_and_unknown_conventions():
     with pytest.raises(ValueError):
         measure(np.zeros((8, 5000)), 500)
+    with pytest.raises(ValueError, match="unknown convention"):
+        measure(np.zeros((12, 5000)), 500, convention="12SL")
     assert measure(np.zeros((12, 500)), 50)["reasons"]["qrs_ms"].startswith("sampled at 50 Hz")
