@@ -409,10 +409,10 @@ def measure(signal: np.ndarray, fs: float, convention: str = "ludb") -> dict:
     dominant = aligned[(corr >= DOMINANT_CORR) & fits]
     beats = {"qrs": [int(p) for p in peaks], "dominant": [int(p) for p in dominant]}
     if len(dominant) < MIN_BEATS:
-        out = _empty(f"{len(dominant)} beats of the dominant shape; at least {MIN_BEATS} are needed", fs)
-        out.update(heart_rate_bpm=round(60 / rr), rr_ms=round(1000 * rr), beats=beats)
-        for k in ("heart_rate_bpm", "rr_ms"):
-            del out["reasons"][k]
+        # Without beats of one shape the "beats" are as likely noise as QRS complexes: no rate either.
+        out = _empty(f"{len(dominant)} beats of the dominant shape (noise, or no consistent QRS); at least "
+                     f"{MIN_BEATS} are needed", fs)
+        out["beats"] = beats
         return out
 
     beats_dl = np.stack([dl[:, p - pre:p + post] for p in dominant])  # (beats, 12, pre + post)

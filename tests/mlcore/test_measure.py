@@ -129,3 +129,10 @@ def test_rejects_the_wrong_shape_low_rates_and_unknown_conventions():
     with pytest.raises(ValueError, match="unknown convention"):
         measure(np.zeros((12, 5000)), 500, convention="12SL")
     assert measure(np.zeros((12, 500)), 50)["reasons"]["qrs_ms"].startswith("sampled at 50 Hz")
+
+
+def test_noise_gives_no_rate_and_says_why():
+    rng = np.random.default_rng(0)
+    m = measure(0.1 * rng.standard_normal((len(LEADS), 5000)), 500)
+    assert all(m[k] is None for k in KEYS)
+    assert "noise" in m["reasons"]["heart_rate_bpm"]
