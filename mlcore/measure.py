@@ -5,9 +5,12 @@ DXL, Glasgow): find the beats, keep those of the dominant shape, build one media
 median beats, and take the global fiducials across the leads: PR from the earliest P onset to the earliest QRS
 onset, QRS from the earliest QRS onset to the latest QRS offset, QT from the earliest QRS onset to the latest T
 offset. A value that cannot be measured is None, with the reason in ``reasons``. The result is a JSON-ready dict
-(numbers, strings, lists, None). No Django import.
+(numbers, strings, lists, None), to be stored per ECG as it is. No Django import.
 
-Validated on LUDB against the cardiologists' boundaries by ``python -m training.bench_measure``.
+The QRS boundaries come in two conventions (CONVENTIONS below): "ludb", the default, agrees with LUDB's
+cardiologists (earliest onset / latest offset of their per-lead marks) and reads wider than the global QRS that
+programs report; "exact" finds the true boundaries of a clean signal. ``python -m training.bench_measure`` compares
+both with LUDB; P and T are delineated the same way in both.
 """
 from __future__ import annotations
 
