@@ -44,6 +44,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m training bench
+	@if [ -d ../shared/ludb ]; then $(BIN)/python -m training.bench_measure --data-dir ../shared/ludb; \
+	else echo "bench_measure skipped: it needs LUDB in ../shared/ludb"; fi
 	$(BIN)/python manage.py bench_upload --n 120
 	$(BIN)/python manage.py bench_upload --api --n 60
 	$(BIN)/python manage.py bench_audit --n 10000

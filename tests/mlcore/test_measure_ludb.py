@@ -1,0 +1,40 @@
+"""mlcore.measure on a handful of LUDB records against the cardiologists' global fiducials (training.ludb).
+
+LUDB sits beside the checkout (../shared/ludb) in CI and the worktrees; the test is skipped where it is absent. The
+bounds are generous on purpose (the benchmark, ``python -m training.bench_measure``, reports the real spread): they
+catch a delineation that goes wrong, not a few milliseconds.
+"""
+from __future__ import annotations
+
+import pytest
+
+from mlcore.measure import measure
+from training.bench_measure import reference
+from training.ludb import DEFAULT_DIR, load_record
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / "ludb.csv").is_file(),
+                                reason="LUDB is not beside the checkout (../shared/ludb)")
+
+SINUS = (1, 2, 9, 15, 23, 41, 99)  # sinus rhythm, bradycardia and arrhythmia; normal to wide QRS
+ATRIAL_FIBRILLATION = (38, 51)
+BOUNDS = {"pr_ms": 30, "qrs_ms": 25, "qt_ms": 35, "heart_rate_bpm": 2, "qrs_axis_deg": 15}
+
+
+@pytest.mark.parametrize("record_id", SINUS)
+def test_sinus_records_agree_with_the_annotators(record_id):
+    rec = load_record(record_id)
+    ours, ref = measure(rec.signal, rec.fs), reference(rec)
+    for key, bound in BOUNDS.items():
+        assert ours[key] is not None, (key, ours["reasons"].get(key))
+        assert abs(ours[key] - ref[key]) <= bound, (key, ours[key], ref[key])
+
+
+@pytest.mark.parametrize("record_id", ATRIAL_FIBRILLATION)
+def test_atrial_fibrillation_records_have_no_pr(record_id):
+    rec = load_record(record_id)
+    assert "fibrillation" in rec.rhythm.lower()
+    ours, ref = measure(rec.signal, rec.fs), reference(rec)
+    assert ours["pr_ms"] is None and "no consistent P wave" in ours["reasons"]["pr_ms"]
+    # The annotators marked the middle ~7 s only; with an irregular rhythm their median RR is another sample's.
+    assert abs(ours["heart_rate_bpm"] - ref["heart_rate_bpm"]) <= 5
+    assert abs(ours["qrs_ms"] - ref["qrs_ms"]) <= BOUNDS["qrs_ms"]

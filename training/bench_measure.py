@@ -1,0 +1,130 @@
+"""``python -m training.bench_measure``: mlcore.measure against the LUDB cardiologists' global fiducials.
+
+Prints, per quantity, n, the median and 75th-percentile absolute error and the bias (ours minus reference), the
+records where only one side has a value, and the time per ECG. The reference is derived per annotated beat (earliest
+onset, latest offset across the 12 leads; training.ludb), then the median over the record's beats; the QRS axis
+reference uses the same net-area method on the annotated QRS in I and aVF.
+
+Goal (Kligfield P et al., Am Heart J 2018;200:1-10 and J Electrocardiol 2020 for the spread between 7 programs):
+median absolute error <= 8 ms for PR and QRS, <= 12 ms for QT, <= 2 bpm for the heart rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlcore.measure import AMPLITUDE_LOWPASS_HZ, BASELINE_S, CONVENTIONS, filtered, frontal_axis, measure
+from mlcore.preprocess import LEADS
+from training.ludb import DEFAULT_DIR, LudbRecord, load_record, record_ids, reference_fiducials
+
+QUANTITIES = ("pr_ms", "qrs_ms", "qt_ms", "heart_rate_bpm", "qrs_axis_deg")
+WIDE_QRS_MS = 120
+GOALS = {"pr_ms": 8, "qrs_ms": 8, "qt_ms": 12, "heart_rate_bpm": 2}
+
+
+def reference(rec: LudbRecord) -> dict[str, float | None]:
+    """The annotators' PR, QRS, QT (ms), heart rate and QRS axis for one record."""
+    fs = rec.fs
+    beats = reference_fiducials(rec)
+    ms = 1000 / fs
+
+    def med(values: list[float]) -> float | None:
+        v = [x for x in values if not math.isnan(x)]
+        return float(np.median(v)) if v else None
+
+    out: dict[str, float | None] = {
+        "pr_ms": med([(b["qrs_on"] - b["p_on"]) * ms for b in beats]),
+        "qrs_ms": med([(b["qrs_off"] - b["qrs_on"]) * ms for b in beats]),
+        "qt_ms": med([(b["t_off"] - b["qrs_on"]) * ms for b in beats]),
+    }
+    rr = np.diff([b["r"] for b in beats])
+    out["heart_rate_bpm"] = 60 * fs / float(np.median(rr)) if len(rr) else None
+    amp = filtered(rec.signal, fs, AMPLITUDE_LOWPASS_HZ)
+    i_i, i_f = LEADS.index("I"), LEADS.index("aVF")
+    areas = []
+    for b in beats:
+        on, off = int(b["qrs_on"]), int(b["qrs_off"])
+        base = amp[[i_i, i_f], on - int(BASELINE_S[0] * fs):on - int(BASELINE_S[1] * fs) + 1].mean(axis=1)
+        areas.append((amp[[i_i, i_f], on:off] - base[:, None]).sum(axis=1) / fs)
+    a = np.median(np.array(areas), axis=0) if areas else None
+    out["qrs_axis_deg"] = None if a is None else frontal_axis(float(a[0]), float(a[1]))
+    return out
+
+
+def _error(key: str, ours: float, ref: float) -> float:
+    if key.endswith("axis_deg"):
+        return (ours - ref + 180) % 360 - 180  # the short way round the circle
+    return ours - ref
+
+
+def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = False,
+          convention: str = "ludb") -> dict:
+    ids = record_ids(data_dir)
+    rows, elapsed = [], []
+    for rid in ids:
+        rec = load_record(rid, data_dir)
+        t = time.perf_counter()
+        m = measure(rec.signal, rec.fs, convention)
+        elapsed.append(time.perf_counter() - t)
+        ref = reference(rec)
+        rows.append({"id": rid, "rhythm": rec.rhythm, "plain_conduction": rec.plain_conduction,
+                     "ours": {k: m[k] for k in QUANTITIES}, "ref": ref, "reasons": m["reasons"]})
+    summary: dict = {"records": len(ids), "convention": convention,
+                     "ms_per_ecg_median": round(1000 * float(np.median(elapsed)), 1),
+                     "ms_per_ecg_max": round(1000 * max(elapsed), 1), "quantities": {}}
+    print(f"mlcore.measure (QRS convention {convention!r}) on LUDB ({data_dir}): {len(ids)} records, "
+          f"{summary['ms_per_ecg_median']:.0f} ms per ECG (median; max {summary['ms_per_ecg_max']:.0f} ms)")
+    print(f"  {'quantity':<15}{'n':>4}{'median |err|':>14}{'p75 |err|':>11}{'bias':>8}{'goal':>7}"
+          f"{'only ours':>11}{'only ref':>10}")
+    for k in QUANTITIES:
+        errs = [_error(k, r["ours"][k], r["ref"][k]) for r in rows
+                if r["ours"][k] is not None and r["ref"][k] is not None]
+        only_ours = [r["id"] for r in rows if r["ours"][k] is not None and r["ref"][k] is None]
+        only_ref = [r["id"] for r in rows if r["ours"][k] is None and r["ref"][k] is not None]
+        a = np.abs(errs)
+        q = {"n": len(errs), "median_abs": round(float(np.median(a)), 1),
+             "p75_abs": round(float(np.percentile(a, 75)), 1), "bias": round(float(np.mean(errs)), 1),
+             "goal": GOALS.get(k), "only_ours": only_ours, "only_ref": only_ref}
+        summary["quantities"][k] = q
+        goal = "" if q["goal"] is None else f"<={q['goal']}"
+        print(f"  {k:<15}{q['n']:>4}{q['median_abs']:>14.1f}{q['p75_abs']:>11.1f}{q['bias']:>8.1f}{goal:>7}"
+              f"{len(only_ours):>11}{len(only_ref):>10}")
+    # QRS-duration criteria were set on the global QRS of interpretation programs: how many records without any
+    # conduction abnormality or pacing would read as wide.
+    plain = [r for r in rows if r["plain_conduction"] and r["ours"]["qrs_ms"] is not None]
+    wide_ours = sum(r["ours"]["qrs_ms"] >= WIDE_QRS_MS for r in plain)
+    wide_ref = sum((r["ref"]["qrs_ms"] or 0) >= WIDE_QRS_MS for r in plain)
+    summary["plain_conduction_wide_qrs"] = {"records": len(plain), "ours": wide_ours, "annotators": wide_ref}
+    print(f"  records without conduction abnormality or pacing read as QRS >= {WIDE_QRS_MS} ms: "
+          f"{wide_ours} of {len(plain)} (annotators' union: {wide_ref})")
+    if verbose:
+        for r in rows:
+            cells = " ".join(f"{k[:3]} {r['ours'][k]!s:>5}/{'-' if r['ref'][k] is None else round(r['ref'][k])!s:>4}"
+                             for k in QUANTITIES)
+            print(f"  {r['id']:>3} {cells}  {r['rhythm'][:20]}")
+    if out:
+        Path(out).write_text(json.dumps({"summary": summary, "records": rows}, indent=2, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.bench_measure", description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="LUDB folder (with data/ and ludb.csv)")
+    ap.add_argument("--out", default=None, help="write per-record values and the summary as JSON here")
+    ap.add_argument("--verbose", action="store_true", help="one line per record: ours/reference")
+    ap.add_argument("--convention", choices=(*CONVENTIONS, "both"), default="both",
+                    help="QRS boundary convention (mlcore.measure.CONVENTIONS); default: both, one after the other")
+    args = ap.parse_args(argv)
+    for conv in (CONVENTIONS if args.convention == "both" else (args.convention,)):
+        out = args.out and (args.out if args.convention != "both" else args.out.replace(".json", f"-{conv}.json"))
+        bench(args.data_dir, out, args.verbose, conv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
