@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromiu
 
 @pytest.mark.parametrize(("sample", "pseudonym", "statement", "shot_name"), [
     ("philips-xml/129DYPRG.XML", "PT-PHILIPS", "Acute MI", "result-philips-xml"),
-    ("ge-muse-xml/braveheart_example1.xml", "PT-MUSE", "VentricularRate", "result-ge-muse-xml"),
+    ("ge-muse-xml/braveheart_example1.xml", "PT-MUSE", "Ventricular rate", "result-ge-muse-xml"),
 ])
 def test_an_exported_file_gives_our_findings_beside_the_devices_own_reading(
         live_server, celery_worker_thread, page, sample, pseudonym, statement, shot_name):

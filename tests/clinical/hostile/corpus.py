@@ -450,6 +450,9 @@ def _muse_lead_of(samples: int) -> bytes:
     return fx.muse_xml(lengths={"I": samples})
 
 
+_OVER_MB = f"{(MAX_UPLOAD_BYTES + 1) / 2**20:.1f}"  # how the message writes a file one byte over the limit
+
+
 def _just_over_the_limit(content: bytes, pad: bytes) -> bytes:
     return content + pad * ((MAX_UPLOAD_BYTES + 1 - len(content)) // len(pad) + 1)
 
@@ -498,16 +501,17 @@ def _export_cases() -> list[Case]:
                 fx.scp_bytes()[:2] + struct.pack("<I", 4_000_000_000) + fx.scp_bytes()[6:],
                 "says it is 4,000,000,000 bytes long"),
         _export("xml-over-limit", "each type just over the size limit", _just_over_the_limit(fx.aecg_xml(), b" "),
-                "The .xml file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+                f"The .xml file is {_OVER_MB} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.", stage="form"),
         _export("dcm-over-limit", "each type just over the size limit", _just_over_the_limit(fx.dicom_bytes(), b"\0"),
-                "The .dcm file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+                f"The .dcm file is {_OVER_MB} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.", stage="form"),
         _export("edf-over-limit", "each type just over the size limit", _just_over_the_limit(fx.edf_ecg(), b"\0"),
-                "The .edf file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+                f"The .edf file is {_OVER_MB} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.", stage="form"),
         _export("scp-over-limit", "each type just over the size limit", _just_over_the_limit(fx.scp_bytes(), b"\0"),
-                "The .scp file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+                f"The .scp file is {_OVER_MB} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.", stage="form"),
         _json_case("json-over-limit", "each type just over the size limit",
                    _just_over_the_limit(demo.as_json(_signal(), FS), b" "),
-                   "The .json file is 5.0 MB; the limit is 5 MB per file.", stage="form"),
+                   f"The .json file is {_OVER_MB} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.",
+                   stage="form"),
         _export("dcm-that-is-xml", "wrong extension for the content (.dcm holding XML)", fx.muse_xml(),
                 "The .dcm file is not a DICOM file"),
         _export("xml-that-is-dicom", "wrong extension for the content (.xml holding DICOM)", fx.dicom_bytes(),
