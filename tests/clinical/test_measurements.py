@@ -10,8 +10,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from clinical import demo, services
-from clinical.measurements import API_KEYS
+from clinical.measurements import ACTION_CODES, API_KEYS, QTC_CRITICAL_CODE, STEMI_CODES, action_inputs
 from clinical.models import AuditEvent, EcgRecord, Finding
+from clinical.recommend import load_table
 from clinical.tokens import api_token_create
 from mlcore.preprocess import LEADS
 from tests.mlcore.synthetic_beats import BeatSpec, ecg
@@ -132,3 +133,24 @@ def test_result_page_shows_the_measurement_line_and_the_findings_by_measurement(
     assert 'title="PR: not measured — no consistent P wave"' in line and ">—</abbr>" in line
     by_measurement = html.split('id="findings-by-measurement"')[1].split("</ul>")[0]
     assert "ST elevation meeting STEMI criteria" in by_measurement
+
+
+def test_every_criteria_code_maps_to_a_rule_of_the_action_table():
+    rules = {r["id"] for r in load_table()["rules"]}
+    for code in {*ACTION_CODES.values(), *STEMI_CODES.values(), QTC_CRITICAL_CODE}:
+        assert f"measure:{code}" in rules, code
+
+
+@pytest.mark.parametrize(("statement", "keys"), [
+    ({"code": "AVB1", "severity": "abnormal", "values": {}}, ["measure:PR_LONG"]),
+    ({"code": "LONG_QTC", "severity": "abnormal", "values": {}}, ["measure:QTC_LONG"]),
+    ({"code": "LONG_QTC", "severity": "critical", "values": {}}, ["measure:QTC_LONG", "measure:QTC_500"]),
+    ({"code": "LAD", "severity": "abnormal", "values": {}}, ["measure:AXIS_LEFT"]),
+    ({"code": "STEMI", "severity": "critical", "values": {"territories": {"inferior": [], "lateral": []}}},
+     ["measure:STEMI_INFERIOR", "measure:STEMI_LATERAL"]),
+    ({"code": "STEMI", "severity": "critical", "values": {"territories": {"anteroseptal": []}}},
+     ["measure:STEMI_ANTERIOR"]),
+])
+def test_criteria_statements_become_the_action_tables_keys(statement, keys):
+    inputs = action_inputs([statement])
+    assert [f.key for f in inputs] == keys and all(f.probability == 1.0 for f in inputs)
