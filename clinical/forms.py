@@ -156,7 +156,8 @@ class AcknowledgeForm(forms.Form):
         for f in findings:
             name = f"finding__{f.overlay_key}"
             self.fields[name] = forms.ChoiceField(
-                label=f"{f.display} ({f.probability:.0%})", required=False, widget=forms.RadioSelect,
+                label=f"{f.display} ({'by measurement' if f.probability is None else f'{f.probability:.0%}'})",
+                required=False, widget=forms.RadioSelect,
                 choices=[("agree", "Agree"), ("disagree", "Disagree")])
             self.finding_keys.append((name, f.overlay_key))
         self.missed_keys = []

@@ -54,6 +54,9 @@ class EcgRecord(models.Model):
     # "measurements"}; shown on the result page as the device's own reading, beside ours.
     device = models.JSONField(default=dict, blank=True)
     intake_notes = models.JSONField(default=list, blank=True)  # e.g. "III, aVR, aVL, aVF derived from I and II"
+    # This system's measurements of the analysed window (clinical.measurements.ecg_measurements: mlcore.measure's
+    # values, reasons, convention and version, fiducials, median beats); {} for ECGs stored before they were measured.
+    measurements = models.JSONField(default=dict, blank=True)
 
     class WindowChosenBy(models.TextChoices):
         QUALITY = "quality", "cleanest 10 s by signal quality"  # mlcore.window.choose_window
@@ -159,14 +162,16 @@ class Finding(models.Model):
     class Head(models.TextChoices):
         SUPERCLASS = "superclass", "Diagnostic class"
         STATEMENT = "statements", "Statement"
+        # A criterion met by this system's measurements (mlcore.criteria): no probability, threshold or spread.
+        MEASUREMENT = "measurement", "By measurement"
 
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="findings")
     head = models.CharField(max_length=16, choices=Head.choices)
     code = models.CharField(max_length=16)
     display = models.CharField(max_length=128)
-    probability = models.FloatField()
-    threshold = models.FloatField()
-    spread = models.FloatField()
+    probability = models.FloatField(null=True, blank=True)  # None: by measurement
+    threshold = models.FloatField(null=True, blank=True)
+    spread = models.FloatField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     rank = models.PositiveSmallIntegerField()
 

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from clinical import measurements as ecg_measures
 from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
@@ -162,6 +163,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         raise ClinicalError(exc.message, exc.field) from exc
     window = _window(parsed.signal, parsed.fs, window_start_s)
     quality, features = _window_quality(parsed.signal, parsed.fs, window)
+    measured = ecg_measures.ecg_measurements(crop(parsed.signal, parsed.fs, window.start_s), parsed.fs)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         # "Unknown" at this upload never erases what an earlier one knew (the record keeps its own age_at_ecg).
@@ -176,7 +178,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
             n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
             quality=quality, features=features, device=_jsonable(parsed.device),
-            intake_notes=[str(n) for n in parsed.notes], window_start_s=window.start_s,
+            intake_notes=[str(n) for n in parsed.notes], measurements=measured, window_start_s=window.start_s,
             window_chosen_by=window.chosen_by,
         )
         job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
@@ -249,6 +251,7 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
     signal = record.signal_array()
     window = _window(signal, record.fs, window_start_s)
     quality, features = _window_quality(signal, record.fs, window)
+    measured = ecg_measures.ecg_measurements(crop(signal, record.fs, window.start_s), record.fs)
     try:
         with transaction.atomic():
             new = EcgRecord.objects.create(
@@ -256,7 +259,8 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
                 source_format=record.source_format, source_files=record.source_files,
                 upload_sha256=record.upload_sha256, fs=record.fs, n_samples=record.n_samples, signal=record.signal,
                 quality=quality, features=features, device=record.device, intake_notes=record.intake_notes,
-                window_start_s=window.start_s, window_chosen_by=window.chosen_by, reanalysis_of=origin,
+                measurements=measured, window_start_s=window.start_s, window_chosen_by=window.chosen_by,
+                reanalysis_of=origin,
             )
             job = InferenceJob.objects.create(record=new, enqueued_at=timezone.now(), stage="Waiting for a worker")
             if idempotency_key:  # a concurrent retry with the same key fails here and returns the winner's record
@@ -352,10 +356,14 @@ def inference_run(*, job_id: int) -> InferenceJob:
     for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
         explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
                                           "lead_maps": _round(ex.lead_maps, 2)}
+    # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
+    # action table like the model's (a STEMI by measurement is as immediate as one by the model).
+    by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
     elapsed_ms = (time.perf_counter() - started) * 1000
     actions = rank_actions(
-        (FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), s >= NEEDS_REVIEW_SPREAD)
-         for h, code, _, p, _, s in candidates),
+        [*(FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p),
+                        s >= NEEDS_REVIEW_SPREAD) for h, code, _, p, _, s in candidates),
+         *ecg_measures.action_inputs(by_measurement)],
         quality=[QualityInput(i["code"], i["message"], i.get("lead"))
                  for i in record.quality.get("issues", []) if i.get("severity") == "warn"])
     # "Needs review" only when the members disagree about a dangerous finding (the action table's caveat).
@@ -379,7 +387,10 @@ def inference_run(*, job_id: int) -> InferenceJob:
         Finding.objects.bulk_create([
             Finding(prediction=prediction, head=h, code=code, display=display, probability=float(p),
                     threshold=float(t), spread=float(s), needs_review=s >= NEEDS_REVIEW_SPREAD, rank=i)
-            for i, (h, code, display, p, t, s) in enumerate(candidates)])
+            for i, (h, code, display, p, t, s) in enumerate(candidates)] + [
+            Finding(prediction=prediction, head=Finding.Head.MEASUREMENT, code=st["code"], display=st["text"][:128],
+                    probability=None, threshold=None, spread=None, rank=len(candidates) + i)
+            for i, st in enumerate(by_measurement)])
         Recommendation.objects.bulk_create([
             Recommendation(prediction=prediction, rank=i, action=a.action, urgency=a.urgency, reasoning=a.reasoning,
                            source=a.source, triggered_by=a.triggered_by, confidence=a.confidence,
@@ -393,6 +404,9 @@ def inference_run(*, job_id: int) -> InferenceJob:
         job.save()
         audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
                   details={"model_version": ens.version, "findings": [f"{c[0]}:{c[1]}" for c in candidates],
+                           "measurements": {k: record.measurements.get(k) for k in ecg_measures.API_KEYS},
+                           "measurement_version": record.measurements.get("version"),
+                           "criteria": [st["code"] for st in by_measurement],
                            "top_urgency": actions[0].urgency, "needs_review": needs_review,
                            "ms": round(elapsed_ms, 1)})
     return job

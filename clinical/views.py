@@ -15,12 +15,13 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from clinical import access, selectors, services
+from clinical import measurements as ecg_measures
 from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
 from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord
+from clinical.models import EcgRecord, Finding
 from clinical.reviews import result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
@@ -109,9 +110,12 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "record": record,
         "job": record.job,
         "prediction": prediction,
-        "findings": list(prediction.findings.all()) if prediction else [],
+        "findings": list(prediction.findings.exclude(head=Finding.Head.MEASUREMENT)) if prediction else [],
+        "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
         "plot": _figure(record),
+        "measurement_line": ecg_measures.display_line(record.measurements),
+        "measurement_convention": (record.measurements or {}).get("convention"),
         "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
         "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
         "overview": (overview_figure(record.signal_array(), record.fs, start_s=record.window_start_s,

@@ -40,8 +40,9 @@ PR_LONG_MS = 200
 # Wide QRS: >= 120 ms in adults, the duration of complete bundle branch block and of nonspecific intraventricular
 # conduction delay over 110 ms (AHA_2009_III).
 QRS_WIDE_MS = 120
-# The limit was set on the global QRS that interpretation programs report; mlcore.measure's default "ludb"
-# convention follows LUDB's union of per-lead marks, which runs wider (see mlcore.measure.CONVENTIONS).
+# The limit was set on the global QRS that interpretation programs report, which mlcore.measure's default "exact"
+# convention agrees with; its "ludb" convention follows LUDB's union of per-lead marks, which runs wider (see
+# mlcore.measure.CONVENTIONS), so a wide QRS read in it says so.
 LUDB_QRS_NOTE = ("QRS measured in the LUDB annotators' convention, which reads 20-40 ms wider than the global QRS "
                  "the 120 ms limit was set on")
 # Long QTc (AHA_2009_IV): >= 450 ms in men, >= 460 ms in women. Part IV recommends a linear rate correction over

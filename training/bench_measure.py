@@ -5,6 +5,10 @@ records where only one side has a value, and the time per ECG. The reference is 
 onset, latest offset across the 12 leads; training.ludb), then the median over the record's beats; the QRS axis
 reference uses the same net-area method on the annotated QRS in I and aVF.
 
+A second table compares ours with the devices' own measurements (heart rate, PR, QRS, QT, QRS axis) on every real
+export in ../shared/ecg_samples that states them, read through clinical.intake.parse_upload (no Django) and measured
+on the analysed window (mlcore.window.choose_window), as the product does; skipped when the folder is absent.
+
 Goal (Kligfield P et al., Am Heart J 2018;200:1-10 and J Electrocardiol 2020 for the spread between 7 programs):
 median absolute error <= 8 ms for PR and QRS, <= 12 ms for QT, <= 2 bpm for the heart rate.
 """
@@ -18,13 +22,27 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcore.measure import AMPLITUDE_LOWPASS_HZ, BASELINE_S, CONVENTIONS, filtered, frontal_axis, measure
+from mlcore.measure import (
+    AMPLITUDE_LOWPASS_HZ,
+    BASELINE_S,
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    filtered,
+    frontal_axis,
+    measure,
+)
 from mlcore.preprocess import LEADS
+from mlcore.window import choose_window, crop
 from training.ludb import DEFAULT_DIR, LudbRecord, load_record, record_ids, reference_fiducials
 
 QUANTITIES = ("pr_ms", "qrs_ms", "qt_ms", "heart_rate_bpm", "qrs_axis_deg")
 WIDE_QRS_MS = 120
 GOALS = {"pr_ms": 8, "qrs_ms": 8, "qt_ms": 12, "heart_rate_bpm": 2}
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "ecg_samples"
+# Ours -> the device's measurement (clinical.intake.device names them as GE MUSE does).
+DEVICE_KEYS = {"heart_rate_bpm": "VentricularRate", "pr_ms": "PRInterval", "qrs_ms": "QRSDuration",
+               "qt_ms": "QTInterval", "qrs_axis_deg": "RAxis"}
+WFDB_PARTS = (".dat", ".mat", ".xyz")
 
 
 def reference(rec: LudbRecord) -> dict[str, float | None]:
@@ -63,7 +81,7 @@ def _error(key: str, ours: float, ref: float) -> float:
 
 
 def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = False,
-          convention: str = "ludb") -> dict:
+          convention: str = DEFAULT_CONVENTION) -> dict:
     ids = record_ids(data_dir)
     rows, elapsed = [], []
     for rid in ids:
@@ -112,17 +130,81 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
     return summary
 
 
+def _sample_uploads(samples_dir: Path):
+    """(name, files) for each upload in the samples folder, as a person would send it (a .hea with its data)."""
+    for f in sorted(samples_dir.rglob("*")):
+        if not f.is_file() or f.suffix.lower() in (".md", *WFDB_PARTS):
+            continue
+        files = {"file": (f.name, f.read_bytes())}
+        if f.suffix.lower() == ".hea":
+            files.update({s: (f.with_suffix(s).name, f.with_suffix(s).read_bytes()) for s in WFDB_PARTS
+                          if f.with_suffix(s).is_file()})
+        yield str(f.relative_to(samples_dir)), files
+
+
+def device_stated(device: dict) -> dict[str, float]:
+    """The device's own heart rate, PR, QRS, QT and QRS axis, under our names (rate from the RR when not stated)."""
+    stated = (device or {}).get("measurements") or {}
+    out = {ours: float(stated[theirs]) for ours, theirs in DEVICE_KEYS.items() if stated.get(theirs) is not None}
+    if "heart_rate_bpm" not in out and stated.get("RRInterval"):
+        out["heart_rate_bpm"] = 60000 / float(stated["RRInterval"])
+    return out
+
+
+def bench_devices(samples_dir: Path = SAMPLES_DIR, convention: str = DEFAULT_CONVENTION) -> dict | None:
+    """Ours against the devices' own measurements on the real exports; None when the folder is absent."""
+    if not samples_dir.is_dir():
+        print(f"device comparison skipped: {samples_dir} is absent")
+        return None
+    from clinical.intake import IntakeError, parse_upload  # plain Python: no Django in the readers
+
+    rows = []
+    for name, files in _sample_uploads(samples_dir):
+        try:
+            parsed = parse_upload(files=files, fs=None)
+        except IntakeError:
+            continue  # a file the product would refuse (or that needs a rate typed in) has nothing to compare
+        stated = device_stated(parsed.device)
+        if not stated:
+            continue
+        window = choose_window(parsed.signal, parsed.fs)
+        m = measure(crop(parsed.signal, parsed.fs, window.start_s), parsed.fs, convention)
+        rows.append({"file": name, "device": stated, "ours": {k: m[k] for k in DEVICE_KEYS}})
+    print(f"mlcore.measure (QRS convention {convention!r}) against the devices' own measurements "
+          f"({samples_dir}): {len(rows)} files that state them; ours/device")
+    print(f"  {'file':<50}" + "".join(f"{k:>16}" for k in DEVICE_KEYS))
+
+    def cell(r: dict, k: str) -> str:
+        ours, dev = r["ours"][k], r["device"].get(k)
+        return f"{'—' if ours is None else ours!s}/{'—' if dev is None else round(dev)!s}"
+
+    for r in rows:
+        print(f"  {r['file'][:49]:<50}" + "".join(f"{cell(r, k):>16}" for k in DEVICE_KEYS))
+    summary = {}
+    for k in DEVICE_KEYS:
+        errs = [abs(_error(k, r["ours"][k], r["device"][k])) for r in rows
+                if r["ours"][k] is not None and r["device"].get(k) is not None]
+        summary[k] = {"n": len(errs), "median_abs": round(float(np.median(errs)), 1) if errs else None}
+    print(f"  {'median |ours - device| (n)':<50}" + "".join(
+        f"{'—' if q['median_abs'] is None else q['median_abs']!s:>11} ({q['n']})" for q in summary.values()))
+    return {"convention": convention, "files": rows, "median_abs": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.bench_measure", description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="LUDB folder (with data/ and ludb.csv)")
     ap.add_argument("--out", default=None, help="write per-record values and the summary as JSON here")
     ap.add_argument("--verbose", action="store_true", help="one line per record: ours/reference")
+    ap.add_argument("--samples-dir", type=Path, default=SAMPLES_DIR,
+                    help="real exports carrying the device's own measurements (skipped when absent)")
     ap.add_argument("--convention", choices=(*CONVENTIONS, "both"), default="both",
                     help="QRS boundary convention (mlcore.measure.CONVENTIONS); default: both, one after the other")
     args = ap.parse_args(argv)
     for conv in (CONVENTIONS if args.convention == "both" else (args.convention,)):
         out = args.out and (args.out if args.convention != "both" else args.out.replace(".json", f"-{conv}.json"))
         bench(args.data_dir, out, args.verbose, conv)
+    for conv in (CONVENTIONS if args.convention == "both" else (args.convention,)):
+        bench_devices(args.samples_dir, conv)
     return 0
 
 

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinical import access, selectors, services
+from clinical import measurements as ecg_measures
 from clinical.api.errors import body_too_large
 from clinical.api.parsers import BoundedJSONParser
 from clinical.errors import ClinicalError
@@ -28,6 +29,7 @@ from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, MIN_SECONDS, shown
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
+from clinical.models import Finding as FindingRow
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
@@ -328,19 +330,46 @@ class EcgReanalyseApi(APIView):
         return Response(_job_payload(new), status=status.HTTP_201_CREATED)
 
 
+def _lead_levels(help_text: str) -> serializers.DictField:
+    return serializers.DictField(child=serializers.IntegerField(allow_null=True), allow_null=True, help_text=help_text)
+
+
 class EcgResultApi(APIView):
     class Output(serializers.Serializer):
         class Finding(serializers.Serializer):
-            head = serializers.ChoiceField(choices=["superclass", "statements"])
+            head = serializers.ChoiceField(
+                choices=FindingRow.Head.values,
+                help_text="superclass / statements: the model's; measurement: a criterion met by this system's "
+                          "measurements (mlcore.criteria), with no probability or threshold")
             code = serializers.CharField()
             display = serializers.CharField()
-            probability = serializers.FloatField()
-            threshold = serializers.FloatField()
+            probability = serializers.FloatField(allow_null=True, help_text="Calibrated; null by measurement")
+            threshold = serializers.FloatField(allow_null=True, help_text="The class threshold; null by measurement")
             needs_review = serializers.BooleanField()
             evidence = serializers.DictField(required=False, help_text="lead -> relevance share and map")
 
             class Meta:
                 ref_name = "ResultFinding"
+
+        class Measurements(serializers.Serializer):
+            heart_rate_bpm = serializers.IntegerField(allow_null=True, help_text="From the median RR, /min")
+            rr_ms = serializers.IntegerField(allow_null=True, help_text="Median RR interval, ms")
+            p_ms = serializers.IntegerField(allow_null=True, help_text="P-wave duration, ms")
+            pr_ms = serializers.IntegerField(allow_null=True, help_text="Earliest P onset to earliest QRS onset, ms")
+            qrs_ms = serializers.IntegerField(allow_null=True, help_text="Earliest QRS onset to latest QRS offset, ms")
+            qt_ms = serializers.IntegerField(allow_null=True, help_text="Earliest QRS onset to latest T offset, ms")
+            qtc_bazett_ms = serializers.IntegerField(allow_null=True, help_text="QT / sqrt(RR in s), ms")
+            qtc_fridericia_ms = serializers.IntegerField(allow_null=True, help_text="QT / cbrt(RR in s), ms")
+            p_axis_deg = serializers.IntegerField(allow_null=True, help_text="Frontal P axis, degrees")
+            qrs_axis_deg = serializers.IntegerField(allow_null=True, help_text="Frontal QRS axis, degrees")
+            t_axis_deg = serializers.IntegerField(allow_null=True, help_text="Frontal T axis, degrees")
+            st_j_uv = _lead_levels("ST level at J per lead (I ... V6), µV from the PR segment; null where noisy")
+            st_j60_uv = _lead_levels("ST level at J+60 ms per lead, µV from the PR segment; null where noisy")
+            reasons = serializers.DictField(child=serializers.CharField(),
+                                            help_text="Why a value is null (or partly null), by field name")
+
+            class Meta:
+                ref_name = "ResultMeasurements"
 
         class Action(serializers.Serializer):
             rank = serializers.IntegerField()
@@ -375,7 +404,10 @@ class EcgResultApi(APIView):
                       "a measurement we do not know); {} for WFDB, CSV, JSON uploads. Not this system's analysis.")
         analysed_window = AnalysedWindow(help_text="The 10 s of the recording these findings are about.")
         reanalysis_of = serializers.UUIDField(allow_null=True, help_text="The ECG this one re-analyses, or null.")
-        findings = Finding(many=True)
+        measurements = Measurements(help_text="This system's measurements of the analysed window (mlcore.measure, "
+                                               "QRS boundaries as interpretation programs read them); not the "
+                                               "device's (device_reading)")
+        findings = Finding(many=True, help_text="The model's findings, then those by measurement")
         recommendations = Action(many=True)
         acknowledged_by = serializers.CharField(allow_null=True)
         acknowledged_at = serializers.DateTimeField(allow_null=True)
@@ -394,8 +426,16 @@ class EcgResultApi(APIView):
                                           "units": {"VentricularRate": "/min"}},
                        "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
                        "reanalysis_of": None,
+                       "measurements": {"heart_rate_bpm": 72, "rr_ms": 833, "p_ms": 104, "pr_ms": 160, "qrs_ms": 92,
+                                        "qt_ms": 380, "qtc_bazett_ms": 416, "qtc_fridericia_ms": 404,
+                                        "p_axis_deg": 60, "qrs_axis_deg": 45, "t_axis_deg": 40,
+                                        "st_j_uv": {"I": 10, "II": 20, "V2": 60},
+                                        "st_j60_uv": {"I": 30, "II": 40, "V2": 110}, "reasons": {}},
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
-                                     "probability": 0.71, "threshold": 0.39, "needs_review": False}],
+                                     "probability": 0.71, "threshold": 0.39, "needs_review": False},
+                                    {"head": "measurement", "code": "AVB1",
+                                     "display": "First-degree AV block, PR 216 ms (> 200)", "probability": None,
+                                     "threshold": None, "needs_review": False}],
                        "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms, drugs and "
                                             "electrolytes and compare with a prior ECG; if chest pain, serial ECGs "
                                             "and hs-troponin", "urgency": "routine",
@@ -412,7 +452,8 @@ class EcgResultApi(APIView):
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
                 "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
-                "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record), "findings": [],
+                "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record),
+                "measurements": ecg_measures.api_values(record.measurements), "findings": [],
                 "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
         if prediction is None:
             return Response(body)

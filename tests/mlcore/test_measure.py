@@ -28,10 +28,14 @@ def test_clean_synthetic_intervals_to_one_sample(fs, name):
     assert m["reasons"] == {}
 
 
-def test_default_convention_reads_a_clean_qrs_wider_as_documented():
-    """The LUDB-calibrated default moves the QRS onset 14 ms and the offset 6 ms out (and smooths over 20 ms)."""
-    x, _ = ecg(500, SPECS["normal"])
-    exact, ludb = measure(x, 500, convention="exact"), measure(x, 500)
+def test_default_convention_is_exact_and_ludb_reads_a_clean_qrs_wider_as_documented():
+    """The default reads a clean QRS as it is (as the devices' programs do); the LUDB-calibrated convention moves
+    the QRS onset 14 ms and the offset 6 ms out (and smooths over 20 ms)."""
+    spec = SPECS["normal"]
+    x, _ = ecg(500, spec)
+    default, exact, ludb = measure(x, 500), measure(x, 500, convention="exact"), measure(x, 500, convention="ludb")
+    assert default == exact and default["convention"] == "exact"
+    assert abs(default["qrs_ms"] - 1000 * spec.qrs_off) <= 2.5  # one sample at 500 Hz, plus the rounding
     assert 20 <= ludb["qrs_ms"] - exact["qrs_ms"] <= 50
     assert abs(ludb["qt_ms"] - exact["qt_ms"] - (ludb["qrs_ms"] - exact["qrs_ms"]) / 2) <= 10
 
@@ -114,7 +118,7 @@ def test_output_is_json_ready_with_median_beats_and_fiducials():
     m = measure(ecg(500, SPECS["normal"])[0], 500)
     again = json.loads(json.dumps(m))
     assert again == m
-    assert m["convention"] == "ludb" and m["version"]
+    assert m["convention"] == "exact" and m["version"]
     beats = m["median_beats"]["leads"]
     assert set(beats) == set(LEADS)
     fid = m["fiducials"]

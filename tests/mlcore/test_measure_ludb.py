@@ -2,7 +2,8 @@
 
 LUDB sits beside the checkout (../shared/ludb) in CI and the worktrees; the test is skipped where it is absent. The
 bounds are generous on purpose (the benchmark, ``python -m training.bench_measure``, reports the real spread): they
-catch a delineation that goes wrong, not a few milliseconds.
+catch a delineation that goes wrong, not a few milliseconds. The QRS is read in the "ludb" convention, the one made
+to agree with these annotators (the default, "exact", reads about 26 ms narrower than their union of per-lead marks).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ BOUNDS = {"pr_ms": 30, "qrs_ms": 25, "qt_ms": 35, "heart_rate_bpm": 2, "qrs_axis
 @pytest.mark.parametrize("record_id", SINUS)
 def test_sinus_records_agree_with_the_annotators(record_id):
     rec = load_record(record_id)
-    ours, ref = measure(rec.signal, rec.fs), reference(rec)
+    ours, ref = measure(rec.signal, rec.fs, convention="ludb"), reference(rec)
     for key, bound in BOUNDS.items():
         assert ours[key] is not None, (key, ours["reasons"].get(key))
         assert abs(ours[key] - ref[key]) <= bound, (key, ours[key], ref[key])
@@ -33,7 +34,7 @@ def test_sinus_records_agree_with_the_annotators(record_id):
 def test_atrial_fibrillation_records_have_no_pr(record_id):
     rec = load_record(record_id)
     assert "fibrillation" in rec.rhythm.lower()
-    ours, ref = measure(rec.signal, rec.fs), reference(rec)
+    ours, ref = measure(rec.signal, rec.fs, convention="ludb"), reference(rec)
     assert ours["pr_ms"] is None and "no consistent P wave" in ours["reasons"]["pr_ms"]
     # The annotators marked the middle ~7 s only; with an irregular rhythm their median RR is another sample's.
     assert abs(ours["heart_rate_bpm"] - ref["heart_rate_bpm"]) <= 5
