@@ -23,6 +23,11 @@ _PRECORDIAL = {f"V{i + 1}": np.array([np.cos(a * _DEG), 0.15, np.sin(a * _DEG)])
                for i, a in enumerate((115, 94, 76, 60, 30, 0))}
 
 
+# Waves later than this after the R peak are the T wave, placed for RR = 1 s and scaled with the cycle (a QTc near
+# 420 ms at any rate, as in a healthy adult).
+T_WAVE_AFTER_S = 0.1
+
+
 @dataclass(frozen=True)
 class Wave:
     offset_s: float  # relative to the R peak
@@ -31,11 +36,11 @@ class Wave:
 
 
 NORMAL = (
-    Wave(-0.17, 0.025, (0.08, 0.12, 0.03)),  # P
+    Wave(-0.15, 0.025, (0.08, 0.12, 0.03)),  # P
     Wave(-0.025, 0.010, (-0.10, -0.02, 0.15)),  # Q (septal)
     Wave(0.0, 0.012, (1.0, 0.85, -0.45)),  # R
     Wave(0.028, 0.012, (-0.25, -0.35, -0.55)),  # S
-    Wave(0.30, 0.060, (0.25, 0.22, 0.12)),  # T
+    Wave(0.24, 0.045, (0.25, 0.22, 0.12)),  # T, at RR = 1 s (see T_WAVE_AFTER_S)
 )
 
 
@@ -122,6 +127,8 @@ def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarr
         rr = rr_mean * (rng.uniform(0.6, 1.4) if case.irregular else rng.normal(1, 0.02))
         for w in case.waves:
             stretch = case.qrs_widen if abs(w.offset_s) < 0.05 else 1.0  # widen only the QRS waves
+            if w.offset_s > T_WAVE_AFTER_S:  # repolarisation shortens with the cycle: QT scales as √RR (Bazett 1920)
+                stretch = np.sqrt(rr_mean)
             g = np.exp(-0.5 * ((t - beat - w.offset_s * stretch) / (w.width_s * stretch)) ** 2)
             d += np.outer(w.vector, g)
         if any(case.st_vector):
