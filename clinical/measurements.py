@@ -22,7 +22,6 @@ API_KEYS = ("heart_rate_bpm", "rr_ms", "p_ms", "pr_ms", "qrs_ms", "qt_ms", "qtc_
 # The median beats are stored at no more than this rate (the fiducials stay sample indices at the record's own
 # rate): 12 leads x 1.3 s at 250 Hz is about 25 KB of JSON, at 1000 Hz it would be 100 KB per row.
 MEDIAN_BEATS_MAX_HZ = 250.0
-FINDING_HEAD = "measurement"
 
 # mlcore.criteria's statement codes -> the action table's measure: codes (clinical/recommendations.json). A code
 # not listed here is passed on as it is and, having no rule, gets the generic "abnormal ECG: over-read" action.

@@ -135,10 +135,16 @@ def submission_sha256(*, pseudonym: str, age: int | None, sex: str, fs: float | 
     return h.hexdigest()
 
 
-def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str, pseudonym: str) -> EcgRecord:
-    """The record a repeated key stands for, if the request is the one the key was first used with."""
+def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str | None = None,
+            pseudonym: str = "") -> EcgRecord:
+    """The record a repeated key stands for, if the request is the one the key was first used with.
+
+    ``digest`` (the upload's file bytes) matches a key stored before requests were hashed, always an upload's; a
+    re-analysis passes none, so such a key never stands for one."""
     if seen.request_sha256:
         same = seen.request_sha256 == request_sha256
+    elif digest is None:
+        same = False
     else:  # stored before requests were hashed: the same files for the same patient
         same = seen.record.upload_sha256 == digest and seen.record.patient.pseudonym == (pseudonym or "").strip()
     if not same:
@@ -161,9 +167,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         parsed = parse_upload(files=files, fs=fs)
     except IntakeError as exc:
         raise ClinicalError(exc.message, exc.field) from exc
-    window = _window(parsed.signal, parsed.fs, window_start_s)
-    quality, features = _window_quality(parsed.signal, parsed.fs, window)
-    measured = ecg_measures.ecg_measurements(crop(parsed.signal, parsed.fs, window.start_s), parsed.fs)
+    window, quality, features, measured = _analyse_window(parsed.signal, parsed.fs, window_start_s)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
         # "Unknown" at this upload never erases what an earlier one knew (the record keeps its own age_at_ecg).
@@ -209,9 +213,10 @@ def _window(signal: np.ndarray, fs: float, start_s: float | None) -> WindowChoic
         raise ClinicalError(str(exc), "window_start_s") from exc
 
 
-def _window_quality(signal: np.ndarray, fs: float, window: WindowChoice) -> tuple[dict, dict]:
-    """The stored quality report (saying which window it judged) and intake features, both of the window; a
-    ClinicalError when the window cannot be analysed."""
+def _analyse_window(signal: np.ndarray, fs: float, start_s: float | None) -> tuple[WindowChoice, dict, dict, dict]:
+    """What upload and re-analysis store of the analysed window: the window, the quality report (saying which window
+    it judged), the intake features and this system's measurements; a ClinicalError when it cannot be analysed."""
+    window = _window(signal, fs, start_s)
     span = f"{window.start_s:.1f}–{window.end_s:.1f} s of {window.record_s:.1f} s"
     if not window.quality.usable:
         reasons = " ".join(i.message for i in window.quality.refusals())
@@ -223,7 +228,8 @@ def _window_quality(signal: np.ndarray, fs: float, window: WindowChoice) -> tupl
         raise ClinicalError(f"This ECG cannot be analysed: no 10 s of the {window.record_s:.1f} s recording is "
                             f"clean enough. The cleanest ({span}): {reasons} {window.quality.next_step()}", "file")
     quality = {**window.quality.to_dict(), "window": window.to_dict()}
-    return quality, intake_features(crop(signal, fs, window.start_s), fs, window.quality)
+    samples = crop(signal, fs, window.start_s)
+    return window, quality, intake_features(samples, fs, window.quality), ecg_measures.ecg_measurements(samples, fs)
 
 
 def _window_audit(window: WindowChoice) -> dict:
@@ -245,13 +251,8 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
         request_sha256 = hashlib.sha256(asked.encode()).hexdigest()
         seen = IdempotencyKey.objects.filter(user=actor, key=idempotency_key).select_related("record").first()
         if seen:
-            if seen.request_sha256 != request_sha256:
-                raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch")
-            return seen.record
-    signal = record.signal_array()
-    window = _window(signal, record.fs, window_start_s)
-    quality, features = _window_quality(signal, record.fs, window)
-    measured = ecg_measures.ecg_measurements(crop(signal, record.fs, window.start_s), record.fs)
+            return _replay(seen, request_sha256=request_sha256)
+    window, quality, features, measured = _analyse_window(record.signal_array(), record.fs, window_start_s)
     try:
         with transaction.atomic():
             new = EcgRecord.objects.create(
@@ -275,9 +276,7 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
         if not idempotency_key:
             raise
         seen = IdempotencyKey.objects.select_related("record").get(user=actor, key=idempotency_key)
-        if seen.request_sha256 != request_sha256:
-            raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch") from None
-        return seen.record
+        return _replay(seen, request_sha256=request_sha256)
     return new
 
 
