@@ -108,3 +108,16 @@ def log_in(page, base, username):
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_load_state()
+
+
+def upload_ecg(page, base, *, pseudonym: str, age: str, sex: str, files, ready: str = "#ecg-plot .main-svg"):
+    """Upload through the form and wait on the result page until the analysis is done and ``ready`` is drawn."""
+    page.goto(f"{base}/ecgs/new/")
+    page.fill("#id_pseudonym", pseudonym)
+    page.fill("#id_age", age)
+    page.select_option("#id_sex", sex)
+    page.set_input_files("#id_files", files)
+    page.click("#submit-upload")
+    page.wait_for_url("**/ecgs/*/")
+    page.wait_for_selector("#job-status.state-done", timeout=60_000)
+    page.wait_for_selector(ready)

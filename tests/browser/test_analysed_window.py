@@ -8,7 +8,7 @@ import pytest
 from clinical import demo
 from clinical.models import EcgRecord
 from clinical.roles import roles_ensure
-from tests.browser.conftest import CHROMIUM, log_in, person, shot
+from tests.browser.conftest import CHROMIUM, log_in, person, shot, upload_ecg
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason="no chromium")
 
@@ -23,15 +23,7 @@ def test_upload_a_long_record_see_its_window_and_analyse_another(live_server, ce
     upload.write_bytes(demo.as_json(x, 500))
 
     log_in(page, base, "dr-window")
-    page.goto(f"{base}/ecgs/new/")
-    page.fill("#id_pseudonym", "PT-STRIP")
-    page.fill("#id_age", "72")
-    page.select_option("#id_sex", "F")
-    page.set_input_files("#id_files", str(upload))
-    page.click("#submit-upload")
-    page.wait_for_url("**/ecgs/*/")
-    page.wait_for_selector("#job-status.state-done", timeout=60_000)
-    page.wait_for_selector("#overview-plot .main-svg")
+    upload_ecg(page, base, pseudonym="PT-STRIP", age="72", sex="F", files=str(upload), ready="#overview-plot .main-svg")
 
     line = page.locator("#window-line").inner_text()
     assert "Analysed: 2.0–12.0 s of 40.0 s" in line and "cleanest 10 s by signal quality" in line

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from clinical.models import EcgRecord, InferenceJob
-from tests.browser.conftest import CHROMIUM, log_in, person, shot
-from tests.browser.test_clinician_flow import wait_for_result
+from tests.browser.conftest import CHROMIUM, log_in, person, shot, upload_ecg
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "ecg_samples"
 pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium"),
@@ -27,14 +26,7 @@ def test_an_exported_file_gives_our_findings_beside_the_devices_own_reading(
     person("dr-export", "clinician")
     base = live_server.url
     log_in(page, base, "dr-export")
-    page.goto(f"{base}/ecgs/new/")
-    page.fill("#id_pseudonym", pseudonym)
-    page.fill("#id_age", "50")
-    page.select_option("#id_sex", "M")
-    page.set_input_files("#id_files", [str(SAMPLES / sample)])
-    page.click("#submit-upload")
-    page.wait_for_url("**/ecgs/*/")
-    wait_for_result(page)
+    upload_ecg(page, base, pseudonym=pseudonym, age="50", sex="M", files=[str(SAMPLES / sample)])
     record = EcgRecord.objects.get(patient__pseudonym=pseudonym)
     assert record.job.state == InferenceJob.State.DONE and record.fs == 500
     reading = page.inner_text("#device-reading")

@@ -7,7 +7,7 @@ import pytest
 
 from clinical import demo
 from clinical.roles import roles_ensure
-from tests.browser.conftest import CHROMIUM, log_in, person, shot
+from tests.browser.conftest import CHROMIUM, log_in, person, shot, upload_ecg
 from tests.mlcore.synthetic_beats import BeatSpec, ecg
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason="no chromium")
@@ -22,15 +22,7 @@ def test_result_shows_the_measurement_line_and_the_stemi_by_measurement(live_ser
     upload.write_bytes(demo.as_json(ecg(500, BeatSpec(st_uv={"V2": 300, "V3": 300, "V4": 300}))[0], 500))
 
     log_in(page, base, "dr-measure")
-    page.goto(f"{base}/ecgs/new/")
-    page.fill("#id_pseudonym", "PT-STE")
-    page.fill("#id_age", "61")
-    page.select_option("#id_sex", "M")
-    page.set_input_files("#id_files", str(upload))
-    page.click("#submit-upload")
-    page.wait_for_url("**/ecgs/*/")
-    page.wait_for_selector("#job-status.state-done", timeout=60_000)
-    page.wait_for_selector("#ecg-plot .main-svg")
+    upload_ecg(page, base, pseudonym="PT-STE", age="61", sex="M", files=str(upload))
 
     line = page.locator("#measurement-line").inner_text()
     assert "This system's measurement" in line and "HR 75/min" in line and "(Bazett)" in line
