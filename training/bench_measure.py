@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcore.criteria import PR_LONG_MS, QRS_WIDE_MS
 from mlcore.measure import (
     AMPLITUDE_LOWPASS_HZ,
     BASELINE_S,
@@ -36,7 +37,13 @@ from mlcore.window import choose_window, crop
 from training.ludb import DEFAULT_DIR, LudbRecord, load_record, record_ids, reference_fiducials
 
 QUANTITIES = ("pr_ms", "qrs_ms", "qt_ms", "heart_rate_bpm", "qrs_axis_deg")
-WIDE_QRS_MS = 120
+WIDE_QRS_MS = QRS_WIDE_MS
+# The criteria against LUDB's own diagnoses (ludb.csv, the cardiologists' reading of each ECG): a QRS >= 120 ms
+# against a complete bundle-branch block, a non-specific intraventricular conduction delay or pacing; a PR > 200 ms
+# against "I degree av block". What the QRS convention means for a patient, beside its error in ms.
+WIDE_DIAGNOSES = ("Complete left bundle branch block", "Complete right bundle branch block",
+                  "Non-specific intravintricular conduction delay")  # ludb.csv's spelling
+AVB1_DIAGNOSIS = "I degree av block"
 GOALS = {"pr_ms": 8, "qrs_ms": 8, "qt_ms": 12, "heart_rate_bpm": 2}
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "ecg_samples"
 # Ours -> the device's measurement (clinical.intake.device names them as GE MUSE does).
@@ -91,6 +98,8 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
         elapsed.append(time.perf_counter() - t)
         ref = reference(rec)
         rows.append({"id": rid, "rhythm": rec.rhythm, "plain_conduction": rec.plain_conduction,
+                     "wide_dx": rec.paced or any(d in rec.conduction for d in WIDE_DIAGNOSES),
+                     "avb1_dx": AVB1_DIAGNOSIS in rec.conduction,
                      "ours": {k: m[k] for k in QUANTITIES}, "ref": ref, "reasons": m["reasons"]})
     summary: dict = {"records": len(ids), "convention": convention,
                      "ms_per_ecg_median": round(1000 * float(np.median(elapsed)), 1),
@@ -120,6 +129,23 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
     summary["plain_conduction_wide_qrs"] = {"records": len(plain), "ours": wide_ours, "annotators": wide_ref}
     print(f"  records without conduction abnormality or pacing read as QRS >= {WIDE_QRS_MS} ms: "
           f"{wide_ours} of {len(plain)} (annotators' union: {wide_ref})")
+    summary["criteria_vs_diagnoses"] = {}
+    for name, key, dx, flagged in (
+            (f"QRS >= {QRS_WIDE_MS} ms vs complete BBB / IVCD / paced", "qrs_ms", "wide_dx",
+             lambda v: v >= QRS_WIDE_MS),
+            (f"PR > {PR_LONG_MS} ms vs 1st-degree AV block", "pr_ms", "avb1_dx", lambda v: v > PR_LONG_MS)):
+        c = {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "fp_ref_agrees": 0}
+        for r in rows:
+            if r["ours"][key] is None:
+                continue
+            c[("t" if flagged(r["ours"][key]) == r[dx] else "f") + ("p" if flagged(r["ours"][key]) else "n")] += 1
+            # A "false positive" the annotators' own interval (their union of per-lead marks) flags as well.
+            c["fp_ref_agrees"] += (flagged(r["ours"][key]) and not r[dx] and r["ref"][key] is not None
+                                   and flagged(r["ref"][key]))
+        summary["criteria_vs_diagnoses"][key] = c
+        print(f"  {name}: sensitivity {c['tp']}/{c['tp'] + c['fn']}, false positives {c['fp']} of "
+              f"{c['fp'] + c['tn']} without the diagnosis ({c['fp_ref_agrees']} of them flagged by the annotators' "
+              f"own interval too)")
     if verbose:
         for r in rows:
             cells = " ".join(f"{k[:3]} {r['ours'][k]!s:>5}/{'-' if r['ref'][k] is None else round(r['ref'][k])!s:>4}"

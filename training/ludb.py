@@ -35,6 +35,8 @@ class LudbRecord:
     rhythm: str
     plain_conduction: bool  # no conduction abnormality and no pacing in ludb.csv
     waves: dict[str, list[tuple[str, int, int, int]]]  # lead -> [(symbol p/N/t, onset, peak, offset)]
+    conduction: str = ""  # ludb.csv's "Conduction abnormalities" (newline-separated), "" when none
+    paced: bool = False
 
 
 def record_ids(data_dir: Path = DEFAULT_DIR) -> list[int]:
@@ -55,7 +57,7 @@ def load_record(record_id: int, data_dir: Path = DEFAULT_DIR) -> LudbRecord:
     rec = wfdb.rdrecord(base)
     signal = reorder_leads(rec.p_signal.T.astype(np.float64), rec.sig_name)
     waves = {lead: _waves(wfdb.rdann(base, ext)) for lead, ext in zip(LEADS, ANNOTATION_LEADS)}
-    sex, age, rhythm, plain = "", None, "", False
+    sex, age, rhythm, plain, conduction, paced = "", None, "", False, "", False
     with open(Path(data_dir) / "ludb.csv", newline="") as f:
         for row in csv.DictReader(f):
             if int(row["ID"]) == record_id:
@@ -63,8 +65,9 @@ def load_record(record_id: int, data_dir: Path = DEFAULT_DIR) -> LudbRecord:
                 age_text = row["Age"].strip().lstrip(">")
                 age = int(age_text) if age_text.isdigit() else None
                 rhythm = row["Rhythms"].strip()
-                plain = not row["Conduction abnormalities"].strip() and not row["Cardiac pacing"].strip()
-    return LudbRecord(record_id, signal, float(rec.fs), sex, age, rhythm, plain, waves)
+                conduction, paced = row["Conduction abnormalities"].strip(), bool(row["Cardiac pacing"].strip())
+                plain = not conduction and not paced
+    return LudbRecord(record_id, signal, float(rec.fs), sex, age, rhythm, plain, waves, conduction, paced)
 
 
 def reference_fiducials(rec: LudbRecord) -> list[dict[str, float]]:
