@@ -34,7 +34,8 @@ MAX_ACTION, MAX_RULE_ID, MAX_TRIGGER, MAX_SOURCE = 255, 64, 255, 255
 # Short reasons for the "repeat the ECG" action, per mlcore.quality code.
 _QUALITY_REASON = {"flat_line": "lead {lead} flat", "clipping": "lead {lead} clipped",
                    "high_frequency_noise": "lead {lead} noisy", "baseline_wander": "lead {lead} baseline wander",
-                   "limb_lead_reversal": "limb electrodes possibly misplaced"}
+                   "limb_lead_reversal": "limb electrodes possibly misplaced",
+                   "limb_lead_scaling": "limb leads scaled inconsistently in the file"}
 
 
 @dataclass(frozen=True)

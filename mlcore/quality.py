@@ -57,6 +57,16 @@ REVERSAL_POLARITY = 0.3
 # over 25% of the limb-lead RMS (and over 0.05 mV) means the limb leads were mislabelled or badly recorded.
 EINTHOVEN_MAX_REL = 0.25
 EINTHOVEN_MIN_RMS_MV = 0.05
+# An identity that fails as written can still hold once each lead is rescaled: the leads were recorded (or derived)
+# consistently and then exported with wrong per-lead gains. LUDB v1.0.1 is such a source: its limb leads break
+# Einthoven's law by 18-57% of their RMS in mV, yet II = a·I + b·III holds to rounding with a = gain(I)/gain(II) and
+# b = gain(III)/gain(II) from its own headers (every record tried; a cart's own export holds the law within 2%,
+# ../shared/ecg_samples). That is a calibration problem of the file, not a misplaced electrode: told apart, with
+# its own code, when the least-squares coefficients keep the identity's signs, lie within a factor LIMB_SCALE_MAX
+# of 1 and leave under LIMB_SCALED_MAX_REL of the lead's RMS. A mislabelled lead fits with a wrong sign or not at all
+# (LA/RA reversal keeps the law and is caught by polarity above).
+LIMB_SCALE_MAX = 3.0
+LIMB_SCALED_MAX_REL = 0.02
 # Both limb checks look at 0.7–25 Hz, where P, QRS and T live, so noise (reported on its own) does not break them.
 LIMB_LOWPASS_HZ = 25.0
 
@@ -65,7 +75,8 @@ LIMB_LOWPASS_HZ = 25.0
 REFUSE_BAD_LEADS = 3
 REFUSE_NOISY_LEADS = 6
 
-CODES = ("flat_line", "clipping", "high_frequency_noise", "baseline_wander", "limb_lead_reversal")
+CODES = ("flat_line", "clipping", "high_frequency_noise", "baseline_wander", "limb_lead_reversal",
+         "limb_lead_scaling")
 # What to do about each problem that can refuse a record, said once after the problems: the ECG is recorded again
 # after fixing what spoiled it. A flat lead is an electrode off; a clipped one is most often a loose or dry electrode
 # whose offset drives the amplifier to its rail; noise is muscle tremor or mains interference.
@@ -221,16 +232,26 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
             "limb_lead_reversal", "warn", None,
             "Lead I is inverted and aVR upright: the left and right arm electrodes may be swapped "
             "(or extreme right axis / dextrocardia)."))
-    if (law := _broken_limb_identity(limb)) is not None:
-        issues.append(QualityIssue(
-            "limb_lead_reversal", "warn", None,
-            f"The limb leads are inconsistent ({law}): check limb electrode placement and lead labels."))
+    if (broken := _broken_limb_identity(limb)) is not None:
+        law, scales = broken
+        if scales is None:
+            issues.append(QualityIssue(
+                "limb_lead_reversal", "warn", None,
+                f"The limb leads are inconsistent ({law}): check limb electrode placement and lead labels."))
+        else:
+            factors = ", ".join(f"{name} ×{k:.2f}" for name, k in scales.items())
+            issues.append(QualityIssue(
+                "limb_lead_scaling", "warn", None,
+                f"The limb leads are scaled inconsistently ({law} as exported; it holds with {factors}): the file's "
+                f"per-lead calibration looks wrong, so limb-lead amplitudes and the axis may be off. Check the "
+                f"export's gain settings."))
 
     return QualityReport(usable=not any(i.severity == "refuse" for i in issues), issues=tuple(issues))
 
 
-def _broken_limb_identity(limb: dict[str, np.ndarray]) -> str | None:
-    """The first of Einthoven's (I + III = II) or Goldberger's (aVR + aVL + aVF = 0) identities that clearly fails.
+def _broken_limb_identity(limb: dict[str, np.ndarray]) -> tuple[str, dict[str, float] | None] | None:
+    """The first of Einthoven's (I + III = II) or Goldberger's (aVR + aVL + aVF = 0) identities that clearly fails,
+    with the factors that make it hold when only the leads' scaling is wrong (see LIMB_SCALE_MAX), else None.
 
     ``limb`` holds the detrended readable leads; an identity involving a flat or clipped lead is not checked.
     """
@@ -244,5 +265,18 @@ def _broken_limb_identity(limb: dict[str, np.ndarray]) -> str | None:
         residual = sum(sign * limb[name] for sign, name in zip(signs, names))
         scale = max(_rms(limb[name]) for name in names)
         if _rms(residual) > max(EINTHOVEN_MAX_REL * scale, EINTHOVEN_MIN_RMS_MV):
-            return law
+            return law, _rescaled(limb, names, signs)
     return None
+
+
+def _rescaled(limb: dict[str, np.ndarray], names: tuple[str, ...], signs: tuple[int, ...]) -> dict[str, float] | None:
+    """Factors k for the first leads so that sum(sign * k * lead) + sign_last * last = 0 holds, when it then holds
+    (within LIMB_SCALED_MAX_REL) with each k positive and within LIMB_SCALE_MAX of 1; else None."""
+    last = limb[names[-1]]
+    a = np.stack([-signs[-1] * signs[i] * limb[name] for i, name in enumerate(names[:-1])], axis=1)
+    k, *_ = np.linalg.lstsq(a, last, rcond=None)
+    if not all(1 / LIMB_SCALE_MAX <= v <= LIMB_SCALE_MAX for v in k):
+        return None
+    if _rms(a @ k - last) > LIMB_SCALED_MAX_REL * _rms(last):
+        return None
+    return {name: float(v) for name, v in zip(names[:-1], k)}
