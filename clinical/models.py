@@ -144,6 +144,10 @@ class Prediction(models.Model):
     superclass = models.JSONField()  # {"NORM": p, ...} calibrated
     statements = models.JSONField()  # {"SR": p, ...} calibrated
     spread = models.JSONField()  # {"superclass": {...}, "statements": {...}} std across members
+    # What each probability was judged against (mlcore.calibration.operating_points): {"method", "folds",
+    # "superclass": {code: {"threshold", "name", "target", "achieved", "support", "validated"}}, "statements": ...}.
+    # {} for results stored before it was kept: their thresholds are not known from the row.
+    operating_points = models.JSONField(default=dict, blank=True)
     embedding = models.JSONField()  # penultimate features, for drift monitoring
     explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
     needs_review = models.BooleanField(default=False)

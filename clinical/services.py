@@ -379,6 +379,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             statements=dict(zip(labels.statements, _round(pred.statements[0], 4))),
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
+            operating_points=ens.operating_points,
             embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
