@@ -113,6 +113,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "findings": list(prediction.findings.exclude(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
+        "not_assessed": selectors.result_not_assessed(prediction=prediction),
         "plot": _figure(record),
         "measurement_line": ecg_measures.display_line(record.measurements),
         "measurement_convention": (record.measurements or {}).get("convention"),
