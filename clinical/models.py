@@ -247,6 +247,20 @@ class Alert(models.Model):
         constraints = [models.UniqueConstraint(fields=["prediction", "level"], name="one_alert_per_level")]
 
 
+class ResultNotification(models.Model):
+    """An immediate result announced at once: a banner for every reviewer until they open it or it is acknowledged,
+    an e-mail to the reviewers and, when configured, a webhook. Escalation (Alert) still follows if it waits."""
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="notification")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)  # e-mail and webhook tried (clinical.reviews)
+    emailed_to = models.JSONField(default=list)
+    # {"status": "sent" | "failed" | "off", "http_status": int, "error": str}
+    webhook = models.JSONField(default=dict)
+    # Reviewers who have opened the result since: their banner for it is gone.
+    opened_by = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+
+
 class AuditEvent(models.Model):
     """Append-only: written by services in the same transaction as the change; each row hashes the previous."""
 

@@ -1,10 +1,10 @@
 """Clinical reads."""
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from clinical import recommend
-from clinical.models import Alert, AuditEvent, EcgRecord, Prediction
+from clinical.models import Alert, AuditEvent, EcgRecord, Prediction, ResultNotification
 
 HEADS = ("superclass", "statements")
 THRESHOLDS_NOT_KEPT = ("This result was stored before thresholds were kept with each result: the probabilities are "
@@ -63,9 +63,20 @@ def result_not_assessed(*, prediction: Prediction | None) -> list[recommend.NotA
 
 
 def review_queue() -> QuerySet[Prediction]:
-    """Immediate and urgent results nobody has acknowledged yet, oldest first."""
+    """Immediate and urgent results nobody has acknowledged yet: immediate first, then by waiting time (oldest
+    first), so an immediate result never waits below urgent ones."""
+    order = Case(*(When(top_urgency=u, then=Value(i)) for i, u in enumerate(recommend.URGENCY_ORDER)),
+                 default=Value(len(recommend.URGENCY_ORDER)), output_field=IntegerField())
     return (Prediction.objects.filter(top_urgency__in=("immediate", "urgent"), acknowledgement__isnull=True)
-            .select_related("record__patient").prefetch_related("recommendations").order_by("created_at"))
+            .select_related("record__patient").prefetch_related("recommendations")
+            .order_by(order, "created_at", "pk"))
+
+
+def immediate_notices_for(*, user) -> QuerySet[ResultNotification]:
+    """Immediate results this reviewer has not opened yet and nobody has acknowledged, oldest first."""
+    return (ResultNotification.objects.filter(prediction__acknowledgement__isnull=True).exclude(opened_by=user)
+            .select_related("prediction__record__patient").prefetch_related("prediction__recommendations")
+            .order_by("created_at", "pk"))
 
 
 def open_alert_count() -> int:
