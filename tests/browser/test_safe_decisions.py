@@ -47,6 +47,11 @@ def test_the_result_lists_what_is_not_assessed_and_a_reviewer_sees_the_immediate
     banner = page.locator("#immediate-banner")
     assert "PT-STEMI" in banner.inner_text() and "Immediate result" in banner.inner_text()
     shot(page, "immediate-banner-reviewer")
+    page.set_viewport_size({"width": 390, "height": 844})  # a reviewer on call reads it on a phone
+    page.reload()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, "the banner scrolls sideways"
+    shot(page, "immediate-banner-reviewer-390")
+    page.set_viewport_size({"width": 1440, "height": 1000})
     page.click("#immediate-banner a.immediate-notice")
     page.wait_for_url(f"**/ecgs/{record.public_id}/")
     page.goto(f"{base}/ecgs/review/")  # opened: gone from this reviewer's pages; the result waits in the queue
