@@ -144,6 +144,10 @@ class Prediction(models.Model):
     superclass = models.JSONField()  # {"NORM": p, ...} calibrated
     statements = models.JSONField()  # {"SR": p, ...} calibrated
     spread = models.JSONField()  # {"superclass": {...}, "statements": {...}} std across members
+    # What each probability was judged against (mlcore.calibration.operating_points): {"method", "folds",
+    # "superclass": {code: {"threshold", "name", "target", "achieved", "support", "validated"}}, "statements": ...}.
+    # {} for results stored before it was kept: their thresholds are not known from the row.
+    operating_points = models.JSONField(default=dict, blank=True)
     embedding = models.JSONField()  # penultimate features, for drift monitoring
     explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
     needs_review = models.BooleanField(default=False)
@@ -241,6 +245,20 @@ class Alert(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prediction", "level"], name="one_alert_per_level")]
+
+
+class ResultNotification(models.Model):
+    """An immediate result announced at once: a banner for every reviewer until they open it or it is acknowledged,
+    an e-mail to the reviewers and, when configured, a webhook. Escalation (Alert) still follows if it waits."""
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="notification")
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)  # e-mail and webhook tried (clinical.reviews)
+    emailed_to = models.JSONField(default=list)
+    # {"status": "sent" | "failed" | "off", "http_status": int, "error": str}
+    webhook = models.JSONField(default=dict)
+    # Reviewers who have opened the result since: their banner for it is gone.
+    opened_by = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
 
 class AuditEvent(models.Model):

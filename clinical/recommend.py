@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcore.calibration import FLOOR, MIN_THRESHOLD
+
 TABLE_PATH = Path(__file__).resolve().parent / "recommendations.json"
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "mlcore" / "weights" / "manifest.json"
 URGENCY_ORDER = {"immediate": 0, "urgent": 1, "routine": 2}
@@ -103,6 +105,13 @@ def load_table(path: str = str(TABLE_PATH)) -> dict:
                 problems.append(f"supersedes unknown rule {sid}")
         if problems:
             raise ValueError(f"{path}: rule {rid}: {'; '.join(problems)}")
+    limits = table["not_assessed"]
+    for item in [*limits["items"], limits["no_validated_threshold"]]:
+        if item["id"] in seen or not item["id"].startswith("not_assessed:") or not item["pattern"].strip():
+            raise ValueError(f"{path}: not-assessed item {item['id']}: duplicate, misnamed or empty")
+        seen.add(item["id"])
+        if unknown := [s for s in item["sources"] if s not in table["sources"]]:
+            raise ValueError(f"{path}: not-assessed item {item['id']}: unknown sources {unknown}")
     return table
 
 
@@ -191,6 +200,50 @@ def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInpu
             best[line.action] = line
     return sorted(best.values(), key=lambda r: (r.kind == CAVEAT, URGENCY_ORDER[r.urgency], _KIND_ORDER[r.kind],
                                                 -r.confidence, r.action))
+
+
+# -- what the system cannot see ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NotAssessed:
+    """A pattern this system cannot detect, with why; ``labels`` names the statements an item is about, if any."""
+
+    code: str
+    pattern: str
+    reason: str
+    source: str
+    labels: tuple[str, ...] = ()
+
+
+def not_assessed(operating_points: dict | None = None, table: dict | None = None) -> list[NotAssessed]:
+    """What the model and the rules cannot detect (the table's fixed list), then the labels of this result whose
+    threshold is not a validated operating point: those the manifest marks not validated, and those whose threshold
+    is the floor rather than a cut-off fitted on data (``operating_points`` as a Prediction stores it)."""
+    table = table or load_table()
+    limits = table["not_assessed"]
+    out = [NotAssessed(i["id"], i["pattern"], i["reason"], _source_text(table, i["sources"]))
+           for i in limits["items"]]
+    marked, floor = [], []
+    for head in ("superclass", "statements"):
+        for code, point in (operating_points or {}).get(head, {}).items():
+            if point.get("validated") is False:
+                marked.append(code)
+            elif point.get("validated") is None and point.get("name") == FLOOR:
+                floor.append(code)
+    if marked or floor:
+        why = []
+        if marked:
+            why.append(f"the model's manifest marks {len(marked)} as not validated (too little validation data)")
+        if floor:
+            folds = ", ".join(str(f) for f in operating_points.get("folds", [])) or "the calibration folds"
+            why.append(f"for {len(floor)} the F1-optimal cut-off on fold {folds} fell below {MIN_THRESHOLD:.0%}, so "
+                       f"their threshold is that floor (project policy), not a cut-off fitted on data")
+        entry = limits["no_validated_threshold"]
+        codes = [*marked, *floor]
+        out.append(NotAssessed(entry["id"], entry["pattern"].format(codes=f"{len(codes)} statements"),
+                               entry["reason"].format(why="; ".join(why)[:1].upper() + "; ".join(why)[1:]),
+                               _source_text(table, entry["sources"]), tuple(codes)))
+    return out
 
 
 # -- the reviewable document -------------------------------------------------------------------------------------
@@ -284,6 +337,11 @@ def render_markdown(table: dict | None = None, manifest_path: str | Path = MANIF
         out.append(f"| `{entry['id']}` | {when.get(entry['id'], '')} | "
                    f"{'none (caveat)' if entry['id'].startswith('caveat:') else entry['urgency']} | "
                    f"{_cell(entry['action'])} | {_ids(entry)} |")
+    limits = table["not_assessed"]
+    out += ["", "## Not assessed by this system", "", limits["reasoning"], "", "| Item | Pattern | Why | Source |",
+            "|---|---|---|---|"]
+    for item in [*limits["items"], limits["no_validated_threshold"]]:
+        out.append(f"| `{item['id']}` | {_cell(item['pattern'])} | {_cell(item['reason'])} | {_ids(item)} |")
     out += ["", "## Sources", "", "The table cites these by id; the app shows the full name.", ""]
     out += [f"- `{k}`: {v}" for k, v in table["sources"].items()]
     return "\n".join(out) + "\n"

@@ -1,6 +1,10 @@
 """Reviewer sign-off on urgent results and escalation of those left waiting (services)."""
 from __future__ import annotations
 
+import json
+import logging
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,7 +18,9 @@ from clinical import metrics
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import shown
-from clinical.models import Acknowledgement, Alert, Prediction
+from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
+
+log = logging.getLogger(__name__)
 
 
 def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: str,
@@ -115,9 +121,13 @@ def alerts_escalate(*, now=None) -> list[Alert]:
     return raised
 
 
+def _reviewers():
+    """The reviewers on duty: every active account in the reviewer role (the app keeps no duty roster)."""
+    return get_user_model().objects.filter(groups__name="reviewer", is_active=True)
+
+
 def _reviewer_emails() -> list[str]:
-    users = get_user_model().objects.filter(groups__name="reviewer", is_active=True).exclude(email="")
-    return sorted(set(users.values_list("email", flat=True)))
+    return sorted(set(_reviewers().exclude(email="").values_list("email", flat=True)))
 
 
 def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
@@ -131,3 +141,110 @@ def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
                  f"Patient {patient}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
                  f"Open: {settings.ECG_SITE_URL}{path}\n"),
         from_email=None, recipient_list=recipients, fail_silently=False)
+
+
+# -- immediate results: notified at once -----------------------------------------------------------------------------
+
+NOTIFIED, NOTIFY_FAILED = "result.notified", "result.notify_failed"
+# Publishing the notification task: brief retries, so a broker outage does not hold up the inference worker.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def result_notify(*, prediction: Prediction) -> ResultNotification:
+    """Announce an immediate result at once, in the transaction that stores it: from now on every reviewer sees a
+    banner for it on every page until they open it or it is acknowledged (audited here); the e-mail and the webhook
+    leave from a task after the commit. Escalation (alerts_escalate) still follows if the result waits. Idempotent."""
+    notification, created = ResultNotification.objects.get_or_create(prediction=prediction)
+    if created:
+        public_id = prediction.record.public_id
+        audit_log(actor=None, action=NOTIFIED, object_type="EcgRecord", object_id=public_id,
+                  details={"channel": "banner", "urgency": prediction.top_urgency,
+                           "reviewers": sorted(_reviewers().values_list("username", flat=True))})
+        transaction.on_commit(lambda: _enqueue_notification(notification.pk, str(public_id)))
+    return notification
+
+
+def _enqueue_notification(notification_id: int, public_id: str) -> None:
+    from clinical.tasks import notify_result  # tasks import this module
+
+    try:
+        notify_result.apply_async((notification_id,), retry=True, retry_policy=_PUBLISH_RETRY)
+    except Exception as exc:  # kombu / redis connection errors: the banner stands, escalation e-mails later
+        log.warning("notification %s not queued (broker unavailable): %s", notification_id, exc)
+        audit_log(actor=None, action=NOTIFY_FAILED, object_type="EcgRecord", object_id=public_id,
+                  details={"channel": "queue", "error": f"{type(exc).__name__}: {exc}"[:300]})
+
+
+def notification_send(*, notification_id: int) -> ResultNotification:
+    """E-mail the reviewers and POST the webhook (when configured) for one immediate result; each outcome audited.
+
+    At most once: ``sent_at`` is set before sending, so a redelivered task never pages twice; a failure is logged
+    and audited, never raised, and the escalation job e-mails again if the result still waits past its limit.
+    """
+    with transaction.atomic():
+        n = (ResultNotification.objects.select_for_update()
+             .select_related("prediction__record__patient").get(pk=notification_id))
+        if n.sent_at:
+            return n
+        n.sent_at = timezone.now()
+        n.save(update_fields=["sent_at"])
+    prediction = n.prediction
+    record = prediction.record
+    top = prediction.recommendations.order_by("rank").first()
+    link = f"{settings.ECG_SITE_URL}{reverse('clinical:ecg-detail', args=[record.public_id])}"
+    recipients = _reviewer_emails()
+    email_error = ""
+    if recipients:
+        try:
+            send_mail(
+                subject=f"[ECG-DS] IMMEDIATE result: {record.patient.pseudonym}",
+                message=(f"An ECG result needs a clinician now.\n"
+                         f"Patient {record.patient.pseudonym}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
+                         f"Top action: {top.action if top else ''}\nOpen: {link}\n"),
+                from_email=None, recipient_list=recipients, fail_silently=False)
+        except Exception as exc:  # SMTP refused, timed out, bad address: logged and audited, never raised
+            log.exception("immediate-result e-mail failed for %s", record.public_id)
+            email_error = f"{type(exc).__name__}: {exc}"[:300]
+    webhook = _webhook_post({"event": "ecg.result.immediate", "ecg_id": str(record.public_id),
+                             "urgency": prediction.top_urgency, "top_action": top.action if top else "",
+                             "rule_id": top.rule_id if top else "", "link": link,
+                             "analysed_at": prediction.created_at.isoformat()})
+    with transaction.atomic():
+        n.emailed_to = [] if email_error else recipients
+        n.webhook = webhook
+        n.save(update_fields=["emailed_to", "webhook"])
+        if recipients:
+            audit_log(actor=None, action=NOTIFY_FAILED if email_error else NOTIFIED, object_type="EcgRecord",
+                      object_id=record.public_id,
+                      details={"channel": "email", "recipients": recipients, **({"error": email_error}
+                                                                                 if email_error else {})})
+        if webhook["status"] != "off":
+            audit_log(actor=None, action=NOTIFIED if webhook["status"] == "sent" else NOTIFY_FAILED,
+                      object_type="EcgRecord", object_id=record.public_id, details={"channel": "webhook", **webhook})
+    return n
+
+
+def _webhook_post(payload: dict) -> dict:
+    """POST ``payload`` as JSON to ECGAPP_NOTIFY_WEBHOOK_URL: {"status": "sent" | "failed" | "off", ...}."""
+    url = settings.ECG_NOTIFY_WEBHOOK_URL
+    if not url:
+        return {"status": "off"}
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "ECG-DS"})
+    try:
+        with urllib.request.urlopen(request, timeout=settings.ECG_NOTIFY_WEBHOOK_TIMEOUT_S) as response:
+            return {"status": "sent", "http_status": response.status}
+    except urllib.error.HTTPError as exc:
+        log.warning("webhook %s answered %s for %s", url, exc.code, payload["ecg_id"])
+        return {"status": "failed", "http_status": exc.code, "error": f"HTTP {exc.code}"}
+    except (OSError, ValueError) as exc:  # URLError, refused, timed out, unresolvable
+        log.warning("webhook %s failed for %s: %s", url, payload["ecg_id"], exc)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"[:300]}
+
+
+def notification_opened(*, prediction: Prediction, user) -> None:
+    """A reviewer opened the result: their banner for it goes (the others' stay until they open it too)."""
+    if user.has_perm("clinical.acknowledge_result"):
+        notification = ResultNotification.objects.filter(prediction=prediction).first()
+        if notification is not None:
+            notification.opened_by.add(user)

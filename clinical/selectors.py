@@ -1,9 +1,15 @@
 """Clinical reads."""
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
-from clinical.models import Alert, AuditEvent, EcgRecord, Prediction
+from clinical import recommend
+from clinical.models import Alert, AuditEvent, EcgRecord, Prediction, ResultNotification
+
+HEADS = ("superclass", "statements")
+THRESHOLDS_NOT_KEPT = ("This result was stored before thresholds were kept with each result: the probabilities are "
+                       "the model's, but which threshold and operating point they were judged against is not "
+                       "recorded, so threshold, above_threshold and operating_point are null.")
 
 
 def user_sees_all(user) -> bool:
@@ -32,10 +38,45 @@ def ecg_reanalyses_for_user(*, user, record: EcgRecord) -> list[EcgRecord]:
                 .order_by("uploaded_at", "pk"))
 
 
+def prediction_probabilities(*, prediction: Prediction) -> dict:
+    """Every calibrated probability of a result (all labels, flagged or not), each with the threshold and operating
+    point it was judged against when the result was made; for results stored before those were kept, null with
+    the reason."""
+    points = prediction.operating_points or {}
+    labels = []
+    for head in HEADS:
+        spread = (prediction.spread or {}).get(head, {})
+        for code, p in (getattr(prediction, head) or {}).items():
+            point = points.get(head, {}).get(code)
+            labels.append({
+                "head": head, "code": code, "probability": p, "spread": spread.get(code),
+                "threshold": point["threshold"] if point else None,
+                "above_threshold": p >= point["threshold"] if point else None,
+                "operating_point": {k: v for k, v in point.items() if k != "threshold"} if point else None})
+    return {"calibration_method": points.get("method") or None, "calibration_folds": points.get("folds", []),
+            "thresholds_missing_reason": None if points else THRESHOLDS_NOT_KEPT, "labels": labels}
+
+
+def result_not_assessed(*, prediction: Prediction | None) -> list[recommend.NotAssessed]:
+    """What this system cannot detect, for the result page and the API alike."""
+    return recommend.not_assessed(prediction.operating_points if prediction else None)
+
+
 def review_queue() -> QuerySet[Prediction]:
-    """Immediate and urgent results nobody has acknowledged yet, oldest first."""
+    """Immediate and urgent results nobody has acknowledged yet: immediate first, then by waiting time (oldest
+    first), so an immediate result never waits below urgent ones."""
+    order = Case(*(When(top_urgency=u, then=Value(i)) for i, u in enumerate(recommend.URGENCY_ORDER)),
+                 default=Value(len(recommend.URGENCY_ORDER)), output_field=IntegerField())
     return (Prediction.objects.filter(top_urgency__in=("immediate", "urgent"), acknowledgement__isnull=True)
-            .select_related("record__patient").prefetch_related("recommendations").order_by("created_at"))
+            .select_related("record__patient").prefetch_related("recommendations")
+            .order_by(order, "created_at", "pk"))
+
+
+def immediate_notices_for(*, user) -> QuerySet[ResultNotification]:
+    """Immediate results this reviewer has not opened yet and nobody has acknowledged, oldest first."""
+    return (ResultNotification.objects.filter(prediction__acknowledgement__isnull=True).exclude(opened_by=user)
+            .select_related("prediction__record__patient").prefetch_related("prediction__recommendations")
+            .order_by("created_at", "pk"))
 
 
 def open_alert_count() -> int:

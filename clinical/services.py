@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from clinical import measurements as ecg_measures
-from clinical import metrics
+from clinical import metrics, reviews
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import IntakeError, parse_upload, shown
@@ -379,6 +379,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             statements=dict(zip(labels.statements, _round(pred.statements[0], 4))),
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
+            operating_points=ens.operating_points,
             embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
@@ -401,6 +402,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
         job.state, job.progress, job.stage = InferenceJob.State.DONE, 100, "Done"
         job.finished_at = timezone.now()
         job.save()
+        if prediction.top_urgency == Recommendation.Urgency.IMMEDIATE:  # at once, not after the escalation limit
+            reviews.result_notify(prediction=prediction)
         audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
                   details={"model_version": ens.version, "findings": [f"{c[0]}:{c[1]}" for c in candidates],
                            "measurements": {k: record.measurements.get(k) for k in ecg_measures.API_KEYS},

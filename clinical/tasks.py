@@ -40,6 +40,21 @@ def escalate_results() -> int:
     return len(alerts_escalate())
 
 
+@shared_task(name="clinical.tasks.notify_result", max_retries=0)
+def notify_result(notification_id: int) -> str:
+    """E-mail and webhook for an immediate result. Not retried: the service sends at most once (a retry could page
+    twice), and the escalation job e-mails again if the result still waits."""
+    from clinical.models import ResultNotification
+    from clinical.reviews import notification_send
+
+    try:
+        notification_send(notification_id=notification_id)
+    except ResultNotification.DoesNotExist:
+        log.warning("notification %s no longer exists; message dropped", notification_id)
+        return "missing"
+    return "sent"
+
+
 @shared_task(name="clinical.tasks.audit_checkpoint")
 def audit_checkpoint() -> int | None:
     return audit.audit_checkpoint().event_id

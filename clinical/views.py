@@ -22,7 +22,7 @@ from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, Finding
-from clinical.reviews import result_acknowledge
+from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
 
@@ -102,6 +102,8 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
     """The result page; ack_form / reanalyse_form: a refused acknowledgement or window, shown with its errors."""
     access.ecg_view_audit(actor=request.user, record=record, via=access.PAGE, view="ecg_detail")
     prediction = getattr(record, "prediction", None)
+    if prediction is not None:
+        notification_opened(prediction=prediction, user=request.user)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
@@ -113,6 +115,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "findings": list(prediction.findings.exclude(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
+        "not_assessed": selectors.result_not_assessed(prediction=prediction),
         "plot": _figure(record),
         "measurement_line": ecg_measures.display_line(record.measurements),
         "measurement_convention": (record.measurements or {}).get("convention"),

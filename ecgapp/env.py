@@ -78,6 +78,14 @@ def env_networks(name: str, default: list[str]) -> list[ipaddress.IPv4Network | 
         raise ImproperlyConfiguredEnv(f"{name}={raw!r}: {exc}.") from exc
 
 
+def env_url(name: str) -> str:
+    """An http(s) URL, or empty: urllib would also open file:// and ftp:// URLs."""
+    url = env_str(name).strip()
+    if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname):
+        raise ImproperlyConfiguredEnv(f"{name}={url!r} is not an http:// or https:// URL.")
+    return url
+
+
 # SQLite for several users at once (the embedded default serves a threaded web server and a worker process):
 # - WAL: readers never wait for the writer and the writer never waits for readers;
 # - IMMEDIATE: a transaction takes the write lock when it begins, so two transactions that read and then write
@@ -129,6 +137,14 @@ class Env:
     site_url: str
     email_backend: str
     default_from_email: str
+    email_host: str
+    email_port: int
+    email_host_user: str
+    email_host_password: str
+    email_use_tls: bool
+    email_timeout_s: int
+    notify_webhook_url: str
+    notify_webhook_timeout_s: float
     api_rate: str
     db_conn_max_age: int
     prometheus_dir: Path | None
@@ -174,6 +190,17 @@ def read_env() -> Env:
         # Demo and development print emails to the console; production sets an SMTP backend.
         email_backend=env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
         default_from_email=env_str("DJANGO_DEFAULT_FROM_EMAIL", "ecg-ds@localhost"),
+        # The SMTP backend's server (Django's EMAIL_* settings); unused by the console and locmem backends.
+        email_host=env_str("DJANGO_EMAIL_HOST", "localhost"),
+        email_port=env_int("DJANGO_EMAIL_PORT", 25),
+        email_host_user=env_str("DJANGO_EMAIL_HOST_USER"),
+        email_host_password=env_str("DJANGO_EMAIL_HOST_PASSWORD"),
+        email_use_tls=env_bool("DJANGO_EMAIL_USE_TLS", False),
+        # A mail server that does not answer must not hold a notification task for minutes.
+        email_timeout_s=env_int("DJANGO_EMAIL_TIMEOUT", 10),
+        # An immediate result is also POSTed here as JSON (ECG id, urgency, top action, link); empty: no webhook.
+        notify_webhook_url=env_url("ECGAPP_NOTIFY_WEBHOOK_URL"),
+        notify_webhook_timeout_s=env_float("ECGAPP_NOTIFY_WEBHOOK_TIMEOUT_S", 5.0),
         api_rate=env_str("ECGAPP_API_RATE", "600/min"),
         # Persistent connections suit gunicorn's long-lived workers; a thread-per-request server needs 0.
         db_conn_max_age=env_int("ECGAPP_DB_CONN_MAX_AGE", 60),

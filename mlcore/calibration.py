@@ -1,6 +1,8 @@
 """Per-class temperature scaling and decision thresholds, fitted on the validation fold (9)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -53,3 +55,37 @@ MIN_THRESHOLD = 0.10
 def fit_thresholds(p: np.ndarray, y: np.ndarray, floor: float = MIN_THRESHOLD) -> np.ndarray:
     """Per-class F1-optimal thresholds, never below ``floor``."""
     return np.array([max(fit_threshold(p[:, j], y[:, j]), floor) for j in range(p.shape[1])])
+
+
+# How a threshold was chosen, when the manifest records no operating point of its own.
+F1_OPTIMAL = "f1_optimal"  # fit_threshold on the calibration folds
+FLOOR = "floor"  # the F1-optimal cut-off fell below MIN_THRESHOLD, so the floor (project policy) is the threshold
+_RECORDED = ("name", "target", "achieved", "support", "validated")
+
+
+def operating_points(calibration: dict, names: Mapping[str, Sequence[str]]) -> dict:
+    """Per head and label, the decision threshold and how it was chosen, as the manifest's calibration says.
+
+    ``calibration`` is the manifest's "calibration" block; ``names`` the label codes of each head. A head may carry
+    "operating_points", one dict per label with name, target, achieved, support and validated (a calibration that
+    chose thresholds for stated targets writes them). Without it a threshold is F1-optimal on the calibration
+    folds, or the floor where that cut-off was lower (``fit_thresholds``), and target, achieved, support and
+    validated are None: the manifest does not say.
+
+    Returns {"method", "folds", head: {code: {"threshold", "name", "target", "achieved", "support", "validated"}}}.
+    """
+    out: dict = {"method": calibration.get("method", ""), "folds": list(calibration.get("folds", []))}
+    for head, codes in names.items():
+        cal = calibration[head]
+        recorded = cal.get("operating_points")
+        rows = {}
+        for j, code in enumerate(codes):
+            t = float(cal["threshold"][j])
+            if recorded:
+                row = {k: recorded[j].get(k) for k in _RECORDED}
+            else:
+                row = dict.fromkeys(_RECORDED)
+                row["name"] = FLOOR if abs(t - MIN_THRESHOLD) < 1e-9 else F1_OPTIMAL
+            rows[code] = {"threshold": round(t, 4), **row}
+        out[head] = rows
+    return out

@@ -18,7 +18,7 @@ import torch
 from captum.attr import LayerAttribution
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mlcore.calibration import sigmoid
+from mlcore.calibration import operating_points, sigmoid
 from mlcore.labels import LabelSpace
 from mlcore.model import EcgResNet, ModelConfig
 from mlcore.preprocess import LEADS, N_SAMPLES, TARGET_FS, Standardizer, preprocess
@@ -98,6 +98,10 @@ class Ensemble:
         cal = manifest["calibration"]
         self.temperature = {h: np.asarray(cal[h]["temperature"], dtype=np.float64) for h in HEADS}
         self.threshold = {h: np.asarray(cal[h]["threshold"], dtype=np.float64) for h in HEADS}
+        # Threshold and how it was chosen, per label: stored with each prediction so that a later refit does not
+        # change what an old result was judged against.
+        self.operating_points = operating_points(cal, {"superclass": self.labels.superclasses,
+                                                       "statements": self.labels.statements})
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_WEIGHTS, threads: int | None = None) -> Ensemble:

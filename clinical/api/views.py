@@ -330,8 +330,71 @@ class EcgReanalyseApi(APIView):
         return Response(_job_payload(new), status=status.HTTP_201_CREATED)
 
 
+def _not_assessed(item) -> dict:
+    return {"code": item.code, "pattern": item.pattern, "reason": item.reason, "source": item.source,
+            "labels": list(item.labels)}
+
+
 def _lead_levels(help_text: str) -> serializers.DictField:
     return serializers.DictField(child=serializers.IntegerField(allow_null=True), allow_null=True, help_text=help_text)
+
+
+class OperatingPointOutput(serializers.Serializer):
+    name = serializers.CharField(help_text=(
+        "How the threshold was chosen: f1_optimal (F1-optimal on the calibration folds), floor (the "
+        "F1-optimal cut-off fell below the 10 % floor, project policy, so the floor is the threshold), or "
+        "the name the model manifest gives (e.g. a sensitivity target)"))
+    target = serializers.FloatField(allow_null=True, help_text="The target the threshold was chosen for "
+                                                               "(e.g. sensitivity 0.90); null: none recorded")
+    achieved = serializers.FloatField(allow_null=True, help_text="The value achieved on the calibration "
+                                                                 "data; null: not recorded")
+    support = serializers.IntegerField(allow_null=True, help_text="Positives the threshold was chosen "
+                                                                  "on; null: not recorded")
+    validated = serializers.BooleanField(allow_null=True, help_text="Whether the manifest marks the "
+                                                                    "operating point validated; null: it "
+                                                                    "does not say")
+
+    class Meta:
+        ref_name = "ResultOperatingPoint"
+
+class LabelProbabilityOutput(serializers.Serializer):
+    head = serializers.ChoiceField(choices=["superclass", "statements"])
+    code = serializers.CharField()
+    probability = serializers.FloatField(help_text="Calibrated probability (ensemble mean)")
+    spread = serializers.FloatField(allow_null=True, help_text="Std of the members' calibrated probabilities")
+    threshold = serializers.FloatField(allow_null=True, help_text="The threshold this result was judged "
+                                                                  "against; null: not recorded (see "
+                                                                  "thresholds_missing_reason)")
+    above_threshold = serializers.BooleanField(allow_null=True, help_text=(
+        "probability >= threshold (for NORM, the statement repeats the class, which is the finding "
+        "listed)"))
+    operating_point = OperatingPointOutput(allow_null=True)
+
+    class Meta:
+        ref_name = "ResultLabelProbability"
+
+class ProbabilitiesOutput(serializers.Serializer):
+    calibration_method = serializers.CharField(allow_null=True, help_text="As the model manifest says")
+    calibration_folds = serializers.ListField(child=serializers.IntegerField(),
+                                              help_text="PTB-XL folds the thresholds were fitted on")
+    thresholds_missing_reason = serializers.CharField(allow_null=True, help_text=(
+        "Why threshold and operating_point are null (a result stored before they were kept); null when "
+        "they are given"))
+    labels = LabelProbabilityOutput(many=True, help_text="Every diagnostic class and statement, flagged or not")
+
+    class Meta:
+        ref_name = "ResultProbabilities"
+
+class NotAssessedOutput(serializers.Serializer):
+    code = serializers.CharField(help_text="e.g. not_assessed:PRIOR_ECG")
+    pattern = serializers.CharField()
+    reason = serializers.CharField()
+    source = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField(),
+                                   help_text="The label codes the item is about, if any")
+
+    class Meta:
+        ref_name = "ResultNotAssessed"
 
 
 class EcgResultApi(APIView):
@@ -411,6 +474,12 @@ class EcgResultApi(APIView):
         recommendations = Action(many=True)
         acknowledged_by = serializers.CharField(allow_null=True)
         acknowledged_at = serializers.DateTimeField(allow_null=True)
+        probabilities = ProbabilitiesOutput(allow_null=True, help_text=(
+            "Every calibrated probability with its threshold and operating point, so that an integrator can apply "
+            "its own; null until the analysis is done"))
+        not_assessed = NotAssessedOutput(many=True, help_text=(
+            "What this system cannot detect (always given), then the statements of this result without a "
+            "validated operating point"))
 
         class Meta:
             ref_name = "Result"
@@ -441,9 +510,25 @@ class EcgResultApi(APIView):
                                             "and hs-troponin", "urgency": "routine",
                                             "reasoning": "ST-T changes are non-specific.", "source": "2023 ESC ACS",
                                             "triggered_by": "superclass:STTC", "confidence": 0.71,
-                                            "table_version": "2026.12-1", "kind": "rule",
+                                            "table_version": "2026.12-2", "kind": "rule",
                                             "rule_id": "superclass:STTC"}],
-                       "acknowledged_by": None, "acknowledged_at": None})])
+                       "acknowledged_by": None, "acknowledged_at": None,
+                       "probabilities": {
+                           "calibration_method": "per-class temperature on mean member logits; F1-optimal thresholds",
+                           "calibration_folds": [9], "thresholds_missing_reason": None,
+                           "labels": [{"head": "superclass", "code": "STTC", "probability": 0.71, "spread": 0.04,
+                                       "threshold": 0.393, "above_threshold": True,
+                                       "operating_point": {"name": "f1_optimal", "target": None, "achieved": None,
+                                                           "support": None, "validated": None}},
+                                      {"head": "statements", "code": "AFIB", "probability": 0.03, "spread": 0.01,
+                                       "threshold": 0.31, "above_threshold": False,
+                                       "operating_point": {"name": "f1_optimal", "target": None, "achieved": None,
+                                                           "support": None, "validated": None}}]},
+                       "not_assessed": [{"code": "not_assessed:PRIOR_ECG",
+                                         "pattern": "Change from the patient's earlier ECGs",
+                                         "reason": "Each ECG is read alone: nothing is compared with a prior ECG.",
+                                         "source": "Fourth Universal Definition of Myocardial Infarction (2018)",
+                                         "labels": []}]})])
     def get(self, request, public_id):
         record = _record(request, public_id)
         want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
@@ -454,7 +539,8 @@ class EcgResultApi(APIView):
                 "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
                 "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record),
                 "measurements": ecg_measures.api_values(record.measurements), "findings": [],
-                "recommendations": [], "acknowledged_by": None, "acknowledged_at": None}
+                "recommendations": [], "acknowledged_by": None, "acknowledged_at": None, "probabilities": None,
+                "not_assessed": [_not_assessed(i) for i in selectors.result_not_assessed(prediction=prediction)]}
         if prediction is None:
             return Response(body)
         findings = []
@@ -476,6 +562,7 @@ class EcgResultApi(APIView):
                                  "table_version": r.table_version, "kind": r.kind, "rule_id": r.rule_id}
                                 for r in prediction.recommendations.all()],
             "acknowledged_by": ack.reviewer.username if ack else None, "acknowledged_at": ack.at if ack else None,
+            "probabilities": selectors.prediction_probabilities(prediction=prediction),
         })
         return Response(body)
 

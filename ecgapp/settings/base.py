@@ -128,6 +128,15 @@ ECG_ESCALATE_URGENT_MIN = ENV.escalate_urgent_min
 ECG_SITE_URL = ENV.site_url
 EMAIL_BACKEND = ENV.email_backend
 DEFAULT_FROM_EMAIL = ENV.default_from_email
+EMAIL_HOST = ENV.email_host
+EMAIL_PORT = ENV.email_port
+EMAIL_HOST_USER = ENV.email_host_user
+EMAIL_HOST_PASSWORD = ENV.email_host_password
+EMAIL_USE_TLS = ENV.email_use_tls
+EMAIL_TIMEOUT = ENV.email_timeout_s
+# An immediate result notifies at once (banner, e-mail to reviewers, and this webhook when set).
+ECG_NOTIFY_WEBHOOK_URL = ENV.notify_webhook_url
+ECG_NOTIFY_WEBHOOK_TIMEOUT_S = ENV.notify_webhook_timeout_s
 
 # Monitoring (see ecgapp.env for what each means).
 ECG_DRIFT_WINDOW_HOURS = ENV.drift_window_hours

@@ -95,3 +95,18 @@ def test_ready_names_missing_weights(client, settings, tmp_path, db):
     settings.ECG_WEIGHTS_DIR = str(tmp_path)
     ready = client.get("/health/ready")
     assert ready.status_code == 503 and any("model weights" in p for p in ready.json()["problems"])
+
+
+def test_not_assessed_is_listed_on_the_result_page_before_and_after_the_analysis(client, clinician, wfdb_pair,
+                                                                                weights_dir):
+    record = upload(clinician, wfdb_pair)
+    client.force_login(clinician)
+    url = reverse("clinical:ecg-detail", args=[record.public_id])
+    pending = client.get(url).content.decode()
+    section = pending.split('id="not-assessed"')[1].split("</section>")[0]
+    assert "Not assessed by this system" in section
+    for text in ("Pacemaker function", "earlier ECGs", "outside the analysed 10 s", "children"):
+        assert text in section
+    services.inference_run(job_id=record.job.id)
+    done = client.get(url).content.decode().split('id="not-assessed"')[1].split("</section>")[0]
+    assert "Statements without a validated operating point" in done and "3AVB" in done

@@ -126,3 +126,20 @@ def test_explain_many_matches_one_at_a_time(tiny_weights, ecg):
         assert np.allclose(ex.gradcam, one.gradcam, atol=1e-5)
         assert np.allclose(ex.lead_maps, one.lead_maps, atol=1e-5)
         assert ex.probability == pytest.approx(one.probability, abs=1e-6)
+
+
+def test_operating_points_name_how_each_threshold_was_chosen():
+    from mlcore.calibration import FLOOR, MIN_THRESHOLD, operating_points
+
+    cal = {"method": "F1-optimal", "folds": [9],
+           "superclass": {"threshold": [0.52, MIN_THRESHOLD]}}
+    points = operating_points(cal, {"superclass": ["NORM", "MI"]})
+    assert points["folds"] == [9] and points["superclass"]["NORM"]["threshold"] == 0.52
+    assert points["superclass"]["NORM"]["name"] == "f1_optimal" and points["superclass"]["MI"]["name"] == FLOOR
+    assert points["superclass"]["NORM"]["validated"] is None  # the manifest does not say
+    cal["superclass"]["operating_points"] = [
+        {"name": "sensitivity", "target": 0.9, "achieved": 0.91, "support": 120, "validated": True},
+        {"name": "sensitivity", "target": 0.9, "achieved": 0.5, "support": 2, "validated": False}]
+    recorded = operating_points(cal, {"superclass": ["NORM", "MI"]})["superclass"]
+    assert recorded["MI"] == {"threshold": MIN_THRESHOLD, "name": "sensitivity", "target": 0.9, "achieved": 0.5,
+                              "support": 2, "validated": False}
