@@ -387,6 +387,8 @@ MEDIAN_ROW_HALF_MV = 1.5  # each row owns its baseline +- this (rows are 3 mV ap
 BAR_LEVELS_MV = (1.75, 2.45)
 MEDIAN_Y_TOP_MV = 3.2
 MEDIAN_MARGIN_PX = {"l": 10, "r": 10, "b": 10, "t": 10}
+BEAT_BEFORE_S, BEAT_AFTER_S = 0.12, 0.16  # drawn before P onset and after T end (see _beat_crop)
+BEAT_NO_P_S, BEAT_NO_T_S = 0.3, 0.45
 
 
 @dataclass(frozen=True)
@@ -423,18 +425,22 @@ def median_beats_figure(
     fiducials: mlcore.measure's global fiducials, sample indices at ``fs`` into the median beats (None: not found,
     no mark); intervals_ms: {"pr", "qrs", "qt"} in ms or None, written on the bars above the first row.
 
-    x is seconds from the start of the median beat plus the column's offset, y is mV with each row 3 mV down, so
-    within one lead a difference in x is a difference in time. Returns {"figure", "paper_width", "calipers",
-    "marks"}; "calipers" names each lead's box ({lead, x0, x1, y0, y1}) and "marks" the fiducials drawn
-    ({key, label, color, dash, ms}: ms from the beat's start).
+    Drawn from a little before P onset to a little after T end (see _beat_crop), the same stretch in every lead. x is
+    seconds from the first drawn sample plus the column's offset, y is mV with each row 3 mV down, so within one
+    lead a difference in x is a difference in time. Returns {"figure", "paper_width", "start_s", "calipers",
+    "marks"}: start_s is the time of the first drawn sample in the stored beat, "calipers" names each lead's box
+    ({lead, x0, x1, y0, y1}) and "marks" the fiducials drawn ({key, label, color, dash, ms}: ms from the stored
+    beat's start).
     """
     if not beats_fs or beats_fs <= 0 or not fs or fs <= 0:
         raise ValueError(f"Invalid sampling rates: beats {beats_fs!r}, record {fs!r}.")
     n = max((len(v) for v in leads.values()), default=0)
     if n < 2:
         raise ValueError("No median beat samples to draw.")
-    span_s = n / beats_fs
-    pitch_s = math.ceil(round((span_s + MEDIAN_GAP_S) / MEDIAN_MAJOR_S, 6)) * MEDIAN_MAJOR_S  # columns on major lines
+    at_s = {m.key: fiducials[m.key] / fs for m in FIDUCIAL_MARKS if fiducials.get(m.key) is not None}
+    j0, j1 = _beat_crop(at_s, n, beats_fs)
+    start_s, shown_s = j0 / beats_fs, (j1 - j0) / beats_fs
+    pitch_s = math.ceil(round((shown_s + MEDIAN_GAP_S) / MEDIAN_MAJOR_S, 6)) * MEDIAN_MAJOR_S  # columns on major lines
     bases = ROW_BASELINES_MV[:len(GRID_3X4)]
     traces: list[go.Scatter] = []
     panels: list[dict] = []
@@ -442,12 +448,12 @@ def median_beats_figure(
     for row, names in enumerate(GRID_3X4):
         for col, lead in enumerate(names):
             x0 = col * pitch_s
-            mv = np.asarray([np.nan if v is None else v for v in leads.get(lead) or []], dtype=np.float64)
+            mv = np.asarray([np.nan if v is None else v for v in (leads.get(lead) or [])[j0:j1]], dtype=np.float64)
             # x0/dx instead of 325 x values; 10 µV steps are 0.1 mm on the paper, finer than a screen pixel.
             traces.append(go.Scatter(
                 x0=round(x0, 6), dx=1 / beats_fs, y=_json_values(mv + bases[row], 2), mode="lines",
                 line={"color": INK, "width": 1.4}, name=lead, meta=lead, hoverinfo="skip", showlegend=False))
-            panels.append({"lead": lead, "x0": round(x0, 6), "x1": round(x0 + span_s, 6),
+            panels.append({"lead": lead, "x0": round(x0, 6), "x1": round(x0 + shown_s, 6),
                            "y0": bases[row] - MEDIAN_ROW_HALF_MV, "y1": bases[row] + MEDIAN_ROW_HALF_MV})
             annotations.append({**_label(lead, x0, bases[row]), "x": round(x0 + 0.03, 5), "y": bases[row] + 0.6})
 
@@ -457,12 +463,12 @@ def median_beats_figure(
     # shapes took 8 KB of the page.
     columns = range(len(GRID_3X4[0]))
     marks: list[dict] = []
-    at_s = {m.key: fiducials[m.key] / fs for m in FIDUCIAL_MARKS if fiducials.get(m.key) is not None}
+    at_s = {k: v - start_s for k, v in at_s.items()}  # seconds from the first drawn sample
     for m in FIDUCIAL_MARKS:
         if m.key not in at_s:
             continue
         marks.append({"key": m.key, "label": m.label, "color": m.color, "dash": m.dash,
-                      "ms": round(at_s[m.key] * 1000)})
+                      "ms": round((at_s[m.key] + start_s) * 1000)})
         xs = [round(col * pitch_s + at_s[m.key], 5) for col in columns]
         traces.append(_gapped(xs, xs, [y_bottom] * len(xs), [y_marks_top] * len(xs),
                               line={"color": m.color, "width": 1.6, "dash": m.dash}, name=m.label, meta=m.key))
@@ -508,9 +514,26 @@ def median_beats_figure(
         annotations=annotations,
     )
     return {"figure": go.Figure(data=traces, layout=layout).to_plotly_json(), "paper_width": width,
+            "start_s": round(start_s, 6),
             "calipers": {"panels": panels, "shared_time": False, "mm_per_s": MEDIAN_MM_PER_S,
                          "mm_per_mv": MM_PER_MV},
             "marks": marks}
+
+
+def _beat_crop(at_s: dict[str, float], n: int, beats_fs: float) -> tuple[int, int]:
+    """The stored samples [j0, j1) to draw: from BEAT_BEFORE_S before P onset to BEAT_AFTER_S after T end.
+
+    The stored beat runs 0.5 s before R to 0.8 s after it; the rest is baseline or a neighbouring beat's waves, and
+    leaving it out draws the beats about half as large again in the same card. Without a P onset (or a T end)
+    the crop reaches BEAT_NO_P_S before the QRS onset (BEAT_NO_T_S after the QRS offset), where they would be.
+    """
+    qrs_on, qrs_off = at_s.get("qrs_on"), at_s.get("qrs_off")
+    if qrs_on is None or qrs_off is None:
+        return 0, n
+    start = at_s["p_on"] - BEAT_BEFORE_S if "p_on" in at_s else qrs_on - BEAT_NO_P_S
+    end = at_s["t_off"] + BEAT_AFTER_S if "t_off" in at_s else qrs_off + BEAT_NO_T_S
+    j0 = max(0, math.floor(start * beats_fs))
+    return j0, max(j0 + 2, min(n, math.ceil(end * beats_fs) + 1))
 
 
 def _gapped(x0: list[float], x1: list[float], y0: list[float], y1: list[float], **style) -> go.Scatter:

@@ -54,6 +54,9 @@ def test_median_beats_with_fiducial_marks_and_calipers(live_server, celery_worke
     upload_ecg(page, base, pseudonym="PT-CAL", age="46", sex="F", files=str(upload), ready="#median-plot .main-svg")
     m = EcgRecord.objects.get().measurements
     fid, fs = m["fiducials"], m["fs"]
+    # The median beats are drawn from shortly before P onset: x is seconds from the first drawn sample.
+    start = page.evaluate("() => JSON.parse(document.getElementById('median-plot-data').textContent).start_s")
+    at = {k: v / fs - start for k, v in fid.items() if k != "per_lead"}
 
     # Twelve median beats, each global fiducial marked, the bars named with the measured intervals.
     drawn = page.evaluate("""() => {
@@ -93,14 +96,25 @@ def test_median_beats_with_fiducial_marks_and_calipers(live_server, celery_worke
     # On the median beats: lead II's column (the first, second row), QRS onset to offset reads the QRS duration.
     page.locator("#median-calipers .caliper-toggle").click()
     page.locator("#median-plot").scroll_into_view_if_needed()
-    (ax, ay), (bx, by) = (to_screen(page, "median-plot", fid["qrs_on"] / fs, -2.8),
-                          to_screen(page, "median-plot", fid["qrs_off"] / fs, -2.8))
+    (ax, ay), (bx, by) = (to_screen(page, "median-plot", at["qrs_on"], -2.8),
+                          to_screen(page, "median-plot", at["qrs_off"], -2.8))
     page.mouse.click(ax, ay)
     page.mouse.click(bx, by)
     text = readout(page, "median")
     expected = round(abs(to_data_x(page, "median-plot", bx) - to_data_x(page, "median-plot", ax)) * 1000)
     assert abs(delta_ms(text) - expected) <= 1 and abs(expected - m["qrs_ms"]) <= 6, (text, m["qrs_ms"])
     assert "in II" in text and "/min" in text
+    # R to R on the rhythm strip (the R peaks the measurement found): the rate of that one cycle, near the heart
+    # rate of the measurement line (the median RR; the demo's rhythm varies a little from beat to beat).
+    page.locator("#ecg-plot").scroll_into_view_if_needed()
+    r1, r2 = (q / fs for q in m["beats"]["qrs"][3:5])
+    for x in (r1, r2):
+        page.mouse.click(*to_screen(page, "ecg-plot", x, -8.6))
+    text = readout(page, "ecg")
+    assert abs(delta_ms(text) - (r2 - r1) * 1000) <= 12, text
+    rate = int(re.search(r"rate (\d+)/min", text).group(1))
+    assert abs(rate - 60 / (r2 - r1)) <= 1.5 and abs(rate - m["heart_rate_bpm"]) <= 5, text
+    page.locator("#median-beats").scroll_into_view_if_needed()
     assert page.js_errors == []
     shot(page, "result-median-beats-calipers")
     page.locator("#median-calipers .caliper-clear").click()
@@ -115,8 +129,8 @@ def test_median_beats_with_fiducial_marks_and_calipers(live_server, celery_worke
     assert small.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     small.locator("#median-calipers .caliper-toggle").tap()
     small.locator("#median-scroll").scroll_into_view_if_needed()
-    (ax, ay), (bx, by) = (to_screen(small, "median-plot", fid["qrs_on"] / fs, -2.8),
-                          to_screen(small, "median-plot", fid["t_off"] / fs, -2.8))
+    (ax, ay), (bx, by) = (to_screen(small, "median-plot", at["qrs_on"], -2.8),
+                          to_screen(small, "median-plot", at["t_off"], -2.8))
     small.touchscreen.tap(ax, ay)
     small.touchscreen.tap(bx, by)
     text = readout(small, "median")

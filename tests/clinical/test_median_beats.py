@@ -45,7 +45,8 @@ def test_every_lead_has_its_median_beat_in_the_3x4_layout(sinus):
             t = traces[lead]
             assert t["x0"] == pytest.approx(col * pitch)
             assert t["dx"] == pytest.approx(1 / sinus["median_beats"]["fs"])
-            stored = np.asarray(sinus["median_beats"]["leads"][lead])
+            j0 = round(plot["start_s"] * sinus["median_beats"]["fs"])
+            stored = np.asarray(sinus["median_beats"]["leads"][lead])[j0:j0 + len(t["y"])]
             # Drawn 3 mV lower per row, the voltage otherwise as stored (to the 10 µV the page draws).
             assert np.allclose(np.asarray(t["y"]) + 3.0 * row, stored, atol=0.006)
     assert len(json.dumps(median_beats_view(sinus))) <= MAX_PAYLOAD_BYTES
@@ -58,12 +59,18 @@ def test_the_marks_fall_where_the_fiducials_are_on_the_drawn_beat(sinus):
     for key in ("p_on", "p_off", "qrs_on", "qrs_off", "j60", "t_off"):
         xs = [x for x in traces[key]["x"] if x is not None]
         # One vertical line per column, at the fiducial's time from the beat's start (the record's own rate).
-        assert xs == pytest.approx([c * pitch + fid[key] / FS for c in range(4) for _ in (0, 1)], abs=1e-4)
+        assert xs == pytest.approx([c * pitch + fid[key] / FS - plot["start_s"] for c in range(4) for _ in (0, 1)],
+                                   abs=1e-4)
+    # Drawn from a little before P onset to a little after T end, not the whole stored 1.3 s.
+    box = plot["calipers"]["panels"][0]
+    assert 0.1 <= fid["p_on"] / FS - plot["start_s"] <= 0.13
+    assert 0.15 <= box["x1"] - (fid["t_off"] / FS - plot["start_s"]) <= 0.17
+    assert box["x1"] - box["x0"] < 1.0
     # The drawn beat and the marks share one time axis: lead II's R peak (the alignment point) sits between the
     # QRS marks.
     ii = traces["II"]
     peak_x = ii["x0"] + int(np.nanargmax(np.asarray(ii["y"], dtype=float))) * ii["dx"]
-    assert fid["qrs_on"] / FS < peak_x < fid["qrs_off"] / FS
+    assert fid["qrs_on"] / FS < peak_x + plot["start_s"] < fid["qrs_off"] / FS
     notes = [a["text"] for a in plot["figure"]["layout"]["annotations"]]
     for name, key in (("PR", "pr_ms"), ("QRS", "qrs_ms"), ("QT", "qt_ms")):
         assert notes.count(f"<b>{name} {sinus[key]} ms</b>") == 4  # one bar per column
