@@ -120,9 +120,13 @@ def median_beats_view(m: dict | None) -> dict:
         # when there are beats, so its reason is the one that says why there are none.
         return {"reason": reasons.get("qrs_ms") or next(iter(reasons.values()), "the beats could not be measured")}
     reasons = m.get("reasons") or {}
-    plot = median_beats_figure(
-        beats["leads"], beats_fs=beats.get("fs") or fs, fs=fs, fiducials=fiducials,
-        intervals_ms={"pr": m.get("pr_ms"), "qrs": m.get("qrs_ms"), "qt": m.get("qt_ms")})
+    try:
+        plot = median_beats_figure(
+            beats["leads"], beats_fs=beats.get("fs") or fs, fs=fs, fiducials=fiducials,
+            intervals_ms={"pr": m.get("pr_ms"), "qrs": m.get("qrs_ms"), "qt": m.get("qt_ms")})
+    except ValueError:  # a stored row this code cannot read must not take the result page down with it
+        log.exception("median beats not drawn")
+        return {"reason": "the median beats stored for this ECG could not be drawn"}
     missing = []
     if fiducials.get("p_on") is None:
         missing.append({"label": "P wave", "reason": reasons.get("pr_ms", "no P wave found")})

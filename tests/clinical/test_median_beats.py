@@ -109,6 +109,11 @@ def test_unmeasurable_beats_give_the_stored_reason():
     assert "plot" not in view and "beats found" in view["reason"]
 
 
+def test_median_beats_that_cannot_be_drawn_give_a_sentence_not_an_error(sinus):
+    view = median_beats_view({**sinus, "median_beats": {"r": 0, "leads": {"I": [0.1]}}})
+    assert view == {"reason": "the median beats stored for this ECG could not be drawn"}
+
+
 def test_an_older_record_without_the_decimation_step_is_drawn_at_the_records_rate(sinus):
     beats = {"r": 250, "leads": {lead: [0.0] * 650 for lead in LEADS}}  # stored at 500 Hz, no "fs"/"step"
     plot = median_beats_view({**sinus, "median_beats": beats})["plot"]
