@@ -8,6 +8,7 @@ No Django here: the web layer calls :func:`ecg_paper_figure` and puts the result
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -97,6 +98,7 @@ def ecg_paper_figure(
           "overlay_traces": {"MI": [14, 15, ...], ...},     # indices into figure["data"] to toggle visible
           "overlay_lead_relevance": {"MI": [{"lead": "V2", "share": 0.31}, ...], ...},  # sorted, largest first
           "paper_width": 1040,                              # CSS px at 25 mm/s: the narrowest it may be drawn
+          "calipers": {"panels": [{lead, x0, x1, y0, y1}, ...], "shared_time": True, "mm_per_s", "mm_per_mv"},
         }
 
     Trace order in figure["data"]: 0-11 the twelve lead segments in LEADS order (I, II, III, aVR, ..., V6),
@@ -149,6 +151,9 @@ def ecg_paper_figure(
         "overlay_traces": overlay_traces,
         "overlay_lead_relevance": overlay_relevance,
         "paper_width": PAPER_WIDTH_PX,
+        # The sheet is one time axis: a caliper may span two leads for a time, not for a voltage.
+        "calipers": {"panels": sheet_caliper_panels(), "shared_time": True, "mm_per_s": MM_PER_S,
+                     "mm_per_mv": MM_PER_MV},
     }
 
 
@@ -368,3 +373,185 @@ def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: flo
     )
     return {"figure": fig.to_plotly_json(), "record_s": round(record_s, 3), "window_s": float(WINDOW_S),
             "start_s": start_s}
+
+
+# The median beats: one beat per lead in the 3x4 layout of the sheet above, on the same paper, drawn at 50 mm/s (as
+# interpretation programs print their median complexes) so that a 40 ms PR segment is 2 mm wide, not 1 mm.
+MEDIAN_MM_PER_S = 50.0
+MEDIAN_SCALE_RATIO = MM_PER_MV / MEDIAN_MM_PER_S  # 0.2
+MEDIAN_MAJOR_S, MEDIAN_MINOR_S = 5 / MEDIAN_MM_PER_S, 1 / MEDIAN_MM_PER_S  # 0.1 s, 0.02 s
+MEDIAN_GAP_S = 0.1  # between two columns of beats: one major box
+MEDIAN_ROW_HALF_MV = 1.5  # each row owns its baseline +- this (rows are 3 mV apart)
+# Above the first row, a band for the interval bars (PR and QRS on one level, QT on the next): the marks say where
+# each interval was measured, the bars say which interval that is.
+BAR_LEVELS_MV = (1.75, 2.45)
+MEDIAN_Y_TOP_MV = 3.2
+MEDIAN_MARGIN_PX = {"l": 10, "r": 10, "b": 10, "t": 10}
+BEAT_BEFORE_S, BEAT_AFTER_S = 0.12, 0.16  # drawn before P onset and after T end (see _beat_crop)
+BEAT_NO_P_S, BEAT_NO_T_S = 0.3, 0.45
+
+
+@dataclass(frozen=True)
+class FiducialMark:
+    key: str  # mlcore.measure's fiducial name
+    label: str
+    color: str
+    dash: str
+
+
+# Vertical marks at the global fiducials, one colour per wave; the page's legend uses the same colours and labels.
+FIDUCIAL_MARKS = (
+    FiducialMark("p_on", "P onset", "#1b7f3b", "solid"),
+    FiducialMark("p_off", "P offset", "#1b7f3b", "dash"),
+    FiducialMark("qrs_on", "QRS onset", "#0b5cad", "solid"),
+    FiducialMark("qrs_off", "QRS offset (J)", "#0b5cad", "dash"),
+    FiducialMark("j60", "J+60 ms", "#b35c00", "dot"),
+    FiducialMark("t_off", "T end", "#6a3fa0", "solid"),
+)
+BAR_COLOR = "#13202b"
+
+
+def median_beats_figure(
+    leads: dict[str, list[float | None]],
+    *,
+    beats_fs: float,
+    fs: float,
+    fiducials: dict[str, int | None],
+    intervals_ms: dict[str, int | None],
+) -> dict:
+    """Draw the median beat of each lead (3x4, as GRID_3X4) with vertical marks at the global fiducials.
+
+    leads: lead -> mV samples at ``beats_fs`` (the stored median beats, decimated from the record's rate ``fs``);
+    fiducials: mlcore.measure's global fiducials, sample indices at ``fs`` into the median beats (None: not found,
+    no mark); intervals_ms: {"pr", "qrs", "qt"} in ms or None, written on the bars above the first row.
+
+    Drawn from a little before P onset to a little after T end (see _beat_crop), the same stretch in every lead. x is
+    seconds from the first drawn sample plus the column's offset, y is mV with each row 3 mV down, so within one
+    lead a difference in x is a difference in time. Returns {"figure", "paper_width", "start_s", "calipers",
+    "marks"}: start_s is the time of the first drawn sample in the stored beat, "calipers" names each lead's box
+    ({lead, x0, x1, y0, y1}) and "marks" the fiducials drawn ({key, label, color, dash, ms}: ms from the stored
+    beat's start).
+    """
+    if not beats_fs or beats_fs <= 0 or not fs or fs <= 0:
+        raise ValueError(f"Invalid sampling rates: beats {beats_fs!r}, record {fs!r}.")
+    n = max((len(v) for v in leads.values()), default=0)
+    if n < 2:
+        raise ValueError("No median beat samples to draw.")
+    at_s = {m.key: fiducials[m.key] / fs for m in FIDUCIAL_MARKS if fiducials.get(m.key) is not None}
+    j0, j1 = _beat_crop(at_s, n, beats_fs)
+    start_s, shown_s = j0 / beats_fs, (j1 - j0) / beats_fs
+    pitch_s = math.ceil(round((shown_s + MEDIAN_GAP_S) / MEDIAN_MAJOR_S, 6)) * MEDIAN_MAJOR_S  # columns on major lines
+    bases = ROW_BASELINES_MV[:len(GRID_3X4)]
+    traces: list[go.Scatter] = []
+    panels: list[dict] = []
+    annotations: list[dict] = []
+    for row, names in enumerate(GRID_3X4):
+        for col, lead in enumerate(names):
+            x0 = col * pitch_s
+            mv = np.asarray([np.nan if v is None else v for v in (leads.get(lead) or [])[j0:j1]], dtype=np.float64)
+            # x0/dx instead of 325 x values; 10 µV steps are 0.1 mm on the paper, finer than a screen pixel.
+            traces.append(go.Scatter(
+                x0=round(x0, 6), dx=1 / beats_fs, y=_json_values(mv + bases[row], 2), mode="lines",
+                line={"color": INK, "width": 1.4}, name=lead, meta=lead, hoverinfo="skip", showlegend=False))
+            panels.append({"lead": lead, "x0": round(x0, 6), "x1": round(x0 + shown_s, 6),
+                           "y0": bases[row] - MEDIAN_ROW_HALF_MV, "y1": bases[row] + MEDIAN_ROW_HALF_MV})
+            annotations.append({**_label(lead, x0, bases[row]), "x": round(x0 + 0.03, 5), "y": bases[row] + 0.6})
+
+    y_bottom = bases[-1] - MEDIAN_ROW_HALF_MV
+    y_marks_top = bases[0] + MEDIAN_ROW_HALF_MV
+    # One trace per mark and per bar, its four columns joined by None gaps: a few hundred bytes where 36 layout
+    # shapes took 8 KB of the page.
+    columns = range(len(GRID_3X4[0]))
+    marks: list[dict] = []
+    at_s = {k: v - start_s for k, v in at_s.items()}  # seconds from the first drawn sample
+    for m in FIDUCIAL_MARKS:
+        if m.key not in at_s:
+            continue
+        marks.append({"key": m.key, "label": m.label, "color": m.color, "dash": m.dash,
+                      "ms": round((at_s[m.key] + start_s) * 1000)})
+        xs = [round(col * pitch_s + at_s[m.key], 5) for col in columns]
+        traces.append(_gapped(xs, xs, [y_bottom] * len(xs), [y_marks_top] * len(xs),
+                              line={"color": m.color, "width": 1.6, "dash": m.dash}, name=m.label, meta=m.key))
+
+    bars = (("pr", "PR", "p_on", "qrs_on", 0, "right"), ("qrs", "QRS", "qrs_on", "qrs_off", 0, "left"),
+            ("qt", "QT", "qrs_on", "t_off", 1, "center"))
+    for key, name, a, b, level, anchor in bars:
+        if a not in at_s or b not in at_s:
+            continue
+        y = BAR_LEVELS_MV[level]
+        value = intervals_ms.get(key)
+        text = f"<b>{name} {value} ms</b>" if value is not None else f"<b>{name}</b>"
+        xa = [round(col * pitch_s + at_s[a], 5) for col in columns]
+        xb = [round(col * pitch_s + at_s[b], 5) for col in columns]
+        traces.append(_gapped(xa, xb, [y] * len(xa), [y] * len(xa), line={"color": BAR_COLOR, "width": 3},
+                              name=name, meta=f"bar-{key}"))
+        for ca, cb in zip(xa, xb):
+            # PR's label ends at the QRS onset and QRS's starts there, so the two never overlap.
+            x_text = {"right": cb, "left": ca, "center": (ca + cb) / 2}[anchor]
+            annotations.append({"text": text, "x": round(x_text, 5), "y": y, "xanchor": anchor, "yanchor": "bottom",
+                                "xshift": {"right": -2, "left": 2, "center": 0}[anchor], "showarrow": False,
+                                "font": {"size": 12, "color": BAR_COLOR, "family": "Arial, sans-serif"}})
+
+    x_range = (-MEDIAN_GAP_S / 2, len(GRID_3X4[0]) * pitch_s - MEDIAN_GAP_S / 2)
+    y_range = (y_bottom - 0.2, MEDIAN_Y_TOP_MV)
+    width = round((x_range[1] - x_range[0]) * MEDIAN_MM_PER_S * PX_PER_MM
+                  + MEDIAN_MARGIN_PX["l"] + MEDIAN_MARGIN_PX["r"])
+    px_per_s = (width - MEDIAN_MARGIN_PX["l"] - MEDIAN_MARGIN_PX["r"]) / (x_range[1] - x_range[0])
+    height = round(px_per_s * MEDIAN_SCALE_RATIO * (y_range[1] - y_range[0])) + MEDIAN_MARGIN_PX["t"] \
+        + MEDIAN_MARGIN_PX["b"]
+    axis_common = {"showticklabels": False, "ticks": "", "zeroline": False, "showline": False, "tick0": 0,
+                   "showgrid": True, "gridcolor": GRID_MAJOR, "gridwidth": 1}
+    layout = go.Layout(
+        template="none", width=width, height=height, margin=MEDIAN_MARGIN_PX, paper_bgcolor="#fff",
+        plot_bgcolor="#fff", showlegend=False, dragmode=False, hovermode=False,
+        xaxis={**axis_common, "range": list(x_range), "dtick": MEDIAN_MAJOR_S, "fixedrange": True,
+               "minor": {"dtick": MEDIAN_MINOR_S, "tick0": 0, "showgrid": True, "gridcolor": GRID_MINOR,
+                         "gridwidth": 0.5}},
+        yaxis={**axis_common, "range": list(y_range), "dtick": MAJOR_MV, "fixedrange": True,
+               "minor": {"dtick": MINOR_MV, "tick0": 0, "showgrid": True, "gridcolor": GRID_MINOR,
+                         "gridwidth": 0.5},
+               "scaleanchor": "x", "scaleratio": MEDIAN_SCALE_RATIO},
+        annotations=annotations,
+    )
+    return {"figure": go.Figure(data=traces, layout=layout).to_plotly_json(), "paper_width": width,
+            "start_s": round(start_s, 6),
+            "calipers": {"panels": panels, "shared_time": False, "mm_per_s": MEDIAN_MM_PER_S,
+                         "mm_per_mv": MM_PER_MV},
+            "marks": marks}
+
+
+def _beat_crop(at_s: dict[str, float], n: int, beats_fs: float) -> tuple[int, int]:
+    """The stored samples [j0, j1) to draw: from BEAT_BEFORE_S before P onset to BEAT_AFTER_S after T end.
+
+    The stored beat runs 0.5 s before R to 0.8 s after it; the rest is baseline or a neighbouring beat's waves, and
+    leaving it out draws the beats about half as large again in the same card. Without a P onset (or a T end)
+    the crop reaches BEAT_NO_P_S before the QRS onset (BEAT_NO_T_S after the QRS offset), where they would be.
+    """
+    qrs_on, qrs_off = at_s.get("qrs_on"), at_s.get("qrs_off")
+    if qrs_on is None or qrs_off is None:
+        return 0, n
+    start = at_s["p_on"] - BEAT_BEFORE_S if "p_on" in at_s else qrs_on - BEAT_NO_P_S
+    end = at_s["t_off"] + BEAT_AFTER_S if "t_off" in at_s else qrs_off + BEAT_NO_T_S
+    j0 = max(0, math.floor(start * beats_fs))
+    return j0, max(j0 + 2, min(n, math.ceil(end * beats_fs) + 1))
+
+
+def _gapped(x0: list[float], x1: list[float], y0: list[float], y1: list[float], **style) -> go.Scatter:
+    """Line segments (x0[i], y0[i]) - (x1[i], y1[i]) as one trace, separated by None gaps."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for a, b, c, d in zip(x0, x1, y0, y1):
+        xs += [a, b, None]
+        ys += [c, d, None]
+    return go.Scatter(x=xs[:-1], y=ys[:-1], mode="lines", hoverinfo="skip", showlegend=False, **style)
+
+
+def sheet_caliper_panels() -> list[dict]:
+    """The lead boxes of :func:`ecg_paper_figure`'s sheet, for the page's calipers ({lead, x0, x1, y0, y1})."""
+    half = 1.5  # rows are 3 mV apart
+    panels = [{"lead": lead, "x0": col * SEGMENT_S, "x1": (col + 1) * SEGMENT_S,
+               "y0": ROW_BASELINES_MV[row] - half, "y1": ROW_BASELINES_MV[row] + half}
+              for row, leads in enumerate(GRID_3X4) for col, lead in enumerate(leads)]
+    panels.append({"lead": RHYTHM_LEAD, "x0": 0.0, "x1": WINDOW_S, "y0": ROW_BASELINES_MV[-1] - half,
+                   "y1": ROW_BASELINES_MV[-1] + half})
+    return panels

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from clinical.ecgplot import median_beats_figure
 from clinical.recommend import FindingInput
 from mlcore import measure as mlmeasure
 from mlcore.criteria import criteria_statements
@@ -22,6 +23,7 @@ API_KEYS = ("heart_rate_bpm", "rr_ms", "p_ms", "pr_ms", "qrs_ms", "qt_ms", "qtc_
 # The median beats are stored at no more than this rate (the fiducials stay sample indices at the record's own
 # rate): 12 leads x 1.3 s at 250 Hz is about 25 KB of JSON, at 1000 Hz it would be 100 KB per row.
 MEDIAN_BEATS_MAX_HZ = 250.0
+NOT_MEASURED_YET = "measured only for ECGs uploaded since measurements were added"
 
 # mlcore.criteria's statement codes -> the action table's measure: codes (clinical/recommendations.json). A code
 # not listed here is passed on as it is and, having no rule, gets the generic "abnormal ECG: over-read" action.
@@ -61,7 +63,7 @@ def api_values(m: dict | None) -> dict:
     reasons = m.get("reasons") or {}
     out = {k: m.get(k) for k in API_KEYS}
     if not m:
-        reasons = {k: "measured only for ECGs uploaded since measurements were added" for k in API_KEYS}
+        reasons = {k: NOT_MEASURED_YET for k in API_KEYS}
     out["reasons"] = {k: v for k, v in reasons.items() if k in API_KEYS}
     return out
 
@@ -103,3 +105,31 @@ def display_line(m: dict | None) -> list[dict]:
              "values": [{"text": "—" if m.get(k) is None else str(m[k]),
                          "reason": reasons.get(k, "not measured") if m.get(k) is None else ""} for k in keys]}
             for label, keys, unit, note in LINE]
+
+
+def median_beats_view(m: dict | None) -> dict:
+    """The result page's median-beat panel for the stored measurements: {"plot": median_beats_figure(...),
+    "missing": [{label, reason}] for a fiducial not marked} or, when there are no median beats to draw,
+    {"reason": why} (an ECG stored before it was measured, or one whose beats could not be measured)."""
+    if not m:
+        return {"reason": NOT_MEASURED_YET}
+    beats, fiducials, fs = m.get("median_beats"), m.get("fiducials"), m.get("fs")
+    if not beats or not beats.get("leads") or not fiducials or not fs:
+        reasons = m.get("reasons") or {}
+        # mlcore.measure gives every key the same reason when it finds no beats to measure; QRS is always measured
+        # when there are beats, so its reason is the one that says why there are none.
+        return {"reason": reasons.get("qrs_ms") or next(iter(reasons.values()), "the beats could not be measured")}
+    reasons = m.get("reasons") or {}
+    try:
+        plot = median_beats_figure(
+            beats["leads"], beats_fs=beats.get("fs") or fs, fs=fs, fiducials=fiducials,
+            intervals_ms={"pr": m.get("pr_ms"), "qrs": m.get("qrs_ms"), "qt": m.get("qt_ms")})
+    except ValueError:  # a stored row this code cannot read must not take the result page down with it
+        log.exception("median beats not drawn")
+        return {"reason": "the median beats stored for this ECG could not be drawn"}
+    missing = []
+    if fiducials.get("p_on") is None:
+        missing.append({"label": "P wave", "reason": reasons.get("pr_ms", "no P wave found")})
+    if fiducials.get("t_off") is None:
+        missing.append({"label": "T end", "reason": reasons.get("qt_ms", "no T wave end found")})
+    return {"plot": plot, "missing": missing}

@@ -118,6 +118,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "not_assessed": selectors.result_not_assessed(prediction=prediction),
         "plot": _figure(record),
         "measurement_line": ecg_measures.display_line(record.measurements),
+        "median_beats": ecg_measures.median_beats_view(record.measurements),
         "measurement_convention": (record.measurements or {}).get("convention"),
         "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
         "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
