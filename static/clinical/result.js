@@ -33,6 +33,7 @@
     if (medianEl && median) drawSheet(medianEl, document.getElementById("median-scroll"), median, false);
   }
 
+  const CYCLE_MIN_MS = 200;
   // Calipers: two clicks (or taps) on a sheet give the time between them, the rate that interval would make, and,
   // within one lead, the voltage between them. The clicks land on a transparent layer over the plot area while
   // calipers are on, so that Plotly's pan does not take them; x and y come from the axes' ranges.
@@ -86,8 +87,8 @@
           layer: "above", line: {color: ink, width: 1.5, dash: "dot"}});
         const m = measure();
         if (m.ms !== null) {
-          // On the plot the rate only where the interval could be a cycle (up to 300/min); the readout always has it.
-          const cycle = m.ms >= 200;
+          // The rate only where the interval could be a cycle (up to 300/min): a QRS is not a rate.
+          const cycle = m.ms >= CYCLE_MIN_MS;
           notes.push({text: "<b>" + m.ms + " ms</b>" + (cycle ? " · " + m.rate + "/min" : ""), x: (a.x + b.x) / 2,
             y: Math.max(a.y, b.y), yanchor: "bottom", yshift: 6, showarrow: false, bgcolor: "rgba(255,255,255,0.92)",
             bordercolor: ink, borderpad: 2, font: {size: 14, color: ink, family: "Arial, sans-serif"}});
@@ -109,7 +110,7 @@
       if (points.length === 1) { out.textContent = "Click or tap the second point."; return; }
       const m = measure();
       const parts = [];
-      if (m.ms !== null) parts.push("Δt " + m.ms + " ms", m.rate ? "rate " + m.rate + "/min" : "");
+      if (m.ms !== null) parts.push("Δt " + m.ms + " ms", m.rate && m.ms >= CYCLE_MIN_MS ? "rate " + m.rate + "/min" : "");
       if (m.mv !== null) {
         const sign = m.mv >= 0 ? "+" : "−";
         parts.push("Δ " + sign + Math.abs(m.mv).toFixed(2) + " mV (" + sign +
