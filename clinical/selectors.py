@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from clinical import recommend
-from clinical.models import Alert, AuditEvent, EcgRecord, Prediction, ResultNotification
+from clinical.models import Alert, AuditEvent, EcgRecord, Finding, Prediction, ResultNotification
 
 HEADS = ("superclass", "statements")
 THRESHOLDS_NOT_KEPT = ("This result was stored before thresholds were kept with each result: the probabilities are "
@@ -55,6 +55,18 @@ def prediction_probabilities(*, prediction: Prediction) -> dict:
                 "operating_point": {k: v for k, v in point.items() if k != "threshold"} if point else None})
     return {"calibration_method": points.get("method") or None, "calibration_folds": points.get("folds", []),
             "thresholds_missing_reason": None if points else THRESHOLDS_NOT_KEPT, "labels": labels}
+
+
+def model_findings(*, prediction: Prediction | None) -> list[Finding]:
+    """The model's findings of a result, each with ``operating_point``: what its threshold was chosen for, its
+    support and whether it is validated (None for results stored before operating points were kept)."""
+    if prediction is None:
+        return []
+    points = prediction.operating_points or {}
+    findings = list(prediction.findings.exclude(head=Finding.Head.MEASUREMENT))
+    for f in findings:
+        f.operating_point = points.get(f.head, {}).get(f.code)
+    return findings
 
 
 def result_not_assessed(*, prediction: Prediction | None) -> list[recommend.NotAssessed]:

@@ -112,7 +112,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "record": record,
         "job": record.job,
         "prediction": prediction,
-        "findings": list(prediction.findings.exclude(head=Finding.Head.MEASUREMENT)) if prediction else [],
+        "findings": selectors.model_findings(prediction=prediction),
         "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
         "not_assessed": selectors.result_not_assessed(prediction=prediction),

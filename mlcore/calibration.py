@@ -60,17 +60,17 @@ def fit_thresholds(p: np.ndarray, y: np.ndarray, floor: float = MIN_THRESHOLD) -
 # How a threshold was chosen, when the manifest records no operating point of its own.
 F1_OPTIMAL = "f1_optimal"  # fit_threshold on the calibration folds
 FLOOR = "floor"  # the F1-optimal cut-off fell below MIN_THRESHOLD, so the floor (project policy) is the threshold
-_RECORDED = ("name", "target", "achieved", "support", "validated")
+_RECORDED = ("name", "metric", "target", "achieved", "achieved_ci90", "achieved_out_of_sample", "support", "validated")
 
 
 def operating_points(calibration: dict, names: Mapping[str, Sequence[str]]) -> dict:
     """Per head and label, the decision threshold and how it was chosen, as the manifest's calibration says.
 
     ``calibration`` is the manifest's "calibration" block; ``names`` the label codes of each head. A head may carry
-    "operating_points", one dict per label with name, target, achieved, support and validated (a calibration that
-    chose thresholds for stated targets writes them). Without it a threshold is F1-optimal on the calibration
-    folds, or the floor where that cut-off was lower (``fit_thresholds``), and target, achieved, support and
-    validated are None: the manifest does not say.
+    "operating_points", one dict per label with name, metric, target, achieved (with its 90 % interval and the
+    value out of sample), support and validated (training.operating_points writes them). Without it a threshold is
+    F1-optimal on the calibration folds, or the floor where that cut-off was lower (``fit_thresholds``), and the
+    rest is None: the manifest does not say.
 
     Returns {"method", "folds", head: {code: {"threshold", "name", "target", "achieved", "support", "validated"}}}.
     """

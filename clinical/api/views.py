@@ -341,13 +341,23 @@ def _lead_levels(help_text: str) -> serializers.DictField:
 
 class OperatingPointOutput(serializers.Serializer):
     name = serializers.CharField(help_text=(
-        "How the threshold was chosen: f1_optimal (F1-optimal on the calibration folds), floor (the "
-        "F1-optimal cut-off fell below the 10 % floor, project policy, so the floor is the threshold), or "
-        "the name the model manifest gives (e.g. a sensitivity target)"))
+        "How the threshold was chosen (training.operating_points): sensitivity_target or specificity_target (the "
+        "threshold meeting ``target`` on the calibration folds), f1_optimal (F1-optimal there), floor (the "
+        "F1-optimal cut-off fell below the 10 % floor, project policy, so the floor is the threshold); "
+        "'_unvalidated_target' appended when a target was set but too few positives exist to check it"))
+    metric = serializers.ChoiceField(choices=["sensitivity", "specificity"], allow_null=True, required=False,
+                                     help_text="What the target is a value of; null: no target (F1-optimal)")
     target = serializers.FloatField(allow_null=True, help_text="The target the threshold was chosen for "
                                                                "(e.g. sensitivity 0.90); null: none recorded")
     achieved = serializers.FloatField(allow_null=True, help_text="The value achieved on the calibration "
                                                                  "data; null: not recorded")
+    achieved_ci90 = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2,
+                                          allow_null=True, required=False,
+                                          help_text="90 % Wilson interval of ``achieved``; null: not recorded")
+    achieved_out_of_sample = serializers.FloatField(
+        allow_null=True, required=False,
+        help_text="The value achieved out of sample (threshold chosen on half the calibration records, measured on "
+                  "the other half, both ways, averaged); null: not recorded")
     support = serializers.IntegerField(allow_null=True, help_text="Positives the threshold was chosen "
                                                                   "on; null: not recorded")
     validated = serializers.BooleanField(allow_null=True, help_text="Whether the manifest marks the "
@@ -514,16 +524,21 @@ class EcgResultApi(APIView):
                                             "rule_id": "superclass:STTC"}],
                        "acknowledged_by": None, "acknowledged_at": None,
                        "probabilities": {
-                           "calibration_method": "per-class temperature on mean member logits; F1-optimal thresholds",
+                           "calibration_method": "per-class temperature scaling; thresholds by target (...)",
                            "calibration_folds": [9], "thresholds_missing_reason": None,
                            "labels": [{"head": "superclass", "code": "STTC", "probability": 0.71, "spread": 0.04,
                                        "threshold": 0.393, "above_threshold": True,
-                                       "operating_point": {"name": "f1_optimal", "target": None, "achieved": None,
-                                                           "support": None, "validated": None}},
+                                       "operating_point": {"name": "f1_optimal", "metric": None, "target": None,
+                                                           "achieved": None, "achieved_ci90": None,
+                                                           "achieved_out_of_sample": None, "support": 231,
+                                                           "validated": True}},
                                       {"head": "statements", "code": "AFIB", "probability": 0.03, "spread": 0.01,
-                                       "threshold": 0.31, "above_threshold": False,
-                                       "operating_point": {"name": "f1_optimal", "target": None, "achieved": None,
-                                                           "support": None, "validated": None}}]},
+                                       "threshold": 0.349, "above_threshold": False,
+                                       "operating_point": {"name": "sensitivity_target", "metric": "sensitivity",
+                                                           "target": 0.9, "achieved": 0.9,
+                                                           "achieved_ci90": [0.85, 0.93],
+                                                           "achieved_out_of_sample": 0.89, "support": 151,
+                                                           "validated": True}}]},
                        "not_assessed": [{"code": "not_assessed:PRIOR_ECG",
                                          "pattern": "Change from the patient's earlier ECGs",
                                          "reason": "Each ECG is read alone: nothing is compared with a prior ECG.",

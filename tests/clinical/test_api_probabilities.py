@@ -53,11 +53,19 @@ def test_every_label_comes_with_its_probability_threshold_and_operating_point(cl
     # All 5 classes and all 71 statements, not only the flagged findings.
     assert len(labels) == len(prediction.superclass) + len(prediction.statements) == 76
     assert len(body["findings"]) < len(labels)
-    assert probs["calibration_folds"] == [9] and "F1-optimal" in probs["calibration_method"]
+    assert probs["calibration_folds"] == [9] and "thresholds by target" in probs["calibration_method"]
     assert probs["thresholds_missing_reason"] is None
+    names = {"f1_optimal", "floor", "sensitivity_target", "specificity_target", "f1_optimal_unvalidated_target",
+             "floor_unvalidated_target"}
     for row in labels.values():
-        assert row["threshold"] is not None and row["operating_point"]["name"] in ("f1_optimal", "floor")
+        assert row["threshold"] is not None and row["operating_point"]["name"] in names
+        assert isinstance(row["operating_point"]["validated"], bool) and row["operating_point"]["support"] >= 0
         assert row["above_threshold"] == (row["probability"] >= row["threshold"])
+    # The dangerous statements carry their sensitivity target, with what fold 9 achieved or "not validated".
+    afib, svtac = labels[("statements", "AFIB")]["operating_point"], labels[("statements", "SVTAC")]["operating_point"]
+    assert afib["metric"] == "sensitivity" and afib["target"] == 0.9 and afib["achieved"] >= 0.9 and afib["validated"]
+    assert len(afib["achieved_ci90"]) == 2 and afib["achieved_out_of_sample"] is not None
+    assert svtac["target"] == 0.9 and svtac["validated"] is False and svtac["achieved"] is None
     # Each model finding is one of the labels above its threshold, with the same numbers.
     for f in body["findings"]:
         if f["head"] != "measurement":
@@ -101,7 +109,7 @@ def test_not_assessed_is_always_in_the_result_even_before_the_analysis(clinician
     services.inference_run(job_id=record.job.id)
     done = client.get(f"/api/v1/ecgs/{record.public_id}/result/").json()
     unvalidated = [i for i in done["not_assessed"] if i["code"] == "not_assessed:NO_VALIDATED_THRESHOLD"]
-    # The committed manifest's floor thresholds: statements whose F1-optimal cut-off fell below 10 % on fold 9.
-    floor = sorted(r["code"] for r in done["probabilities"]["labels"] if r["operating_point"]["name"] == "floor")
-    assert unvalidated and sorted(unvalidated[0]["labels"]) == floor
-    assert {"3AVB", "2AVB", "STE_"} <= set(floor)
+    # The committed manifest's labels with too few positives on fold 9 to validate an operating point.
+    marked = sorted(r["code"] for r in done["probabilities"]["labels"] if r["operating_point"]["validated"] is False)
+    assert unvalidated and sorted(unvalidated[0]["labels"]) == marked
+    assert {"3AVB", "2AVB", "STE_", "SVTAC"} <= set(marked) and "AFIB" not in marked

@@ -141,5 +141,6 @@ def test_operating_points_name_how_each_threshold_was_chosen():
         {"name": "sensitivity", "target": 0.9, "achieved": 0.91, "support": 120, "validated": True},
         {"name": "sensitivity", "target": 0.9, "achieved": 0.5, "support": 2, "validated": False}]
     recorded = operating_points(cal, {"superclass": ["NORM", "MI"]})["superclass"]
-    assert recorded["MI"] == {"threshold": MIN_THRESHOLD, "name": "sensitivity", "target": 0.9, "achieved": 0.5,
+    assert recorded["MI"] == {"threshold": MIN_THRESHOLD, "name": "sensitivity", "metric": None, "target": 0.9,
+                              "achieved": 0.5, "achieved_ci90": None, "achieved_out_of_sample": None,
                               "support": 2, "validated": False}

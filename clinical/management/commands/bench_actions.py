@@ -20,6 +20,7 @@ from clinical.services import NEEDS_REVIEW_SPREAD
 from mlcore.ensemble import Ensemble, Prediction
 from mlcore.ptbxl import load_folds
 from mlcore.quality import assess
+from training.operating_points import wilson
 
 
 class Command(BaseCommand):
@@ -59,7 +60,30 @@ class Command(BaseCommand):
         if dump:
             with open(dump, "w") as f:
                 json.dump({"dangerous": sorted(dangerous), "records": records}, f)
-        self.stdout.write(json.dumps(score(records, dangerous), indent=1))
+        result = score(records, dangerous)
+        result["dangerous_at_operating_points"] = dangerous_sensitivity(
+            pred.statements, split.statements.astype(bool), labels.statements, ens, dangerous)
+        self.stdout.write(json.dumps(result, indent=1))
+
+
+def dangerous_sensitivity(p: np.ndarray, y: np.ndarray, codes, ens: Ensemble, dangerous: frozenset[str]) -> dict:
+    """Per dangerous statement on these folds: positives, the threshold and how it was chosen, sensitivity at it
+    with its 90 % Wilson interval (null without positives), and specificity."""
+    out = {}
+    points = ens.operating_points["statements"]
+    for j, code in enumerate(codes):
+        if f"statement:{code}" not in dangerous:
+            continue
+        pos = y[:, j]
+        point = points[code]
+        hits = int((p[pos, j] >= point["threshold"]).sum())
+        ci = wilson(hits, int(pos.sum()))
+        out[code] = {"positives": int(pos.sum()), "threshold": point["threshold"], "point": point["name"],
+                     "validated": point["validated"],
+                     "sensitivity": round(hits / pos.sum(), 3) if pos.any() else None,
+                     "sensitivity_ci90": [round(ci[0], 3), round(ci[1], 3)] if ci else None,
+                     "specificity": round(float((p[~pos, j] < point["threshold"]).mean()), 4)}
+    return out
 
 
 def score(records: list[dict], dangerous: frozenset[str]) -> dict:
