@@ -44,7 +44,7 @@ _QUALITY_REASON = {"flat_line": "lead {lead} flat", "clipping": "lead {lead} cli
 class FindingInput:
     key: str  # "superclass:MI", "statement:AFIB", "measure:QTC_500" or "context:ISCHAEMIC_SYMPTOMS"
     probability: float
-    needs_review: bool = False  # the ensemble members disagree about this finding
+    needs_review: bool = False  # the ensemble members disagree about this finding (some, not all, above threshold)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _line(table: dict, entry: dict, kind: str, triggered_by: str, confidence: fl
 
 
 def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInput] = (),
-                 table: dict | None = None) -> list[RankedAction]:
+                 table: dict | None = None, disputed_absent: Iterable[str] = ()) -> list[RankedAction]:
     """Actions for the flagged findings, most urgent first, then by confidence; caveats last; never empty.
 
     - Each table rule fires when each of its key groups has a present finding; its confidence is the lowest of the
@@ -141,7 +141,9 @@ def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInpu
     - "Normal" reassurance (NORM, sinus rhythm) is shown only when nothing abnormal and no quality problem is present.
     - Quality warnings add "repeat the ECG (reasons)".
     - "No finding above its threshold" only when nothing is flagged at all.
-    - Members' disagreement is a caveat, and only for a dangerous finding.
+    - Members' disagreement is a caveat, and only for a dangerous finding: one flagged with ``needs_review`` (not
+      every member above its threshold), or one in ``disputed_absent`` (keys the ensemble did not flag although a
+      member is above the threshold: a possible miss).
     """
     table = table or load_table()
     present: dict[str, FindingInput] = {}
@@ -188,11 +190,14 @@ def rank_actions(findings: Iterable[FindingInput], quality: Iterable[QualityInpu
         lines.append(normal[0])
 
     dangerous = dangerous_keys(table)
-    if disputed := sorted((f for f in present.values() if f.needs_review and f.key in dangerous),
-                          key=lambda f: -f.probability):
-        codes = ", ".join(f.key.split(":", 1)[1] for f in disputed)
-        lines.append(_line(table, table["caveats"]["models_disagree"], CAVEAT,
-                           "+".join(f.key for f in disputed), disputed[0].probability, codes=codes))
+    disputed = [f.key for f in sorted(present.values(), key=lambda f: -f.probability)
+                if f.needs_review and f.key in dangerous]
+    disputed += [k for k in dict.fromkeys(disputed_absent) if k in dangerous and k not in present]
+    if disputed:
+        codes = ", ".join(k.split(":", 1)[1] for k in disputed)
+        confidence = max((present[k].probability for k in disputed if k in present), default=0.0)
+        lines.append(_line(table, table["caveats"]["models_disagree"], CAVEAT, "+".join(disputed), confidence,
+                           codes=codes))
 
     best: dict[str, RankedAction] = {}
     for line in lines:  # the same wording from two rules (the NORM class and statement) is listed once

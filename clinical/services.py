@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC": "ST/T change",
                     "CD": "Conduction disturbance", "HYP": "Hypertrophy"}
-# Std of the members' calibrated probabilities above which a finding is marked "needs review".
-NEEDS_REVIEW_SPREAD = 0.12
 # Evidence is computed for the top findings only: they share one batched backward pass whose cost grows with
 # the batch (about 12 ms per finding for three members on one thread).
 MAX_EXPLAINED = 5
@@ -280,6 +278,16 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
     return new
 
 
+def members_disagree(pred, labels, n_members: int) -> set[tuple[str, int]]:
+    """(head, index) of the labels of the first ECG in ``pred`` on which the ensemble members disagree: some of them,
+    not all, have their own calibrated probability at or above the label's threshold."""
+    out = set()
+    for head, codes in (("superclass", labels.superclasses), ("statements", labels.statements)):
+        above = getattr(pred, f"{head}_members_above")[0]
+        out |= {(head, j) for j in range(len(codes)) if 0 < above[j] < n_members}
+    return out
+
+
 def _jsonable(value):
     """A reader's device dict as JSON can hold it: numpy numbers as numbers, anything else as (short) text."""
     if isinstance(value, dict):
@@ -335,17 +343,26 @@ def inference_run(*, job_id: int) -> InferenceJob:
     pred = ens.predict([signal], record.fs)
     labels = ens.labels
 
-    candidates = []  # (head, code, display, probability, threshold, spread)
+    candidates = []  # (head, code, display, probability, threshold, spread, disputed)
+    n_members = len(ens.members)
+    disputed = members_disagree(pred, labels, n_members)
+    disputed_absent = []  # not flagged, yet a member is above the threshold: a possible miss
     for j, code in enumerate(labels.superclasses):
         if pred.superclass_flags[0, j]:
             candidates.append(("superclass", code, SUPERCLASS_NAMES.get(code, code), pred.superclass[0, j],
-                               ens.threshold["superclass"][j], pred.superclass_spread[0, j]))
+                               ens.threshold["superclass"][j], pred.superclass_spread[0, j],
+                               ("superclass", j) in disputed))
+        elif ("superclass", j) in disputed:
+            disputed_absent.append(f"superclass:{code}")
     for j, code in enumerate(labels.statements):
         # The NORM statement repeats the NORM class; listing both would read as two findings.
         if pred.statements_flags[0, j] and code not in labels.superclasses:
             text = labels.descriptions.get(code, code)
             candidates.append(("statements", code, text[:1].upper() + text[1:], pred.statements[0, j],
-                               ens.threshold["statements"][j], pred.statements_spread[0, j]))
+                               ens.threshold["statements"][j], pred.statements_spread[0, j],
+                               ("statements", j) in disputed))
+        elif not pred.statements_flags[0, j] and ("statements", j) in disputed:
+            disputed_absent.append(f"statement:{code}")
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
@@ -360,11 +377,12 @@ def inference_run(*, job_id: int) -> InferenceJob:
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
     elapsed_ms = (time.perf_counter() - started) * 1000
     actions = rank_actions(
-        [*(FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p),
-                        s >= NEEDS_REVIEW_SPREAD) for h, code, _, p, _, s in candidates),
+        [*(FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), d)
+           for h, code, _, p, _, _, d in candidates),
          *ecg_measures.action_inputs(by_measurement)],
         quality=[QualityInput(i["code"], i["message"], i.get("lead"))
-                 for i in record.quality.get("issues", []) if i.get("severity") == "warn"])
+                 for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
+        disputed_absent=disputed_absent)
     # "Needs review" only when the members disagree about a dangerous finding (the action table's caveat).
     needs_review = any(a.rule_id == MODELS_DISAGREE for a in actions)
 
@@ -386,8 +404,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
         )
         Finding.objects.bulk_create([
             Finding(prediction=prediction, head=h, code=code, display=display, probability=float(p),
-                    threshold=float(t), spread=float(s), needs_review=s >= NEEDS_REVIEW_SPREAD, rank=i)
-            for i, (h, code, display, p, t, s) in enumerate(candidates)] + [
+                    threshold=float(t), spread=float(s), needs_review=d, rank=i)
+            for i, (h, code, display, p, t, s, d) in enumerate(candidates)] + [
             Finding(prediction=prediction, head=Finding.Head.MEASUREMENT, code=st["code"], display=st["text"][:128],
                     probability=None, threshold=None, spread=None, rank=len(candidates) + i)
             for i, st in enumerate(by_measurement)])

@@ -44,6 +44,10 @@ class Prediction:
     superclass_flags: np.ndarray  # (b, 5) bool: probability >= the class threshold
     statements_flags: np.ndarray  # (b, 71) bool
     embedding: np.ndarray  # (b, d) penultimate features, averaged over members (for drift monitoring)
+    # (b, k) int: how many members' own calibrated probability reaches the threshold. Some but not all: the members
+    # disagree about the label (whatever the ensemble's mean says).
+    superclass_members_above: np.ndarray | None = None
+    statements_members_above: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.superclass)
@@ -155,6 +159,7 @@ class Ensemble:
             result[head] = p
             result[f"{head}_spread"] = member_p.std(0)
             result[f"{head}_flags"] = p >= self.threshold[head]
+            result[f"{head}_members_above"] = (member_p >= self.threshold[head]).sum(0)
         return Prediction(**result)
 
     # -- explanation ------------------------------------------------------------------------------

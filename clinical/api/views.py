@@ -520,7 +520,7 @@ class EcgResultApi(APIView):
                                             "and hs-troponin", "urgency": "routine",
                                             "reasoning": "ST-T changes are non-specific.", "source": "2023 ESC ACS",
                                             "triggered_by": "superclass:STTC", "confidence": 0.71,
-                                            "table_version": "2026.12-2", "kind": "rule",
+                                            "table_version": "2026.12-3", "kind": "rule",
                                             "rule_id": "superclass:STTC"}],
                        "acknowledged_by": None, "acknowledged_at": None,
                        "probabilities": {

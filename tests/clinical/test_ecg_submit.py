@@ -91,26 +91,58 @@ def test_a_flat_lead_adds_repeat_the_ecg_and_no_normal_reassurance(clinician, ec
     assert not any(r.action.startswith(("Normal ECG", "Sinus rhythm")) for r in recs)
 
 
-@pytest.mark.parametrize("disputed, needs_review", [("SR", False), ("AFIB", True)])
+@pytest.mark.parametrize("disputed, flagged, needs_review", [
+    ("SR", True, False),  # not dangerous: no badge, whatever the members say
+    ("AFIB", True, True),  # flagged, but one member below its threshold
+    ("AFIB", False, True),  # not flagged, yet one member above its threshold: a possible miss
+])
 def test_needs_review_only_when_the_members_disagree_about_a_dangerous_finding(clinician, wfdb_pair, weights_dir,
-                                                                              monkeypatch, disputed, needs_review):
+                                                                              monkeypatch, disputed, flagged,
+                                                                              needs_review):
     ens = services.get_ensemble()
     real = ens.predict
 
     def disputing(signals, fs, leads=None):
         pred = real(signals, fs, leads)
         j = ens.labels.statements.index(disputed)
-        pred.statements[0, j], pred.statements_flags[0, j], pred.statements_spread[0, j] = 0.6, True, 0.3
+        pred.statements[0, j], pred.statements_flags[0, j] = (0.6 if flagged else 0.05), flagged
+        pred.statements_members_above[0, j] = len(ens.members) - 1 if flagged else 1
         return pred
 
     monkeypatch.setattr(ens, "predict", disputing)
     record = submit(clinician, wfdb_pair)
     services.inference_run(job_id=record.job.id)
     pred = Prediction.objects.get(record=record)
-    assert Finding.objects.get(prediction=pred, code=disputed).needs_review
+    if flagged:
+        assert Finding.objects.get(prediction=pred, code=disputed).needs_review
+    else:
+        assert not Finding.objects.filter(prediction=pred, code=disputed).exists()
     assert pred.needs_review is needs_review
     caveats = list(pred.recommendations.filter(kind=Recommendation.Kind.CAVEAT, rule_id="caveat:MODELS_DISAGREE"))
     assert len(caveats) == int(needs_review) and pred.recommendations.first().kind != Recommendation.Kind.CAVEAT
+    if needs_review:
+        assert disputed in caveats[0].action and caveats[0].urgency == "routine"
+
+
+def test_members_that_all_agree_raise_no_review_however_spread_their_probabilities(clinician, wfdb_pair,
+                                                                                     weights_dir, monkeypatch):
+    """The badge follows the members' verdicts, not the spread of their probabilities: three members all above
+    AFIB's threshold (0.40, 0.60, 0.95) agree that it is there."""
+    ens = services.get_ensemble()
+    real = ens.predict
+
+    def spread_but_agreeing(signals, fs, leads=None):
+        pred = real(signals, fs, leads)
+        j = ens.labels.statements.index("AFIB")
+        pred.statements[0, j], pred.statements_flags[0, j], pred.statements_spread[0, j] = 0.65, True, 0.3
+        pred.statements_members_above[0, j] = len(ens.members)
+        return pred
+
+    monkeypatch.setattr(ens, "predict", spread_but_agreeing)
+    record = submit(clinician, wfdb_pair)
+    services.inference_run(job_id=record.job.id)
+    pred = Prediction.objects.get(record=record)
+    assert not pred.needs_review and not Finding.objects.get(prediction=pred, code="AFIB").needs_review
 
 
 def test_a_failed_job_can_be_retried_and_requeued(clinician, wfdb_pair, django_capture_on_commit_callbacks):

@@ -130,6 +130,15 @@ def test_disagreement_about_a_dangerous_finding_is_a_caveat_last_and_sets_no_urg
     assert rank_actions([F("superclass:CD", 0.6), F("statement:AFIB", 0.5)])[0].urgency == actions[0].urgency
 
 
+def test_a_dangerous_label_one_member_flags_is_a_caveat_not_a_finding():
+    """A possible miss: the ensemble does not flag AFIB but one member is above its threshold."""
+    actions = rank_actions([F("superclass:NORM", 0.8), F("statement:SR", 0.7)],
+                           disputed_absent=["statement:AFIB", "statement:SR"])
+    assert [a.kind for a in actions] == [RULE, CAVEAT] and actions[0].urgency == "routine"
+    assert "AFIB" in actions[-1].action and "SR" not in actions[-1].action.replace("AFIB", "")
+    assert not any("Atrial fibrillation" in a.action for a in actions if a.kind == RULE)
+
+
 def test_the_mi_and_sttc_classes_alone_are_routine_over_reads():
     for findings in ([F("superclass:MI", 0.9)], [F("superclass:MI", 0.9), F("statement:IMI", 0.8)],
                      [F("superclass:STTC", 0.7)], [F("superclass:STTC", 0.7), F("statement:NDT", 0.5)]):

@@ -16,7 +16,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from clinical.recommend import CAVEAT, FindingInput, QualityInput, dangerous_keys, load_table, rank_actions
-from clinical.services import NEEDS_REVIEW_SPREAD
 from mlcore.ensemble import Ensemble, Prediction
 from mlcore.ptbxl import load_folds
 from mlcore.quality import assess
@@ -47,15 +46,20 @@ class Command(BaseCommand):
             if not quality.usable:
                 continue  # refused at upload: never reaches the action table
             # The candidates of inference_run: flagged classes, then flagged statements other than the NORM repeat.
-            findings = [(f"superclass:{c}", float(pred.superclass[i, j]),
-                         bool(pred.superclass_spread[i, j] >= NEEDS_REVIEW_SPREAD))
+            # Members disagree about a label when some, not all, reach its threshold (as inference_run judges it).
+            n = len(ens.members)
+            split_s, split_t = (0 < pred.superclass_members_above[i]) & (pred.superclass_members_above[i] < n), \
+                (0 < pred.statements_members_above[i]) & (pred.statements_members_above[i] < n)
+            findings = [(f"superclass:{c}", float(pred.superclass[i, j]), bool(split_s[j]))
                         for j, c in enumerate(labels.superclasses) if pred.superclass_flags[i, j]]
-            findings += [(f"statement:{c}", float(pred.statements[i, j]),
-                          bool(pred.statements_spread[i, j] >= NEEDS_REVIEW_SPREAD))
+            findings += [(f"statement:{c}", float(pred.statements[i, j]), bool(split_t[j]))
                          for j, c in enumerate(labels.statements)
                          if pred.statements_flags[i, j] and c not in labels.superclasses]
+            absent = [f"statement:{c}" for j, c in enumerate(labels.statements)
+                      if split_t[j] and not pred.statements_flags[i, j]]
             truth = [f"statement:{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
-            records.append({"ecg_id": int(split.ecg_id[i]), "findings": findings, "truth": truth,
+            records.append({"ecg_id": int(split.ecg_id[i]), "findings": findings, "disputed_absent": absent,
+                            "truth": truth,
                             "quality": [[w.code, w.message, w.lead] for w in quality.warnings()]})
         if dump:
             with open(dump, "w") as f:
@@ -91,7 +95,8 @@ def score(records: list[dict], dangerous: frozenset[str]) -> dict:
     top: dict[str, Counter] = {"all": Counter(), "no_dangerous_label": Counter(), "dangerous_label": Counter()}
     own_listed = caveats = quality = 0
     for r in records:
-        actions = rank_actions([FindingInput(*f) for f in r["findings"]], [QualityInput(*q) for q in r["quality"]])
+        actions = rank_actions([FindingInput(*f) for f in r["findings"]], [QualityInput(*q) for q in r["quality"]],
+                               disputed_absent=r.get("disputed_absent", ()))
         first = next(a for a in actions if a.kind != CAVEAT)
         group = "dangerous_label" if dangerous & set(r["truth"]) else "no_dangerous_label"
         top["all"][first.urgency] += 1
