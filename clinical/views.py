@@ -97,6 +97,13 @@ def ecg_detail(request: HttpRequest, public_id) -> HttpResponse:
     return _detail(request, _record_or_404(request, public_id))
 
 
+def _split_findings(findings: list) -> dict:
+    """The model's findings, and apart from them those whose threshold is not a validated operating point (too few
+    examples in the validation data): shown as "not validated", not as findings (they still reach the actions)."""
+    unvalidated = [f for f in findings if (f.operating_point or {}).get("validated") is False]
+    return {"findings": [f for f in findings if f not in unvalidated], "unvalidated_findings": unvalidated}
+
+
 def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm | None = None,
             status: int = 200, reanalyse_form: ReanalyseForm | None = None) -> HttpResponse:
     """The result page; ack_form / reanalyse_form: a refused acknowledgement or window, shown with its errors."""
@@ -112,7 +119,7 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         "record": record,
         "job": record.job,
         "prediction": prediction,
-        "findings": selectors.model_findings(prediction=prediction),
+        **_split_findings(selectors.model_findings(prediction=prediction)),
         "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
         "recommendations": list(prediction.recommendations.all()) if prediction else [],
         "not_assessed": selectors.result_not_assessed(prediction=prediction),

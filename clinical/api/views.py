@@ -419,6 +419,11 @@ class EcgResultApi(APIView):
             probability = serializers.FloatField(allow_null=True, help_text="Calibrated; null by measurement")
             threshold = serializers.FloatField(allow_null=True, help_text="The class threshold; null by measurement")
             needs_review = serializers.BooleanField()
+            validated = serializers.BooleanField(
+                allow_null=True, required=False,
+                help_text="false: above the model's threshold, but its operating point is not validated (too few "
+                          "such ECGs in the validation data; the page lists it as 'not validated', not as a "
+                          "finding); null by measurement or for results stored before operating points were kept")
             evidence = serializers.DictField(required=False, help_text="lead -> relevance share and map")
 
             class Meta:
@@ -511,10 +516,10 @@ class EcgResultApi(APIView):
                                         "st_j_uv": {"I": 10, "II": 20, "V2": 60},
                                         "st_j60_uv": {"I": 30, "II": 40, "V2": 110}, "reasons": {}},
                        "findings": [{"head": "superclass", "code": "STTC", "display": "ST/T change",
-                                     "probability": 0.71, "threshold": 0.39, "needs_review": False},
+                                     "probability": 0.71, "threshold": 0.39, "needs_review": False, "validated": True},
                                     {"head": "measurement", "code": "AVB1",
                                      "display": "First-degree AV block, PR 216 ms (> 200)", "probability": None,
-                                     "threshold": None, "needs_review": False}],
+                                     "threshold": None, "needs_review": False, "validated": None}],
                        "recommendations": [{"rank": 0, "action": "ST/T changes: correlate with symptoms, drugs and "
                                             "electrolytes and compare with a prior ECG; if chest pain, serial ECGs "
                                             "and hs-troponin", "urgency": "routine",
@@ -559,9 +564,11 @@ class EcgResultApi(APIView):
         if prediction is None:
             return Response(body)
         findings = []
+        points = prediction.operating_points or {}
         for f in prediction.findings.all():
             item = {"head": f.head, "code": f.code, "display": f.display, "probability": f.probability,
-                    "threshold": f.threshold, "needs_review": f.needs_review}
+                    "threshold": f.threshold, "needs_review": f.needs_review,
+                    "validated": (points.get(f.head, {}).get(f.code) or {}).get("validated")}
             ex = prediction.explanations.get(f.overlay_key)
             if want and ex:
                 maps = np.asarray(ex["lead_maps"], dtype=np.float32).reshape(12, EVIDENCE_POINTS, -1).mean(axis=2)

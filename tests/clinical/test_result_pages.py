@@ -8,6 +8,7 @@ from django.urls import reverse
 from clinical import services
 from clinical.models import AuditEvent, Recommendation
 from tests.clinical.conftest import make_result
+from tests.clinical.test_api import api, clinician_token  # noqa: F401 (a fixture)
 
 
 def upload(user, files):
@@ -110,3 +111,29 @@ def test_not_assessed_is_listed_on_the_result_page_before_and_after_the_analysis
     services.inference_run(job_id=record.job.id)
     done = client.get(url).content.decode().split('id="not-assessed"')[1].split("</section>")[0]
     assert "Statements without a validated operating point" in done and "3AVB" in done
+
+
+def test_a_finding_without_a_validated_operating_point_is_listed_as_not_validated(client, clinician, wfdb_pair,
+                                                                                   clinician_token):  # noqa: F811
+    """Above its threshold, but with too few examples in the validation data to check that threshold: shown apart
+    as "not validated" (with the support), not among the findings; the API says validated: false."""
+    from clinical.models import Finding
+
+    record = upload(clinician, wfdb_pair)
+    pred = make_result(record, "urgent")
+    Finding.objects.create(prediction=pred, head="statements", code="AFLT", display="Atrial flutter",
+                           probability=0.4, threshold=0.21, spread=0.02, rank=1)
+    pred.operating_points = {"superclass": {"MI": {"threshold": 0.4, "name": "f1_optimal", "support": 300,
+                                                   "validated": True}},
+                             "statements": {"AFLT": {"threshold": 0.21, "name": "f1_optimal_unvalidated_target",
+                                                     "support": 7, "validated": False}}}
+    pred.save(update_fields=["operating_points"])
+    client.force_login(clinician)
+    html = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    validated = html.split('<ul class="findings">')[1].split("</ul>")[0]
+    apart = html.split('<ul class="findings not-validated">')[1].split("</ul>")[0]
+    assert "Myocardial infarction" in validated and "Atrial flutter" not in validated
+    assert "Atrial flutter" in apart and "not validated: 7 in validation" in apart
+    body = api(clinician_token).get(f"/api/v1/ecgs/{record.public_id}/result/").json()
+    flags = {f["code"]: f["validated"] for f in body["findings"]}
+    assert flags == {"MI": True, "AFLT": False}
