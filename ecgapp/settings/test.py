@@ -24,3 +24,11 @@ import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
 ECG_AUDIT_CHECKPOINTS = _Path(_tempfile.mkdtemp(prefix="ecgapp-test-audit-")) / "audit-checkpoints.jsonl"
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # On the embedded default the test database is a file too, not Django's shared-cache in-memory one: there a
+    # write from the live server's thread while a worker thread reads fails at once with "database table is locked"
+    # (SQLite's shared-cache table locks ignore the busy timeout), where the app's WAL file with its 30 s busy timeout
+    # (ecgapp.env.SQLITE_OPTIONS) waits, as it does in production.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(_Path(_tempfile.mkdtemp(prefix="ecgapp-test-db-")) / "test.sqlite3")}
