@@ -130,17 +130,24 @@ def _reviewer_emails() -> list[str]:
     return sorted(set(_reviewers().exclude(email="").values_list("email", flat=True)))
 
 
-def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
-    if not recipients:
-        return
-    path = reverse("clinical:ecg-detail", args=[prediction.record.public_id])
+def _result_link(prediction: Prediction) -> str:
+    return f"{settings.ECG_SITE_URL}{reverse('clinical:ecg-detail', args=[prediction.record.public_id])}"
+
+
+def _send_result_mail(prediction: Prediction, recipients: list[str], subject: str, first_line: str,
+                      extra: str = "") -> None:
+    """The one e-mail a reviewer gets about a result (escalation or immediate notice): what, who, when, the link."""
     patient = prediction.record.patient.pseudonym
-    send_mail(
-        subject=f"[ECG-DS] {level.upper()} result waiting for review: {patient}",
-        message=(f"An {level} ECG result has waited past its limit without acknowledgement.\n"
-                 f"Patient {patient}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
-                 f"Open: {settings.ECG_SITE_URL}{path}\n"),
-        from_email=None, recipient_list=recipients, fail_silently=False)
+    send_mail(subject=f"[ECG-DS] {subject}: {patient}",
+              message=(f"{first_line}\nPatient {patient}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
+                       f"{extra}Open: {_result_link(prediction)}\n"),
+              from_email=None, recipient_list=recipients, fail_silently=False)
+
+
+def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
+    if recipients:
+        _send_result_mail(prediction, recipients, f"{level.upper()} result waiting for review",
+                          f"An {level} ECG result has waited past its limit without acknowledgement.")
 
 
 # -- immediate results: notified at once -----------------------------------------------------------------------------
@@ -191,17 +198,13 @@ def notification_send(*, notification_id: int) -> ResultNotification:
     prediction = n.prediction
     record = prediction.record
     top = prediction.recommendations.order_by("rank").first()
-    link = f"{settings.ECG_SITE_URL}{reverse('clinical:ecg-detail', args=[record.public_id])}"
+    link = _result_link(prediction)
     recipients = _reviewer_emails()
     email_error = ""
     if recipients:
         try:
-            send_mail(
-                subject=f"[ECG-DS] IMMEDIATE result: {record.patient.pseudonym}",
-                message=(f"An ECG result needs a clinician now.\n"
-                         f"Patient {record.patient.pseudonym}, analysed {prediction.created_at:%Y-%m-%d %H:%M} UTC.\n"
-                         f"Top action: {top.action if top else ''}\nOpen: {link}\n"),
-                from_email=None, recipient_list=recipients, fail_silently=False)
+            _send_result_mail(prediction, recipients, "IMMEDIATE result", "An ECG result needs a clinician now.",
+                              extra=f"Top action: {top.action if top else ''}\n")
         except Exception as exc:  # SMTP refused, timed out, bad address: logged and audited, never raised
             log.exception("immediate-result e-mail failed for %s", record.public_id)
             email_error = f"{type(exc).__name__}: {exc}"[:300]
