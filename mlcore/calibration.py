@@ -6,6 +6,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+HEADS = ("superclass", "statements")
+# The calibration version of the manifest's own temperatures and thresholds (fold 9), before any site refit.
+MANIFEST_CALIBRATION = "manifest"
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
