@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mlcore.calibration import HEADS, fit_temperature, sigmoid
+from mlcore.calibration import HEADS, TEMPERATURE_BOUNDS, fit_temperature, sigmoid
 from training.operating_points import MIN_SUPPORT, operating_point, policy, wilson
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
@@ -87,9 +87,15 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
                 continue
             t_new = fit_temperature(z, y.astype(np.float64))
             threshold, record = operating_point(sigmoid(z / t_new), y, metric, target, min_support=min_count)
-            temps[j], thresholds[j] = round(t_new, 6), round(threshold, 6)
+            # Not rounded: on well-separated outcomes the fitted temperature is small and a target threshold can
+            # sit within 1e-6 of 0 or 1, where rounding would flag every ECG (or none).
+            temps[j], thresholds[j] = float(t_new), float(threshold)
             points[j] = record | {"fitted_on": "site"}
-            rows.append(row | {"refit": True, "reason": f"refitted on {n_pos + n_neg} outcomes",
+            reason = f"refitted on {n_pos + n_neg} outcomes"
+            if not TEMPERATURE_BOUNDS[0] * 1.01 < t_new < TEMPERATURE_BOUNDS[1] * 0.99:
+                reason += ("; the temperature reached the limit of its fit (the outcomes separate almost perfectly), "
+                           "so probabilities will read near 0 or 1")
+            rows.append(row | {"refit": True, "reason": reason,
                                "after": _at(z, y, temps[j], thresholds[j])})
         calibration[head] = {"temperature": temps, "threshold": thresholds,
                              **({"operating_points": points} if recorded or any(points) else {})}

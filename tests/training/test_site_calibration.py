@@ -77,6 +77,18 @@ def test_a_known_site_temperature_is_recovered():
     assert _row(fitted, "superclass", "NORM")["after"]["temperature"] == pytest.approx(0.5, rel=0.1)
 
 
+def test_well_separated_outcomes_keep_the_target_instead_of_flagging_everything():
+    rng = np.random.default_rng(4)
+    # Nearly separable: the fitted temperature is tiny and NORM's specificity threshold lies near 0 on the
+    # probability scale; it must still be a threshold (rounded to 0 it would call every ECG normal).
+    norm = _site(rng, 400, pos_mean=4.0, neg_mean=-4.0)
+    fitted = _fit({"superclass": [norm, norm], "statements": [norm]})
+    row = _row(fitted, "superclass", "NORM")
+    assert row["refit"] and row["after"]["threshold"] > 0
+    assert row["after"]["specificity"]["value"] >= 0.95 and row["after"]["sensitivity"]["value"] > 0.9
+    assert "limit of its fit" in row["reason"]  # and the reviewer is told why the temperature is extreme
+
+
 def test_a_label_with_too_few_outcomes_keeps_its_calibration_and_says_why():
     rng = np.random.default_rng(2)
     z, y = _site(rng, 300, 0.0, -3.0)
