@@ -251,4 +251,5 @@ def load_cached(path: str = str(DEFAULT_WEIGHTS), threads: int | None = None) ->
     return Ensemble.load(path, threads)
 
 
-__all__ = ["Ensemble", "EnsembleLoadError", "MANIFEST_CALIBRATION", "Prediction", "Explanation", "load_cached", "TARGET_FS", "LEADS"]
+__all__ = ["Ensemble", "EnsembleLoadError", "MANIFEST_CALIBRATION", "Prediction", "Explanation", "load_cached",
+           "TARGET_FS", "LEADS"]

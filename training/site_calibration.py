@@ -78,8 +78,7 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
             if head in not_refittable:
                 reason = not_refittable[head]
             elif n_pos < min_count or n_neg < min_count:
-                reason = (f"kept: {n_pos} positive and {n_neg} negative outcomes, fewer than the {min_count} of each "
-                          f"a refit needs")
+                reason = f"kept: {n_pos} positive, {n_neg} negative outcomes (a refit needs {min_count} of each)"
             else:
                 reason = ""
             if reason:

@@ -507,7 +507,8 @@ class EcgResultApi(APIView):
                                                 f"({EVIDENCE_POINTS} points per lead).")],
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127",
-                       "calibration_version": "manifest", "needs_review": False, "top_urgency": "routine", "quality_warnings": [],
+                       "calibration_version": "manifest", "needs_review": False, "top_urgency": "routine",
+                       "quality_warnings": [],
                        "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
                                           "measurements": {"VentricularRate": 48},
                                           "units": {"VentricularRate": "/min"}},

@@ -40,7 +40,7 @@ def test_propose_review_activate_and_roll_back_from_the_pages(client, ens, revie
     assert response.status_code == 302 and response["Location"] == f"{LIST}{version.pk}/"
     page = client.get(f"{LIST}{version.pk}/").content.decode()
     assert 'data-label="superclass:MI"' in page and "cut-off lower" in page
-    assert "fewer than the 30 of each" in page  # the classes kept, with the reason
+    assert "a refit needs 30 of each" in page  # the classes kept, with the reason
     assert "statements kept unchanged" in page and 'id="activate-calibration"' in page
     # Activation needs the confirmation box; without it nothing changes.
     client.post(f"{LIST}{version.pk}/activate/")

@@ -96,7 +96,7 @@ def test_a_label_with_too_few_outcomes_keeps_its_calibration_and_says_why():
     few[np.flatnonzero(y == POSITIVE)[12:]] = UNKNOWN  # 12 known positives: fewer than the 30 a refit needs
     fitted = _fit({"superclass": [(z, y), (z, few)], "statements": [(z, y)]})
     row = _row(fitted, "superclass", "MI")
-    assert not row["refit"] and row["positives"] == 12 and "fewer than the 30" in row["reason"]
+    assert not row["refit"] and row["positives"] == 12 and "a refit needs 30 of each" in row["reason"]
     assert row["after"] == row["before"]
     assert fitted["calibration"]["superclass"]["threshold"][1] == 0.5
     assert fitted["calibration"]["superclass"]["temperature"][1] == 1.0
