@@ -164,7 +164,7 @@ def test_refusals(ens, reviewer, compliance_officer):
 
 
 def test_a_new_result_records_model_and_calibration_version(ens, reviewer, compliance_officer, clinician, wfdb_pair,
-                                                            django_capture_on_commit_callbacks):
+                                                            client):
     seed_site(ens, reviewer)
     version = calibration.calibration_propose(ens=ens, user=compliance_officer)
     calibration.calibration_activate(version=version, user=compliance_officer)
@@ -177,3 +177,30 @@ def test_a_new_result_records_model_and_calibration_version(ens, reviewer, compl
         version.calibration["superclass"]["threshold"][j], abs=1e-4)
     event = AuditEvent.objects.filter(action="inference.complete").latest("id")
     assert event.details["calibration_version"] == "site-1"
+    # The integrator and the clinician see both versions.
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(clinician)
+    body = api.get(f"/api/v1/ecgs/{record.public_id}/result/").json()
+    assert body["model_version"] == ens.version and body["calibration_version"] == "site-1"
+    assert api.get("/api/v1/model/").json()["calibration_version"] == "site-1"
+    client.force_login(clinician)
+    page = client.get(f"/ecgs/{record.public_id}/").content.decode()
+    assert f"model {ens.version}" in page and 'id="calibration-version">site-1<' in page
+
+
+def test_scores_are_read_back_with_the_temperature_they_were_calibrated_with(ens, reviewer, compliance_officer):
+    seed_site(ens, reviewer, n=60)
+    version = calibration.calibration_propose(ens=ens, user=compliance_officer, min_count=10)
+    calibration.calibration_activate(version=version, user=compliance_officer)
+    t_site = np.asarray(version.calibration["superclass"]["temperature"])
+    assert not np.allclose(t_site, ens.temperature["superclass"])
+    pred = Prediction.objects.filter(model_version=ens.version).first()
+    z = np.linspace(-2.0, 2.0, len(t_site))
+    pred.superclass = dict(zip(ens.labels.superclasses, sigmoid(z / t_site).tolist()))
+    pred.calibration_version = "site-1"
+    pred.save()
+    logits, outcomes, acks = calibration.site_outcomes(ens=ens)
+    row = [a.prediction_id for a in acks].index(pred.pk)
+    assert logits["superclass"][row] == pytest.approx(z, abs=1e-9)
