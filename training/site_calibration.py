@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mlcore.calibration import HEADS, TEMPERATURE_BOUNDS, fit_temperature, sigmoid
+from mlcore.calibration import HEADS, TEMPERATURE_BOUNDS, fit_temperature, operating_points, sigmoid
 from training.operating_points import MIN_SUPPORT, operating_point, policy, wilson
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
@@ -64,8 +64,9 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
         cur = current[head]
         temps = [float(t) for t in cur["temperature"]]
         thresholds = [float(t) for t in cur["threshold"]]
-        recorded = cur.get("operating_points")
-        points = [dict(r) for r in recorded] if recorded else [{} for _ in codes[head]]
+        # Without recorded points (an older manifest) the kept labels get what mlcore infers from the threshold.
+        known_points = operating_points({head: cur}, {head: codes[head]})[head]
+        points = [{k: v for k, v in known_points[c].items() if k != "threshold"} for c in codes[head]]
         for j, code in enumerate(codes[head]):
             known = outcomes[head][:, j] != UNKNOWN
             z = np.asarray(logits[head][known, j], dtype=np.float64)
@@ -96,6 +97,5 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
                            "so probabilities will read near 0 or 1")
             rows.append(row | {"refit": True, "reason": reason,
                                "after": _at(z, y, temps[j], thresholds[j])})
-        calibration[head] = {"temperature": temps, "threshold": thresholds,
-                             **({"operating_points": points} if recorded or any(points) else {})}
+        calibration[head] = {"temperature": temps, "threshold": thresholds, "operating_points": points}
     return {"calibration": calibration, "labels": rows}

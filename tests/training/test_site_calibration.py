@@ -109,4 +109,6 @@ def test_a_head_the_reviews_cannot_judge_is_kept_with_the_reason():
     fitted = _fit({"superclass": [col, col], "statements": [col]}, not_refittable={"statements": "kept: no misses"})
     row = _row(fitted, "statements", "AFIB")
     assert not row["refit"] and row["reason"] == "kept: no misses"
-    assert fitted["calibration"]["statements"] == {"temperature": [1.0], "threshold": [0.5]}
+    kept = fitted["calibration"]["statements"]
+    assert kept["temperature"] == [1.0] and kept["threshold"] == [0.5]
+    assert kept["operating_points"][0]["name"] == "f1_optimal"  # what mlcore says of a threshold with no record
