@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from clinical import recommend
+from mlcore.calibration import MANIFEST_CALIBRATION
 from mlcore.preprocess import WINDOW_S
 from mlcore.window import crop
 
@@ -148,6 +149,9 @@ class Prediction(models.Model):
     # "superclass": {code: {"threshold", "name", "target", "achieved", "support", "validated"}}, "statements": ...}.
     # {} for results stored before it was kept: their thresholds are not known from the row.
     operating_points = models.JSONField(default=dict, blank=True)
+    # The calibration the probabilities and thresholds came from: "manifest" (the model's own, fold 9) or a site
+    # version (monitoring.CalibrationVersion); "" for results stored before it was kept (they used the manifest's).
+    calibration_version = models.CharField(max_length=32, blank=True, default="")
     embedding = models.JSONField()  # penultimate features, for drift monitoring
     explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
     needs_review = models.BooleanField(default=False)
@@ -156,6 +160,11 @@ class Prediction(models.Model):
     inference_ms = models.FloatField()
     # Indexed: monitoring reads windows of predictions by time.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    @property
+    def calibration_shown(self) -> str:
+        # Results stored before the version was kept were calibrated with the manifest's numbers.
+        return self.calibration_version or MANIFEST_CALIBRATION
 
     @property
     def awaits_review(self) -> bool:

@@ -18,12 +18,18 @@ ROLES = tuple(ROLE_PERMISSIONS)
 ROLE_ACCOUNT_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": ("view_user", "add_user", "change_user", "view_group"),
 }
+# Site calibration (monitoring.CalibrationVersion): compliance reviews a refit and decides whether it goes live.
+ROLE_MONITORING_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "compliance": ("manage_calibration",),
+    "admin": ("manage_calibration",),
+}
 
 
 def role_permission_names(name: str) -> list[str]:
     """The role's permissions as `app_label.codename`, for display."""
     return ([f"clinical.{c}" for c in ROLE_PERMISSIONS[name]]
-            + [f"auth.{c}" for c in ROLE_ACCOUNT_PERMISSIONS.get(name, ())])
+            + [f"auth.{c}" for c in ROLE_ACCOUNT_PERMISSIONS.get(name, ())]
+            + [f"monitoring.{c}" for c in ROLE_MONITORING_PERMISSIONS.get(name, ())])
 
 
 def roles_ensure() -> list[Group]:
@@ -34,7 +40,9 @@ def roles_ensure() -> list[Group]:
         account = ROLE_ACCOUNT_PERMISSIONS.get(name, ())
         perms = list(Permission.objects.filter(content_type__app_label="clinical", codename__in=codenames))
         perms += Permission.objects.filter(content_type__app_label="auth", codename__in=account)
-        if len(perms) != len(codenames) + len(account):
+        monitoring = ROLE_MONITORING_PERMISSIONS.get(name, ())
+        perms += Permission.objects.filter(content_type__app_label="monitoring", codename__in=monitoring)
+        if len(perms) != len(codenames) + len(account) + len(monitoring):
             raise RuntimeError(f"missing permissions for {name}: run migrate first")
         group.permissions.set(perms)
         groups.append(group)

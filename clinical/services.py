@@ -307,10 +307,19 @@ def _progress(job: InferenceJob, progress: int, stage: str) -> None:
     InferenceJob.objects.filter(pk=job.pk).update(progress=progress, stage=stage)
 
 
-def get_ensemble():
+def get_model():
+    """The committed ensemble with the manifest's calibration, loaded once per process (no database read)."""
     from mlcore.ensemble import load_cached
 
     return load_cached(settings.ECG_WEIGHTS_DIR, settings.ECG_TORCH_THREADS)
+
+
+def get_ensemble():
+    """The served ensemble under the calibration in force: a site version activated by compliance staff, else the
+    manifest's own (monitoring.calibration)."""
+    from monitoring.calibration import ensemble_calibrated  # monitoring reads clinical's models
+
+    return ensemble_calibrated(get_model())
 
 
 def _round(a: np.ndarray, digits: int = 3) -> list:
@@ -397,7 +406,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             statements=dict(zip(labels.statements, _round(pred.statements[0], 4))),
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
-            operating_points=ens.operating_points,
+            operating_points=ens.operating_points, calibration_version=ens.calibration_version,
             embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
@@ -423,7 +432,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
         if prediction.top_urgency == Recommendation.Urgency.IMMEDIATE:  # at once, not after the escalation limit
             reviews.result_notify(prediction=prediction)
         audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
-                  details={"model_version": ens.version, "findings": [f"{c[0]}:{c[1]}" for c in candidates],
+                  details={"model_version": ens.version, "calibration_version": ens.calibration_version,
+                           "findings": [f"{c[0]}:{c[1]}" for c in candidates],
                            "measurements": {k: record.measurements.get(k) for k in ecg_measures.API_KEYS},
                            "measurement_version": record.measurements.get("version"),
                            "criteria": [st["code"] for st in by_measurement],

@@ -69,6 +69,6 @@ def requeue_stale_jobs() -> int:
 def _load_model_once(**kwargs) -> None:
     """Each worker process sets its torch threads and loads the ensemble before taking work."""
     try:
-        services.get_ensemble()
+        services.get_model()
     except Exception:  # a missing model must not kill the worker; jobs will fail with the reason
         log.exception("could not preload the ensemble")

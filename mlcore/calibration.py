@@ -6,6 +6,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+HEADS = ("superclass", "statements")
+# The calibration version of the manifest's own temperatures and thresholds (fold 9), before any site refit.
+MANIFEST_CALIBRATION = "manifest"
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
@@ -17,9 +21,13 @@ def _nll(log_t: float, logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+# The search range of a temperature: outcomes that the logits separate perfectly drive the fit to the lower end.
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Temperature T > 0 minimising the binary NLL of sigmoid(logits / T) for one class."""
-    res = minimize_scalar(_nll, bounds=(np.log(0.05), np.log(20.0)), args=(logits, y), method="bounded")
+    res = minimize_scalar(_nll, bounds=tuple(np.log(TEMPERATURE_BOUNDS)), args=(logits, y), method="bounded")
     return float(np.exp(res.x))
 
 

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -18,13 +19,12 @@ import torch
 from captum.attr import LayerAttribution
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mlcore.calibration import operating_points, sigmoid
+from mlcore.calibration import HEADS, MANIFEST_CALIBRATION, operating_points, sigmoid
 from mlcore.labels import LabelSpace
 from mlcore.model import EcgResNet, ModelConfig
 from mlcore.preprocess import LEADS, N_SAMPLES, TARGET_FS, Standardizer, preprocess
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
-HEADS = ("superclass", "statements")
 # Per-lead evidence is smoothed over 0.2 s so a single noisy sample does not light up a lead.
 _SMOOTH = 21
 
@@ -99,13 +99,29 @@ class Ensemble:
         self.version: str = manifest["model_version"]
         self.labels = LabelSpace.from_dict(manifest["labels"])
         self.standardizer = Standardizer.from_dict(manifest["standardizer"])
-        cal = manifest["calibration"]
+        self._calibrate(manifest["calibration"], MANIFEST_CALIBRATION)
+
+    def _calibrate(self, cal: dict, version: str) -> None:
+        self.calibration_version = version
         self.temperature = {h: np.asarray(cal[h]["temperature"], dtype=np.float64) for h in HEADS}
         self.threshold = {h: np.asarray(cal[h]["threshold"], dtype=np.float64) for h in HEADS}
         # Threshold and how it was chosen, per label: stored with each prediction so that a later refit does not
         # change what an old result was judged against.
         self.operating_points = operating_points(cal, {"superclass": self.labels.superclasses,
                                                        "statements": self.labels.statements})
+
+    def with_calibration(self, calibration: dict, version: str) -> Ensemble:
+        """The same members under another calibration block (the manifest's "calibration" shape: per head
+        "temperature", "threshold" and optionally "operating_points"), e.g. a site's refit. The members are shared,
+        not copied; this ensemble is left as it was."""
+        for head, codes in (("superclass", self.labels.superclasses), ("statements", self.labels.statements)):
+            for key in ("temperature", "threshold"):
+                if len(calibration[head][key]) != len(codes):
+                    raise ValueError(f"calibration {version}: {head} {key} has {len(calibration[head][key])} "
+                                     f"values for {len(codes)} labels")
+        other = copy.copy(self)
+        other._calibrate(calibration, version)
+        return other
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_WEIGHTS, threads: int | None = None) -> Ensemble:
@@ -235,4 +251,5 @@ def load_cached(path: str = str(DEFAULT_WEIGHTS), threads: int | None = None) ->
     return Ensemble.load(path, threads)
 
 
-__all__ = ["Ensemble", "EnsembleLoadError", "Prediction", "Explanation", "load_cached", "TARGET_FS", "LEADS"]
+__all__ = ["Ensemble", "EnsembleLoadError", "MANIFEST_CALIBRATION", "Prediction", "Explanation", "load_cached",
+           "TARGET_FS", "LEADS"]

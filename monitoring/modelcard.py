@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.reference import REFERENCE_FILE, SUPERCLASSES, Reference
+from monitoring.calibration import calibration_active
 from monitoring.charts import AXIS, DIMENSION_COLOURS, DIMENSION_NAMES, axis, layout, script_json
 
 MANIFEST_FILE = "manifest.json"
@@ -367,4 +368,7 @@ def model_card_context(weights_dir: str | Path) -> dict:
 @login_required
 @permission_required("clinical.view_monitoring", raise_exception=True)
 def model_card(request: HttpRequest) -> HttpResponse:
-    return render(request, "monitoring/model_card.html", model_card_context(settings.ECG_WEIGHTS_DIR))
+    ctx = model_card_context(settings.ECG_WEIGHTS_DIR)
+    manifest = ctx.get("manifest")
+    ctx["calibration_in_force"] = calibration_active(model_version=manifest["model_version"]) if manifest else None
+    return render(request, "monitoring/model_card.html", ctx)

@@ -180,3 +180,64 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} (pid {self.pid})"
+
+
+class CalibrationVersion(models.Model):
+    """Temperatures and thresholds refitted on this site's reviewed results (training.site_calibration), proposed,
+    then activated by compliance staff. While one is active, every new prediction of its model uses it and records
+    its version; with none active the manifest's own calibration (version "manifest") applies."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    version = models.CharField(max_length=32)  # "site-3", unique per model
+    model_version = models.CharField(max_length=64, db_index=True)
+    # The calibration this one was fitted over and compared with (None: the manifest's).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PROPOSED, db_index=True)
+    # Manifest-shaped: {"method", "folds", head: {"temperature": [...], "threshold": [...], "operating_points"}}.
+    # Never changed after creation: re-activating a version (a rollback) restores exactly these numbers.
+    calibration = models.JSONField()
+    # One row per label: counts, refit or kept (and why), sensitivity/specificity with 90 % CI before and after.
+    labels = models.JSONField(default=list)
+    n_outcomes = models.PositiveIntegerField(default=0)  # reviewed results the fit read
+    outcomes_from = models.DateTimeField(null=True, blank=True)
+    outcomes_to = models.DateTimeField(null=True, blank=True)
+    min_count = models.PositiveIntegerField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # The calibration in force when this one was activated (None: the manifest's): a rollback restores it.
+    replaced = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("manage_calibration", "Can propose, activate and roll back site calibrations")]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "version"], name="one_calibration_version_name"),
+            # Two active versions would leave it to chance which one a prediction uses.
+            models.UniqueConstraint(fields=["model_version"], condition=models.Q(status="active"),
+                                    name="one_active_calibration_per_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} calibration {self.version} ({self.status})"
+
+    @property
+    def parent_version(self) -> str:
+        return self.parent.version if self.parent else "manifest"
+
+    @property
+    def replaced_version(self) -> str:
+        return self.replaced.version if self.replaced else "manifest"
+
+    @property
+    def n_refit(self) -> int:
+        return sum(1 for row in self.labels if row.get("refit"))

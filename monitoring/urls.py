@@ -16,4 +16,8 @@ urlpatterns = [
     path("fairness/<int:pk>/", views.fairness_detail, name="fairness-detail"),
     path("fairness/<int:pk>/status", views.fairness_status, name="fairness-status"),
     path("model-card/", modelcard.model_card, name="model-card"),
+    path("calibration/", views.calibration_list, name="calibration-list"),
+    path("calibration/propose/", views.calibration_propose, name="calibration-propose"),
+    path("calibration/<int:pk>/", views.calibration_detail, name="calibration-detail"),
+    path("calibration/<int:pk>/<str:action>/", views.calibration_change, name="calibration-change"),
 ]

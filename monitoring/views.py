@@ -1,4 +1,5 @@
-"""Compliance pages: alerts, drift and fairness reports (run on demand with progress), Evidently HTML."""
+"""Compliance pages: alerts, drift and fairness reports (run on demand with progress), Evidently HTML, site
+calibration versions (propose, review before/after, activate, roll back)."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -10,9 +11,10 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from clinical.errors import ClinicalError
-from monitoring import charts, selectors
+from monitoring import calibration, charts, selectors
 from monitoring.drift import window_label
-from monitoring.models import DriftReport, FairnessMetric, FairnessReport
+from monitoring.modelcard import load_manifest
+from monitoring.models import CalibrationVersion, DriftReport, FairnessMetric, FairnessReport
 from monitoring.services import report_request
 
 monitoring_staff = permission_required("clinical.view_monitoring", raise_exception=True)
@@ -118,3 +120,77 @@ def fairness_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @monitoring_staff
 def fairness_status(request: HttpRequest, pk: int) -> JsonResponse:
     return _status(get_object_or_404(FairnessReport, pk=pk))
+
+
+# -- site calibration -----------------------------------------------------------------------------------------------
+
+calibration_staff = permission_required(calibration.PERMISSION, raise_exception=True)
+
+
+def _model_version() -> str | None:
+    """The served model's version, from its manifest (the pages need no loaded ensemble)."""
+    manifest = load_manifest(settings.ECG_WEIGHTS_DIR)
+    return manifest["model_version"] if manifest else None
+
+
+@login_required
+@calibration_staff
+def calibration_list(request: HttpRequest) -> HttpResponse:
+    model_version = _model_version()
+    versions = calibration.calibration_versions(model_version=model_version) if model_version else []
+    return render(request, "monitoring/calibration_list.html", {
+        "model_version": model_version, "versions": versions,
+        "active": next((v for v in versions if v.status == CalibrationVersion.Status.ACTIVE), None),
+        "reviewed": calibration.reviewed_count(model_version=model_version) if model_version else 0,
+        "min_count": calibration.MIN_SUPPORT})
+
+
+@login_required
+@calibration_staff
+def calibration_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(CalibrationVersion.objects.select_related(
+        "parent", "replaced", "created_by", "activated_by", "retired_by"), pk=pk)
+    manifest = load_manifest(settings.ECG_WEIGHTS_DIR) or {}
+    return render(request, "monitoring/calibration_detail.html", {
+        "version": version, **calibration.version_table(version=version, manifest=manifest),
+        "in_force": calibration.calibration_active(model_version=version.model_version)})
+
+
+@login_required
+@calibration_staff
+@require_POST
+def calibration_propose(request: HttpRequest) -> HttpResponse:
+    from clinical.services import get_ensemble
+
+    try:
+        version = calibration.calibration_propose(ens=get_ensemble(), user=request.user)
+    except ClinicalError as exc:
+        messages.error(request, exc.message)
+        return redirect("monitoring:calibration-list")
+    messages.success(request, f"Calibration {version.version} proposed: review the before/after table, then "
+                              "activate it or leave it.")
+    return redirect("monitoring:calibration-detail", pk=version.pk)
+
+
+@login_required
+@calibration_staff
+@require_POST
+def calibration_change(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Activate (after ticking the confirmation) or roll back one version."""
+    version = get_object_or_404(CalibrationVersion, pk=pk)
+    try:
+        if action == "activate":
+            if request.POST.get("confirm") != "yes":
+                raise ClinicalError("Tick the box to confirm that you have read the before/after table.", "confirm")
+            calibration.calibration_activate(version=version, user=request.user)
+            messages.success(request, f"Calibration {version.version} is in force for every new ECG of "
+                                      f"{version.model_version}.")
+        elif action == "rollback":
+            restored = calibration.calibration_rollback(version=version, user=request.user)
+            messages.success(request, f"Calibration {version.version} rolled back: "
+                                      f"{restored.version if restored else 'the manifest calibration'} is in force.")
+        else:
+            raise Http404("No such action.")
+    except ClinicalError as exc:
+        messages.error(request, exc.message)
+    return redirect("monitoring:calibration-detail", pk=version.pk)

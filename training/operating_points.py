@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcore.calibration import MIN_THRESHOLD, fit_threshold
-from mlcore.ensemble import HEADS
+from mlcore.calibration import HEADS, MIN_THRESHOLD, fit_threshold
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "mlcore" / "weights"
 TABLE = Path(__file__).resolve().parents[1] / "clinical" / "recommendations.json"

@@ -472,6 +472,9 @@ class EcgResultApi(APIView):
         id = serializers.UUIDField()
         state = serializers.CharField()
         model_version = serializers.CharField(allow_null=True)
+        calibration_version = serializers.CharField(allow_null=True, help_text=(
+            "The calibration the probabilities and thresholds came from: \"manifest\" (the model's own, PTB-XL fold "
+            "9) or a site version (e.g. site-2) that compliance staff activated; null until the analysis is done"))
         needs_review = serializers.BooleanField()
         top_urgency = serializers.CharField(allow_null=True)
         quality_warnings = serializers.ListField(child=serializers.CharField())
@@ -503,8 +506,9 @@ class EcgResultApi(APIView):
                    parameters=[OpenApiParameter("evidence", bool, description=f"Include per-lead evidence maps "
                                                 f"({EVIDENCE_POINTS} points per lead).")],
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
-                       "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127", "needs_review": False,
-                       "top_urgency": "routine", "quality_warnings": [],
+                       "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127",
+                       "calibration_version": "manifest", "needs_review": False, "top_urgency": "routine",
+                       "quality_warnings": [],
                        "device_reading": {"device": "MAC5500", "statements": ["Sinus rhythm"],
                                           "measurements": {"VentricularRate": 48},
                                           "units": {"VentricularRate": "/min"}},
@@ -555,7 +559,8 @@ class EcgResultApi(APIView):
         access.ecg_view_audit(actor=request.user, record=record, via=access.API, view="ecg_result", evidence=want)
         prediction = getattr(record, "prediction", None)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
-        body = {"id": record.public_id, "state": record.job.state, "model_version": None, "needs_review": False,
+        body = {"id": record.public_id, "state": record.job.state, "model_version": None,
+                "calibration_version": None, "needs_review": False,
                 "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
                 "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record),
                 "measurements": ecg_measures.api_values(record.measurements), "findings": [],
@@ -577,7 +582,9 @@ class EcgResultApi(APIView):
             findings.append(item)
         ack = getattr(prediction, "acknowledgement", None)
         body.update({
-            "model_version": prediction.model_version, "needs_review": prediction.needs_review,
+            "model_version": prediction.model_version,
+            "calibration_version": prediction.calibration_shown,
+            "needs_review": prediction.needs_review,
             "top_urgency": prediction.top_urgency, "findings": findings,
             "recommendations": [{"rank": r.rank, "action": r.action, "urgency": r.urgency, "reasoning": r.reasoning,
                                  "source": r.source, "triggered_by": r.triggered_by, "confidence": r.confidence,
@@ -707,19 +714,21 @@ class EcgAcknowledgeApi(APIView):
 class ModelInfoApi(APIView):
     @extend_schema(operation_id="model_info", summary="Model version, label space and validation metrics",
                    responses={200: inline_serializer("ModelInfo", {
-                       "model_version": serializers.CharField(), "members": serializers.IntegerField(),
+                       "model_version": serializers.CharField(), "calibration_version": serializers.CharField(),
+                       "members": serializers.IntegerField(),
                        "superclasses": serializers.ListField(child=serializers.CharField()),
                        "statements": serializers.DictField(child=serializers.CharField()),
                        "metrics_fold9": serializers.DictField(), "input": serializers.DictField()}), **ERRORS},
                    examples=[OpenApiExample("Model", response_only=True, value={
-                       "model_version": "resnet1d-ens3-20261127", "members": 3,
+                       "model_version": "resnet1d-ens3-20261127", "calibration_version": "manifest", "members": 3,
                        "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"], "statements": {"SR": "sinus rhythm"},
                        "metrics_fold9": {"superclass_macro_auc": 0.9365, "statements_macro_auc": 0.8995},
                        "input": {"fs": 100, "n_samples": 1000}})])
     def get(self, request):
         ens = services.get_ensemble()
         m = ens.manifest
-        return Response({"model_version": ens.version, "members": len(ens.members),
+        return Response({"model_version": ens.version, "calibration_version": ens.calibration_version,
+                         "members": len(ens.members),
                          "superclasses": list(ens.labels.superclasses),
                          "statements": dict(ens.labels.descriptions), "metrics_fold9": m.get("metrics_fold9", {}),
                          "input": m.get("input", {})})

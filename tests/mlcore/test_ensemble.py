@@ -144,3 +144,22 @@ def test_operating_points_name_how_each_threshold_was_chosen():
     assert recorded["MI"] == {"threshold": MIN_THRESHOLD, "name": "sensitivity", "metric": None, "target": 0.9,
                               "achieved": 0.5, "achieved_ci90": None, "achieved_out_of_sample": None,
                               "support": 2, "validated": False}
+
+
+def test_with_calibration_changes_probabilities_and_flags_not_the_members(tiny_weights):
+    from mlcore.ensemble import MANIFEST_CALIBRATION
+
+    ens = Ensemble.load(tiny_weights)
+    cal = {h: {"temperature": (np.asarray(ens.temperature[h]) * 3).tolist(),
+               "threshold": np.full(len(ens.threshold[h]), 0.01).tolist()} for h in ("superclass", "statements")}
+    site = ens.with_calibration(cal, "site-1")
+    x = [np.random.default_rng(0).normal(0, 0.1, (12, 1000))]
+    base, refit = ens.predict(x, fs=100), site.predict(x, fs=100)
+    assert site.members is ens.members and site.calibration_version == "site-1"
+    assert ens.calibration_version == MANIFEST_CALIBRATION  # the base is left as it was
+    # Three times the temperature pulls every probability towards 0.5; a 0.01 threshold flags everything.
+    assert np.all(np.abs(refit.superclass - 0.5) <= np.abs(base.superclass - 0.5) + 1e-12)
+    assert refit.superclass_flags.all() and site.operating_points["superclass"][ens.labels.superclasses[0]][
+        "threshold"] == 0.01
+    with pytest.raises(ValueError, match="values for"):
+        ens.with_calibration({**cal, "superclass": {"temperature": [1.0], "threshold": [0.5]}}, "bad")
