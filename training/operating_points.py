@@ -141,7 +141,7 @@ def fit(probs: dict[str, np.ndarray], truth: dict[str, np.ndarray], codes: dict[
         for j, code in enumerate(codes[head]):
             metric, target = policy(head, code, dangerous)
             t, rec = operating_point(probs[head][:, j], truth[head][:, j], metric, target, min_support)
-            thresholds.append(round(t, 6))
+            thresholds.append(float(t))  # unrounded: a tiny cut-off must not round to 0 (flag everything)
             records.append(rec)
         out[head] = {"threshold": thresholds, "operating_points": records}
     return out
