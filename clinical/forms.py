@@ -149,8 +149,9 @@ class AcknowledgeForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), min_length=3, max_length=NOTE_MAX_LENGTH,
                            help_text="Required: what you checked and what you decided.")
 
-    def __init__(self, *args, findings=(), missable=(), **kwargs):
-        """findings: the result's Finding rows; missable: (code, name) of diagnostic classes it did not flag."""
+    def __init__(self, *args, findings=(), missable=(), missable_statements=(), **kwargs):
+        """findings: the result's Finding rows; missable / missable_statements: (key, name) of the diagnostic
+        classes and the dangerous statements it did not flag (clinical.reviews.missable_keys)."""
         super().__init__(*args, **kwargs)
         self.finding_keys = []
         for f in findings:
@@ -160,11 +161,14 @@ class AcknowledgeForm(forms.Form):
                 required=False, widget=forms.RadioSelect,
                 choices=[("agree", "Agree"), ("disagree", "Disagree")])
             self.finding_keys.append((name, f.overlay_key))
-        self.missed_keys = []
-        for code, display in missable:
-            name = f"missed__{code}"
+        self.missed_keys, self.missed_statement_names = [], []
+        for key, display in [*missable, *missable_statements]:
+            head, code = key.split(":", 1)  # a form field name holds no ':'
+            name = f"missed__{code}" if head == "superclass" else f"missed__statement__{code}"
             self.fields[name] = forms.BooleanField(label=display, required=False)
-            self.missed_keys.append((name, f"superclass:{code}"))
+            self.missed_keys.append((name, key))
+            if key.startswith("statements:"):
+                self.missed_statement_names.append(name)
 
     def finding_verdicts(self) -> dict[str, str]:
         verdicts = {key: self.cleaned_data[name] for name, key in self.finding_keys if self.cleaned_data.get(name)}

@@ -19,6 +19,7 @@ from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
+from clinical.recommend import dangerous_keys
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,19 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
     if len(note) < 3:
         raise ClinicalError("A note is required: what you checked and what you decided.", "note")
     keys = {f.overlay_key for f in prediction.findings.all()}
-    missable = {f"superclass:{c}" for c in prediction.superclass} - keys
-    wrong = sorted(k.removeprefix("superclass:") for k, v in (finding_verdicts or {}).items()
+    missable = missable_keys(prediction, keys)
+    wrong = sorted(k.split(":", 1)[1] for k, v in (finding_verdicts or {}).items()
                    if v == MISSED and k not in missable)
     if wrong:
-        choices = ", ".join(sorted(k.removeprefix("superclass:") for k in missable)) or "none"
-        raise ClinicalError(f"Only a diagnostic class this result did not flag can be marked as missed; not "
-                            f"{', '.join(shown(c, 16) for c in wrong)} (classes it did not flag: {choices}).",
+        choices = ", ".join(sorted(k.split(":", 1)[1] for k in missable)) or "none"
+        raise ClinicalError(f"Only a diagnostic class or dangerous statement this result did not flag can be marked as "
+                            f"missed; not {', '.join(shown(c, 16) for c in wrong)} (not flagged: {choices}).",
                             "missed")
     finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys | missable}
     if any(v not in Acknowledgement.Verdict.values for k, v in finding_verdicts.items() if k in keys):
         raise ClinicalError("Each finding can only be agreed or disagreed with.", "verdict")
     if any(v != MISSED for k, v in finding_verdicts.items() if k in missable):
-        raise ClinicalError("A class the model did not flag can only be marked as missed.", "verdict")
+        raise ClinicalError("A class or statement the model did not flag can only be marked as missed.", "verdict")
     with transaction.atomic():
         prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
         existing = Acknowledgement.objects.filter(prediction=prediction).select_related("reviewer").first()
@@ -56,7 +57,9 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
         ack = Acknowledgement.objects.create(
             prediction=prediction, reviewer=reviewer, verdict=verdict, note=note, finding_verdicts=finding_verdicts,
             outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,
-                                     finding_verdicts=finding_verdicts))
+                                     finding_verdicts=finding_verdicts,
+                                     statements=[k.split(":", 1)[1] for k in missable
+                                                 if k.startswith("statements:")]))
         audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
@@ -66,14 +69,26 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
 MISSED = "missed"
 
 
+def missable_keys(prediction: Prediction, flagged: set[str]) -> set[str]:
+    """What a reviewer may mark as present but missed: every diagnostic class and every dangerous statement (the
+    action table's, clinical.recommend.dangerous_keys) the result did not flag. Dangerous statements are offered so
+    that a miss of, say, atrial fibrillation is recorded: site calibration needs it to measure sensitivity."""
+    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith("statement:")]
+    keys = {f"superclass:{c}" for c in prediction.superclass}
+    keys |= {f"statements:{c}" for c in dangerous if c in (prediction.statements or {})}
+    return keys - flagged
+
+
 def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
-                    finding_verdicts: dict[str, str]) -> dict[str, str]:
-    """What a review says of each diagnostic class: the ground truth the fairness report's error rates use.
+                    finding_verdicts: dict[str, str], statements: list[str] = ()) -> dict[str, str]:
+    """What a review says of each diagnostic class (keyed by its code: the ground truth the fairness report's error
+    rates use) and of each dangerous statement the review offered as missable (keyed "statements:CODE", for site
+    calibration; the fairness report reads the classes only).
 
     A flagged class the reviewer agrees with is a true positive, one they disagree with a false positive; without
     a per-finding verdict the overall verdict decides when it agrees (and nothing is recorded when it disagrees,
     since it may be about another finding). An unflagged class marked as missed is a false negative, and one left
-    unmarked a true negative: the reviewer read the whole ECG and added nothing.
+    unmarked a true negative: the reviewer read the whole ECG and added nothing. The same for a statement offered.
     """
     outcomes = {}
     for code in classes:
@@ -86,6 +101,10 @@ def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
                 outcomes[code] = "fp"
         else:
             outcomes[code] = "fn" if given == MISSED else "tn"
+    for code in statements:
+        key = f"statements:{code}"
+        if key not in flagged:
+            outcomes[key] = "fn" if finding_verdicts.get(key) == MISSED else "tn"
     return outcomes
 
 

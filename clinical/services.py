@@ -1,12 +1,14 @@
 """Clinical writes. Each function changes state and writes its audit event in the same transaction."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -305,6 +307,17 @@ def _jsonable(value):
 
 def _progress(job: InferenceJob, progress: int, stage: str) -> None:
     InferenceJob.objects.filter(pk=job.pk).update(progress=progress, stage=stage)
+
+
+@functools.lru_cache(maxsize=4)
+def _statement_names(weights_dir: str) -> dict[str, str]:
+    manifest = json.loads((Path(weights_dir) / "manifest.json").read_text())
+    return {c: d[:1].upper() + d[1:] for c, d in (manifest["labels"].get("descriptions") or {}).items()}
+
+
+def statement_names() -> dict[str, str]:
+    """Statement code -> its description, capitalised, from the model's manifest (no torch: for pages and forms)."""
+    return _statement_names(str(settings.ECG_WEIGHTS_DIR))
 
 
 def get_model():

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from clinical import access, selectors, services
+from clinical import access, reviews, selectors, services
 from clinical import measurements as ecg_measures
 from clinical.audit import audit_log
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
@@ -87,9 +87,13 @@ def _figure(record: EcgRecord) -> dict:
 
 def _ack_form(prediction, data=None) -> AcknowledgeForm:
     findings = list(prediction.findings.all())
-    flagged = {f.code for f in findings if f.head == "superclass"}
-    missable = [(c, SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass if c not in flagged]
-    return AcknowledgeForm(data, findings=findings, missable=missable)
+    missable = reviews.missable_keys(prediction, {f.overlay_key for f in findings})
+    names = services.statement_names()
+    classes = [(f"superclass:{c}", SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass
+               if f"superclass:{c}" in missable]
+    statements = sorted((k, names.get(k.split(":", 1)[1], k.split(":", 1)[1]))
+                        for k in missable if k.startswith("statements:"))
+    return AcknowledgeForm(data, findings=findings, missable=classes, missable_statements=statements)
 
 
 @login_required

@@ -3,9 +3,10 @@
 The outcomes are the reviewers' acknowledgements. For a diagnostic class the review says it all
 (Acknowledgement.outcomes, clinical.reviews.review_outcomes): a flagged class agreed with, or an unflagged one marked
 as missed, is a positive; a flagged class disagreed with, or an unflagged one left unmarked, a negative. For a
-statement only a flagged one gets a verdict (agree or disagree): the review form offers "missed" for diagnostic
-classes only, so an unflagged statement's truth is unknown, its known outcomes all lie above the current threshold,
-and a refit could only ever raise it. Statements therefore keep their calibration, and each row says so.
+dangerous statement (clinical.recommend.dangerous_keys) the same holds since the review form offers it as "missed"
+too (older reviews, which did not, leave it unknown when unflagged). Any other statement gets a verdict only where it
+was flagged (agree or disagree): its known outcomes all lie above the current threshold and a refit could only ever
+raise it, so those statements keep their calibration, and each row says so.
 
 The ensemble's probabilities are stored rounded to 4 decimals, calibrated with the version the prediction records;
 the refit inverts them to the members' mean logit (logit = T * log(p / (1 - p))) with that version's temperature.
@@ -40,8 +41,8 @@ PERMISSION = "monitoring.manage_calibration"
 PROPOSED, ACTIVATED, ROLLED_BACK = "calibration.propose", "calibration.activate", "calibration.rollback"
 # Stored probabilities have 4 decimals: 0.0 and 1.0 stand for "below 0.00005" and "above 0.99995".
 _P_CLIP = 5e-5
-STATEMENTS_KEPT = ("kept: the review records no misses for statements (only diagnostic classes can be marked "
-                   "missed), so a statement's sensitivity cannot be measured on this site's outcomes")
+STATEMENTS_KEPT = ("kept: the review records misses only for diagnostic classes and dangerous statements, so this "
+                   "statement's sensitivity cannot be measured on this site's outcomes")
 
 
 def _require(user) -> None:
@@ -115,7 +116,10 @@ def site_outcomes(*, ens: Ensemble, since: datetime | None = None) -> tuple[dict
             if head == "superclass":
                 row_outcome = [_CLASS_OUTCOME.get(ack.outcomes.get(c), UNKNOWN) for c in codes[head]]
             else:
-                row_outcome = [_statement_outcome(f"statements:{c}", flagged, ack.verdict, ack.finding_verdicts)
+                # A dangerous statement the review offered as missable has its outcome fixed at acknowledgement
+                # (clinical.reviews.review_outcomes); any other statement has one only where it was flagged.
+                row_outcome = [_CLASS_OUTCOME[ack.outcomes[f"statements:{c}"]] if f"statements:{c}" in ack.outcomes
+                               else _statement_outcome(f"statements:{c}", flagged, ack.verdict, ack.finding_verdicts)
                                for c in codes[head]]
             # A label the stored result lacks (NaN) has no score to refit on.
             outcomes[head].append([UNKNOWN if np.isnan(stored.get(c, np.nan)) else o
@@ -139,7 +143,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     current = _block(ens, parent)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
     fitted = fit_site(logits, outcomes, current, codes, set(dangerous_keys()), min_count,
-                      not_refittable={"statements": STATEMENTS_KEPT})
+                      not_refittable={f"statements:{c}": STATEMENTS_KEPT for c in codes["statements"]
+                                      if f"statement:{c}" not in dangerous_keys()})
     span = acks.aggregate(first=Min("at"), last=Max("at"))
     calibration = {
         **fitted["calibration"],

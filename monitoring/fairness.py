@@ -118,8 +118,9 @@ def outcome_counts(start, end, bands) -> tuple[int, dict[tuple[str, str], dict[s
     for age, sex, outcomes in rows:
         n += 1
         tally = defaultdict(int)
-        for outcome in (outcomes or {}).values():
-            tally[outcome] += 1
+        for label, outcome in (outcomes or {}).items():
+            if ":" not in label:  # the diagnostic classes; "statements:CODE" outcomes serve site calibration
+                tally[outcome] += 1
         for key in group_keys(sex, band_of(age, bands)):
             for k, v in tally.items():
                 if k in out[key]:

@@ -50,7 +50,8 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
 
     logits: per head (n, k) mean member logits of the reviewed ECGs. outcomes: per head (n, k) int, POSITIVE,
     NEGATIVE or UNKNOWN. current: the calibration in force, manifest-shaped ({head: {"temperature", "threshold",
-    "operating_points"?}}). not_refittable: head -> the reason none of its labels can be refitted (e.g. the reviews
+    "operating_points"?}}). not_refittable: a head, or "head:code", -> why none of its labels (or that one) can be
+    refitted (e.g. the reviews
     record no misses for it, so its known outcomes are all above the current threshold and a sensitivity cannot be
     measured).
 
@@ -76,8 +77,8 @@ def fit_site(logits: Mapping[str, np.ndarray], outcomes: Mapping[str, np.ndarray
             metric, target = policy(head, code, dangerous)
             row = {"head": head, "code": code, "positives": n_pos, "negatives": n_neg, "metric": metric,
                    "target": target, "before": before}
-            if head in not_refittable:
-                reason = not_refittable[head]
+            if head in not_refittable or f"{head}:{code}" in not_refittable:
+                reason = not_refittable.get(head) or not_refittable[f"{head}:{code}"]
             elif n_pos < min_count or n_neg < min_count:
                 reason = f"kept: {n_pos} positive, {n_neg} negative outcomes (a refit needs {min_count} of each)"
             else:

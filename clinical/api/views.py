@@ -673,10 +673,11 @@ class EcgAcknowledgeApi(APIView):
         findings = serializers.DictField(child=serializers.ChoiceField(choices=["agree", "disagree"]), required=False,
                                          help_text="'superclass:MI' -> agree/disagree")
         missed = serializers.ListField(
-            child=serializers.CharField(max_length=16), required=False, max_length=len(services.SUPERCLASS_NAMES),
-            help_text="Diagnostic classes present on the ECG that the model did not flag (superclass codes: "
-                      f"{', '.join(services.SUPERCLASS_NAMES)}), recorded as missed. Only a class this result did "
-                      "not flag is accepted; any other code is refused with 400.")
+            child=serializers.CharField(max_length=16), required=False, max_length=32,
+            help_text="Diagnostic classes (superclass codes: "
+                      f"{', '.join(services.SUPERCLASS_NAMES)}) and dangerous statements (e.g. AFIB, STE_, 3AVB; the "
+                      "action table's dangerous set) present on the ECG that the model did not flag, recorded as "
+                      "missed. Only one this result did not flag is accepted; any other code is refused with 400.")
 
         class Meta:
             ref_name = "AcknowledgeInput"
@@ -687,7 +688,8 @@ class EcgAcknowledgeApi(APIView):
                        **ERRORS, 409: ErrorSerializer},
                    examples=[OpenApiExample("Acknowledge", request_only=True, value={
                        "verdict": "disagree", "note": "Old inferior Q waves, unchanged from 2024.",
-                       "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"}, "missed": ["HYP"]}),
+                       "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"},
+                       "missed": ["HYP", "AFIB"]}),
                              OpenApiExample("Acknowledged", response_only=True, value={
                                  "acknowledged_by": "rev-ward-3", "acknowledged_at": "2026-11-27T17:02:00Z"})])
     def post(self, request, public_id):
@@ -700,7 +702,9 @@ class EcgAcknowledgeApi(APIView):
         s.is_valid(raise_exception=True)
         d = s.validated_data
         # The page's "present but not flagged" boxes, in the service's terms.
-        verdicts = dict(d.get("findings") or {}) | {f"superclass:{code}": MISSED for code in d.get("missed", [])}
+        verdicts = dict(d.get("findings") or {}) | {
+            (f"superclass:{code}" if code in services.SUPERCLASS_NAMES else f"statements:{code}"): MISSED
+            for code in d.get("missed", [])}
         try:
             ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
                                      note=d["note"], finding_verdicts=verdicts)

@@ -127,6 +127,22 @@ def test_a_clinician_token_cannot_acknowledge_but_a_reviewer_token_can_once(clin
     assert set(evidence) == set(LEADS) and len(evidence["V1"]["map"]) == 100
 
 
+def test_the_api_records_a_missed_dangerous_statement(clinician, reviewer_token, wfdb_pair):
+    from clinical.models import Acknowledgement, Prediction
+
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-AF", age=70, sex="M", files=wfdb_pair, fs=None)
+    pred = make_result(record, "urgent")
+    Prediction.objects.filter(pk=pred.pk).update(statements={"AFIB": 0.2, "SR": 0.9})
+    url = f"/api/v1/ecgs/{record.public_id}/acknowledge/"
+    refused = api(reviewer_token).post(url, {"verdict": "agree", "note": "AF seen", "missed": ["SR"]}, format="json")
+    assert refused.status_code == 400 and "not SR" in refused.json()["error"]["message"]
+    ok = api(reviewer_token).post(url, {"verdict": "agree", "note": "AF seen", "missed": ["AFIB"]}, format="json")
+    assert ok.status_code == 200, ok.json()
+    ack = Acknowledgement.objects.get(prediction=pred)
+    assert ack.finding_verdicts == {"statements:AFIB": "missed"}
+    assert ack.outcomes["statements:AFIB"] == "fn" and ack.outcomes["MI"] == "tp"
+
+
 def test_another_clinicians_ecg_is_not_found(clinician, other_clinician, wfdb_pair):
     record = services.ecg_submit(actor=clinician, pseudonym="PT-N", age=70, sex="M", files=wfdb_pair, fs=None)
     token = api_token_create(user=other_clinician, name="t")[1]

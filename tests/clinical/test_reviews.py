@@ -125,3 +125,28 @@ def test_overall_agreement_confirms_flagged_classes_without_their_own_verdict():
     # A disagreement without per-finding verdicts says nothing about which flagged class was wrong.
     assert review_outcomes(classes=["MI", "STTC", "NORM"], flagged=flagged, verdict="disagree",
                            finding_verdicts={"superclass:STTC": "agree"}) == {"STTC": "tp", "NORM": "tn"}
+
+
+def test_a_dangerous_statement_the_model_missed_can_be_marked_and_becomes_an_outcome(client, urgent_result, reviewer):
+    """The form offers the dangerous statements the result did not flag (folded away under "Dangerous statements
+    the model missed"): a tick records a false negative, the others read as true negatives, for site calibration;
+    the fairness report still counts the diagnostic classes only."""
+    from clinical.models import Prediction
+    from monitoring.fairness import outcome_counts
+
+    Prediction.objects.filter(pk=urgent_result.pk).update(
+        superclass={"NORM": 0.05, "MI": 0.9, "STTC": 0.2, "CD": 0.1, "HYP": 0.3},
+        statements={"AFIB": 0.2, "STE_": 0.05, "SR": 0.9})
+    client.force_login(reviewer)
+    page = client.get(reverse("clinical:ecg-detail", args=[urgent_result.record.public_id])).content.decode()
+    assert 'id="missed-statements"' in page and 'name="missed__statement__AFIB"' in page
+    assert "Atrial fibrillation" in page and 'name="missed__statement__SR"' not in page  # not dangerous
+    url = reverse("clinical:ecg-acknowledge", args=[urgent_result.record.public_id])
+    client.post(url, {"verdict": "agree", "note": "AF missed by the model", "missed__statement__AFIB": "on"})
+    ack = Acknowledgement.objects.get()
+    assert ack.finding_verdicts == {"statements:AFIB": "missed"}
+    assert ack.outcomes["statements:AFIB"] == "fn" and ack.outcomes["statements:STE_"] == "tn"
+    assert "statements:SR" not in ack.outcomes and ack.outcomes["HYP"] == "tn"
+    n, counts = outcome_counts(ack.prediction.created_at.replace(year=2000), ack.at.replace(year=2100), [])
+    by_sex = next(v for k, v in counts.items() if k[0] == "sex")
+    assert n == 1 and sum(by_sex.values()) == 5  # the 5 classes, no statement
