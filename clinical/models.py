@@ -75,6 +75,8 @@ class EcgRecord(models.Model):
 
     class Meta:
         ordering = ["-uploaded_at"]
+        # A bulk import asks, for each file, whether this uploader already stored these bytes (clinical.imports).
+        indexes = [models.Index(fields=["uploaded_by", "upload_sha256"], name="ecg_uploader_sha256")]
         permissions = [
             ("upload_ecg", "Can upload ECGs"),
             ("view_all_ecgs", "Can see every ECG, not only own uploads"),
@@ -132,6 +134,8 @@ class InferenceJob(models.Model):
     stage = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # False: the analysis stores findings and actions without Grad-CAM evidence (an archive's bulk import).
+    with_evidence = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)

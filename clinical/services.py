@@ -67,8 +67,15 @@ def _send(job_id: int) -> None:
             enqueued_at=None, stage="Waiting for the message queue (it will be sent when it is back)")
 
 
+def upload_sha256(files: dict[str, tuple[str, bytes]]) -> str:
+    """SHA-256 of an upload's file bytes (in name order), as EcgRecord.upload_sha256 stores it: what a bulk import
+    keys on to skip what is already in."""
+    return hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+
+
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-               fs: float | None, idempotency_key: str = "", window_start_s: float | None = None) -> EcgRecord:
+               fs: float | None, idempotency_key: str = "", window_start_s: float | None = None,
+               evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
     """Parse, quality-check and store an upload, then queue its inference.
 
     The model reads 10 s: of a longer record, the cleanest 10 s by signal quality (mlcore.window), or the 10 s
@@ -78,8 +85,13 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
     With an ``idempotency_key`` already used by this actor for the same request (patient fields and file bytes),
     the first submission's record is returned and nothing new is stored, also when two retries race; the same
     key with a different request is refused (code "idempotency_mismatch").
+
+    ``evidence=False`` stores a job whose analysis computes no Grad-CAM evidence (a bulk import: evidence costs
+    several times the prediction and nobody is looking at an archive's ECG now). ``queue_inference=False`` sends
+    no message to the workers: the caller runs ``inference_run`` itself (an inline import); should it die first,
+    the sweeper sends the still-queued job (jobs_requeue_stale).
     """
-    digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+    digest = upload_sha256(files)
     request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files,
                                         window_start_s=window_start_s) if idempotency_key else "")
     try:
@@ -91,7 +103,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         try:
             return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
                                digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256,
-                               window_start_s=window_start_s)
+                               window_start_s=window_start_s, evidence=evidence, queue_inference=queue_inference)
         except IntegrityError:
             if not idempotency_key:
                 raise
@@ -152,7 +164,7 @@ def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str | None = N
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
                 fs: float | None, digest: str, idempotency_key: str, request_sha256: str,
-                window_start_s: float | None) -> EcgRecord:
+                window_start_s: float | None, evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -183,7 +195,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
             intake_notes=[str(n) for n in parsed.notes], measurements=measured, window_start_s=window.start_s,
             window_chosen_by=window.chosen_by,
         )
-        job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
+        job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker",
+                                          with_evidence=evidence)
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
             IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=record,
                                           request_sha256=request_sha256)
@@ -197,7 +210,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,
                            "window": _window_audit(window),
                            "quality_warnings": [i.code for i in window.quality.warnings()]})
-        _enqueue(job)
+        if queue_inference:
+            _enqueue(job)
     return record
 
 
@@ -366,9 +380,11 @@ def inference_run(*, job_id: int) -> InferenceJob:
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
-    _progress(job, 60, "Computing evidence on the leads")
     explanations = {}
-    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]]
+    # A job stored without evidence (a bulk import) skips the backward pass: its result has no overlays.
+    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]] if job.with_evidence else []
+    if explained:
+        _progress(job, 60, "Computing evidence on the leads")
     for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
         explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
                                           "lead_maps": _round(ex.lead_maps, 2)}
