@@ -17,6 +17,7 @@ import csv
 import hashlib
 import hmac
 import io
+import logging
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ from clinical.intake import UPLOAD_EXTENSIONS
 from clinical.intake.demographics import stated_patient
 from clinical.intake.limits import WFDB_SIGNAL_EXTENSIONS
 from clinical.models import EcgRecord, InferenceJob, Patient
+
+log = logging.getLogger(__name__)
 
 # PTB-XL's metadata files, never ECGs; its documentation: sex 0 = male, 1 = female; ages above 89 written as 300.
 PTBXL_DATABASE = "ptbxl_database.csv"
@@ -232,6 +235,9 @@ def ecg_import_one(*, actor, upload: ArchiveUpload, manifest: dict[str, PatientF
                                      files=files, fs=fs, evidence=evidence, queue_inference=not inline)
     except ClinicalError as exc:
         return ImportResult(upload.key, Outcome.REFUSED, f"{exc.field}: {exc.message}" if exc.field else exc.message)
+    except Exception as exc:  # a reader's bug on one odd file must not stop the other thousands
+        log.exception("import of %s failed", upload.key)
+        return ImportResult(upload.key, Outcome.REFUSED, f"Unexpected error ({type(exc).__name__}): {exc}")
     if inline:
         job_id = InferenceJob.objects.filter(record=record).values_list("pk", flat=True).get()
         try:

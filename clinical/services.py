@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
-from clinical import metrics, reviews
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import IntakeError, parse_upload, shown
@@ -190,7 +190,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         record = EcgRecord.objects.create(
             patient=patient, age_at_ecg=age, sex_at_ecg=sex, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
-            n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
+            n_samples=parsed.n_samples, **EcgRecord.signal_fields(parsed.signal),
             quality=quality, features=features, device=_jsonable(parsed.device),
             intake_notes=[str(n) for n in parsed.notes], measurements=measured, window_start_s=window.start_s,
             window_chosen_by=window.chosen_by,
@@ -271,7 +271,8 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
                 patient=record.patient, age_at_ecg=record.age_at_ecg, sex_at_ecg=record.sex_at_ecg, uploaded_by=actor,
                 source_format=record.source_format, source_files=record.source_files,
                 upload_sha256=record.upload_sha256, fs=record.fs, n_samples=record.n_samples, signal=record.signal,
-                quality=quality, features=features, device=record.device, intake_notes=record.intake_notes,
+                signal_encoding=record.signal_encoding, quality=quality, features=features, device=record.device,
+                intake_notes=record.intake_notes,
                 measurements=measured, window_start_s=window.start_s, window_chosen_by=window.chosen_by,
                 reanalysis_of=origin,
             )
@@ -380,14 +381,15 @@ def inference_run(*, job_id: int) -> InferenceJob:
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
-    explanations = {}
+    maps = {}
     # A job stored without evidence (a bulk import) skips the backward pass: its result has no overlays.
     explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]] if job.with_evidence else []
     if explained:
         _progress(job, 60, "Computing evidence on the leads")
     for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
-        explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
-                                          "lead_maps": _round(ex.lead_maps, 2)}
+        maps[f"{head}:{code}"] = compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
+                                                  lead_relevance=ex.lead_relevance)
+    explanations, evidence = compact.evidence_encode(maps)
     # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
     # action table like the model's (a STEMI by measurement is as immediate as one by the model).
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
@@ -414,7 +416,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             operating_points=ens.operating_points,
-            embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
+            embedding=_round(pred.embedding[0], 4), explanations=explanations, evidence=evidence,
+            needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
         )
