@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -60,6 +61,21 @@ def test_evidence_round_trips_within_one_step_of_1_255():
     assert compact.evidence_encode({}) == ({}, b"")
 
 
+def test_a_10_s_500_hz_result_with_evidence_is_stored_in_under_1_5_times_its_int16_signal(clinician, wfdb_pair,
+                                                                                         weights_dir):
+    from clinical import services
+    from clinical.models import Prediction
+
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-1", age=60, sex="F", files=wfdb_pair, fs=None)
+    services.inference_run(job_id=record.job.id)
+    record.refresh_from_db()
+    pred = Prediction.objects.get(record=record)
+    stored = (len(bytes(record.signal)) + len(json.dumps(pred.explanations)) + len(bytes(pred.evidence))
+              + len(json.dumps(record.measurements)))
+    assert stored <= 1.5 * 12 * 5000 * 2
+    assert np.array_equal(record.signal_array(), parse_upload(files=wfdb_pair, fs=None).signal)
+
+
 @pytest.fixture
 def audit_guard_allows_test_flush(transactional_db):
     """A transactional test ends with a flush; on SQLite the append-only guard is lifted for it (as in
@@ -96,7 +112,7 @@ def test_migration_0016_converts_stored_rows_and_back(audit_guard_allows_test_fl
     executor.migrate([("clinical", "0016_compact_signal_and_evidence")])
     new = executor.loader.project_state([("clinical", "0016_compact_signal_and_evidence")]).apps
     row = new.get_model("clinical", "EcgRecord").objects.get(pk=record.pk)
-    assert row.signal_encoding == compact.INT16_DELTA_ZLIB and len(bytes(row.signal)) < signal.size * 2  # under its int16 codes
+    assert row.signal_encoding == compact.INT16_DELTA_ZLIB and len(bytes(row.signal)) < signal.size * 2
     assert np.array_equal(compact.signal_decode(row.signal_encoding, row.signal, 5000), signal)
     pred = new.get_model("clinical", "Prediction").objects.get(record_id=record.pk)
     ex = compact.evidence_decode(pred.explanations, pred.evidence, "superclass:MI")
