@@ -4,8 +4,9 @@ Signal. An upload's samples are integer codes of its device at a resolution (WFD
 4.88 µV steps; ...), which the intake turns into float32 millivolts. Stored again as those integer codes (int16),
 first-differenced and zlib-compressed, with each lead's gain (codes per mV), the float32 array comes back bit for
 bit. A 10 s 500 Hz PTB-XL record: 240 000 bytes as float32, 120 000 as int16, ≈ 65 000 as zlib'd float32 and
-≈ 35 000 as this (measured by manage.py bench_storage). A signal that is not such codes (a CSV of decimal
-millivolts, a lead derived at half a step) is stored as zlib'd float32: also lossless, just larger.
+≈ 35 000 as this (measured by manage.py bench_storage). Codes beyond int16 (a text export with four decimals of
+mV) are kept as int32 the same way. A signal that is not such codes (float values, a lead derived at a fraction of
+a step) is stored as zlib'd float32: also lossless, just larger (≈ 65 000 bytes for the PTB-XL record).
 
 Evidence. Grad-CAM and per-lead maps are in [0, 1] (mlcore.ensemble.Explanation); stored as uint8 steps of 1/255
 (error ≤ 0.002, finer than the two decimals the JSON kept), zlib-compressed; the 12 lead shares stay JSON.
@@ -22,28 +23,34 @@ import numpy as np
 
 FLOAT32 = "float32"  # raw (12, n) float32 bytes: rows stored before issue 17
 INT16_DELTA_ZLIB = "int16-dz"  # 12 float64 gains, then zlib of the first differences of the int16 codes
+# The same for codes beyond int16 (a text export with four decimals of mV: 10 000 codes per mV, ±3.3 mV in int16).
+INT32_DELTA_ZLIB = "int32-dz"
 FLOAT32_ZLIB = "float32-z"  # zlib of the (12, n) float32 bytes
-SIGNAL_ENCODINGS = (FLOAT32, INT16_DELTA_ZLIB, FLOAT32_ZLIB)
+SIGNAL_ENCODINGS = (FLOAT32, INT16_DELTA_ZLIB, INT32_DELTA_ZLIB, FLOAT32_ZLIB)
+_CODES = {INT16_DELTA_ZLIB: "<i2", INT32_DELTA_ZLIB: "<i4"}
 N_LEADS = 12
 _GAINS = struct.Struct("<12d")
 # Codes per mV that exports use (WFDB 1000 or 200; MUSE 4.88 µV; Philips 5 µV; SCP 1 µV...), tried after the gain
 # the samples themselves suggest.
-COMMON_GAINS = (1000.0, 200.0, 400.0, 500.0, 1 / 0.00488, 2000.0, 100.0, 1 / 0.0025, 1 / 0.00125)
+COMMON_GAINS = (1000.0, 200.0, 400.0, 500.0, 1 / 0.00488, 2000.0, 100.0, 1 / 0.0025, 1 / 0.00125, 10000.0)
+INT32_MAX = 2**31 - 1
 ZLIB_LEVEL = 6  # level 9 saves under 2 % more here for several times the time
 
 
 def _gain(lead: np.ndarray) -> float | None:
-    """Codes per mV at which ``lead`` (float32 mV) is int16 codes exactly, or None. Compared bit for bit, except
+    """Codes per mV at which ``lead`` (float32 mV) is integer codes exactly, or None. Compared bit for bit, except
     that a negative zero counts as zero (code 0 decodes to +0.0: the same millivolts)."""
     values = np.unique(lead.astype(np.float64))
     steps = np.diff(values)
     candidates = list(COMMON_GAINS)
     if len(steps):
         step = steps.min()
-        candidates = [round(1 / step, 6), 1 / step, *candidates] if step > 0 else candidates
+        candidates = [float(round(1 / step)), round(1 / step, 6), 1 / step, *candidates] if step > 0 else candidates
     for gain in candidates:
+        if not (np.isfinite(gain) and gain >= 1):  # under one code per mV is no device's resolution
+            continue
         codes = np.round(lead.astype(np.float64) * gain) + 0.0  # -0.0 codes are the int16 0 that decodes to +0.0
-        if np.abs(codes).max(initial=0) > 32767:
+        if np.abs(codes).max(initial=0) > INT32_MAX:
             continue
         if np.array_equal((codes / gain).astype(np.float32).view(np.uint32), (lead + np.float32(0)).view(np.uint32)):
             return gain
@@ -56,10 +63,12 @@ def signal_encode(signal: np.ndarray) -> tuple[str, bytes]:
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     gains = [_gain(lead) for lead in signal]
     if all(g is not None for g in gains):
-        codes = np.round(signal.astype(np.float64) * np.asarray(gains)[:, None]).astype(np.int16)
-        # Differences of int16 codes wrap around in int16 and unwrap again in the cumulative sum: still exact.
-        delta = np.diff(codes, axis=1, prepend=np.int16(0)).astype("<i2")
-        return INT16_DELTA_ZLIB, _GAINS.pack(*gains) + zlib.compress(delta.tobytes(), ZLIB_LEVEL)
+        codes = np.round(signal.astype(np.float64) * np.asarray(gains)[:, None])
+        encoding = INT16_DELTA_ZLIB if np.abs(codes).max(initial=0) <= 32767 else INT32_DELTA_ZLIB
+        codes = codes.astype(_CODES[encoding])
+        # Differences of the codes wrap around in their type and unwrap again in the cumulative sum: still exact.
+        delta = np.diff(codes, axis=1, prepend=codes.dtype.type(0))
+        return encoding, _GAINS.pack(*gains) + zlib.compress(delta.tobytes(), ZLIB_LEVEL)
     return FLOAT32_ZLIB, zlib.compress(signal.astype("<f4").tobytes(), ZLIB_LEVEL)
 
 
@@ -70,10 +79,10 @@ def signal_decode(encoding: str, data: bytes, n_samples: int) -> np.ndarray:
         return np.frombuffer(data, dtype="<f4").reshape(N_LEADS, n_samples)
     if encoding == FLOAT32_ZLIB:
         return np.frombuffer(zlib.decompress(data), dtype="<f4").reshape(N_LEADS, n_samples)
-    if encoding == INT16_DELTA_ZLIB:
+    if encoding in _CODES:
         gains = np.asarray(_GAINS.unpack_from(data))
-        delta = np.frombuffer(zlib.decompress(data[_GAINS.size:]), dtype="<i2").reshape(N_LEADS, n_samples)
-        codes = np.cumsum(delta, axis=1, dtype=np.int16)
+        delta = np.frombuffer(zlib.decompress(data[_GAINS.size:]), dtype=_CODES[encoding]).reshape(N_LEADS, n_samples)
+        codes = np.cumsum(delta, axis=1, dtype=delta.dtype)
         return (codes.astype(np.float64) / gains[:, None]).astype(np.float32)
     raise ValueError(f"unknown signal encoding {encoding!r}")
 

@@ -39,6 +39,13 @@ def test_decimal_millivolts_that_are_no_device_codes_are_kept_exactly_as_zlib_fl
     assert np.array_equal(compact.signal_decode(encoding, data, 5000), signal)
 
 
+def test_a_text_export_with_four_decimals_beyond_int16_is_kept_as_int32_codes():
+    signal = (np.round(np.random.default_rng(5).normal(0, 2.0, (12, 5000)), 4)).astype(np.float32)  # > ±3.28 mV
+    encoding, data = compact.signal_encode(signal)
+    assert encoding == compact.INT32_DELTA_ZLIB
+    assert np.array_equal(compact.signal_decode(encoding, data, 5000), signal)
+
+
 def test_codes_whose_differences_overflow_int16_still_come_back():
     signal = np.zeros((12, 4), dtype=np.float32)
     signal[0] = np.array([-32.0, 32.0, -32.0, 32.0], dtype=np.float32)  # ±32000 codes at 1000/mV: steps of 64000
