@@ -3,10 +3,10 @@
 Signal. An upload's samples are integer codes of its device at a resolution (WFDB: ADC units at a gain; MUSE:
 4.88 µV steps; ...), which the intake turns into float32 millivolts. Stored again as those integer codes (int16),
 first-differenced and zlib-compressed, with each lead's gain (codes per mV), the float32 array comes back bit for
-bit. A 10 s 500 Hz PTB-XL record: 240 000 bytes as float32, 120 000 as int16, ≈ 65 000 as zlib'd float32 and
-≈ 35 000 as this (measured by manage.py bench_storage). Codes beyond int16 (a text export with four decimals of
-mV) are kept as int32 the same way. A signal that is not such codes (float values, a lead derived at a fraction of
-a step) is stored as zlib'd float32: also lossless, just larger (≈ 65 000 bytes for the PTB-XL record).
+bit. A 10 s 500 Hz PTB-XL record: 240 000 bytes as float32, 120 000 as int16, ≈ 69 000 as zlib'd float32, ≈ 52 000
+as zlib'd int16 and ≈ 35 000 as this (median of 50, manage.py bench_storage). Codes beyond int16 (a text export
+with four decimals of mV) are kept as int32 the same way. A signal that is not such codes (float values, a lead
+derived at a fraction of a step) is stored as zlib'd float32: also lossless, just larger.
 
 Evidence. Grad-CAM and per-lead maps are in [0, 1] (mlcore.ensemble.Explanation); stored as uint8 steps of 1/255
 (error ≤ 0.002, finer than the two decimals the JSON kept), zlib-compressed; the 12 lead shares stay JSON.

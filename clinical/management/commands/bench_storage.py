@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import statistics
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,14 @@ class Command(BaseCommand):
             self.stdout.write("  on disk (pg_column_size, after TOAST) "
                               + "".join(f"{k} {med[k]:>9,.0f}   " for k in keys)
                               + f"total / int16 signal {med['total'] / int16:.2f}x")
+        worst = max(rows, key=lambda r: r["after"]["total"])
+        self.stdout.write(f"  largest after: {worst['after']['total']:,} bytes ({worst['explained']} findings with "
+                          f"evidence): {worst['after']['total'] / worst['int16']:.2f}x its int16 signal")
+        names = sorted({k for r in rows for k in r["alternatives"]})
+        self.stdout.write("  the signal in other encodings (median): " + ", ".join(
+            f"{k} {statistics.median(r['alternatives'][k] for r in rows if k in r['alternatives']):,.0f}"
+            for k in names) + f"; stored (delta-coded codes + zlib) "
+            f"{statistics.median(r['after']['signal'] for r in rows):,.0f}")
         encodings = sorted({r["encoding"] for r in rows})
         self.stdout.write(f"  the upload's own signal as int16: {int16:,.0f} bytes; signal encodings: {encodings}; "
                           f"every signal read back bit for bit: {all(r['exact'] for r in rows)}")
@@ -61,7 +71,7 @@ class Command(BaseCommand):
     def _run(self, records500: Path | None, n: int) -> list[dict]:
         from django.contrib.auth.models import Group, User
 
-        from clinical import demo, services
+        from clinical import compact, demo, services
         from clinical.intake import parse_upload
         from clinical.models import Prediction
         from clinical.roles import roles_ensure
@@ -95,7 +105,13 @@ class Command(BaseCommand):
             after = {"signal": len(bytes(record.signal)),
                      "evidence": _json_bytes(pred.explanations) + len(bytes(pred.evidence)),
                      "measurements": measurements}
-            row = {"int16": signal.size * 2, "explained": len(pred.explanations), "encoding": record.signal_encoding,
+            alternatives = {"float32 + zlib": len(zlib.compress(signal.tobytes(), compact.ZLIB_LEVEL))}
+            if record.signal_encoding == compact.INT16_DELTA_ZLIB:  # the same codes without the differencing
+                gains = np.asarray(struct.unpack_from("<12d", bytes(record.signal)))[:, None]
+                codes = np.round(signal.astype(np.float64) * gains).astype("<i2")
+                alternatives["int16 + zlib"] = len(zlib.compress(codes.tobytes(), compact.ZLIB_LEVEL))
+            row = {"int16": signal.size * 2, "alternatives": alternatives, "explained": len(pred.explanations),
+                   "encoding": record.signal_encoding,
                    "exact": np.array_equal(record.signal_array(), signal),
                    "before": before | {"total": sum(before.values())}, "after": after | {"total": sum(after.values())}}
             if connection.vendor == "postgresql":
