@@ -158,3 +158,17 @@ def test_real_ptbxl_records_import_and_a_rerun_imports_none(clinician, weights_d
     assert first.counts[Outcome.IMPORTED] == 50 and not first.problems
     again = ecg_import(actor=clinician, path=Path(PTBXL), inline=True, limit=50)
     assert again.counts[Outcome.IMPORTED] == 0 and again.counts[Outcome.SKIPPED] == 50
+
+
+def test_a_muse_export_and_a_wfdb_header_state_their_patient(tmp_path):
+    from clinical.intake.demographics import StatedPatient, stated_patient
+
+    demo_xml = ("<PatientDemographics><PatientID>MRN-7</PatientID><PatientAge>47</PatientAge>"
+                "<PatientAgeUnits>YEARS</PatientAgeUnits><Gender>MALE</Gender></PatientDemographics>")
+    muse = export_fixtures.muse_xml().decode("iso-8859-1").replace("<TestDemographics>",
+                                                                   demo_xml + "<TestDemographics>")
+    assert stated_patient({"file": ("m.xml", muse.encode("iso-8859-1"))}) == StatedPatient("MRN-7", 47, "M")
+    write_record(tmp_path, "c", seed=1, comments=["Age: 71", "Sex: Female", "Dx: 164889003"])
+    hea = (tmp_path / "c.hea").read_bytes()
+    assert stated_patient({"hea": ("c.hea", hea)}) == StatedPatient(None, 71, "F")
+    assert stated_patient({"csv": ("e.csv", b"I,II\n0,0\n")}) == StatedPatient()
