@@ -51,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python manage.py bench_audit --n 10000
 	$(BIN)/python manage.py bench_api --clients 10 --requests 200
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py bench_embedded --clients 10 --seconds 60
+	$(BIN)/python manage.py bench_storage --n 20
+	@if [ -n "$$PTBXL_DIR" ]; then $(BIN)/python manage.py bench_import "$$PTBXL_DIR" --n 2000; \
+	else echo "bench_import skipped: set PTBXL_DIR to an unpacked PTB-XL layout"; fi
 	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python manage.py bench_monitoring --n 1000000; \
 	else echo "bench_monitoring skipped: it needs DATABASE_URL (PostgreSQL)"; fi
 

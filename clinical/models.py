@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from clinical import recommend
+from clinical import compact, recommend
 from mlcore.calibration import MANIFEST_CALIBRATION
 from mlcore.preprocess import WINDOW_S
 from mlcore.window import crop
@@ -46,8 +46,12 @@ class EcgRecord(models.Model):
     upload_sha256 = models.CharField(max_length=64)
     fs = models.FloatField()
     n_samples = models.PositiveIntegerField()
-    # (12, n) float32 millivolts in standard lead order, at the original sampling rate.
+    # (12, n) float32 millivolts in standard lead order, at the original sampling rate, stored compactly as
+    # `signal_encoding` says (clinical.compact: the device's int16 codes, else zlib'd float32; lossless either way).
+    # Read it with signal_array(); write it with signal_fields().
     signal = models.BinaryField()
+    # db_default: rows written outside the ORM (bench_monitoring's COPY) are raw float32, as before issue 17.
+    signal_encoding = models.CharField(max_length=16, default=compact.FLOAT32, db_default=compact.FLOAT32)
     quality = models.JSONField(default=dict)
     # Simple signal features measured at intake (mlcore.features), compared with the fold-9 reference for drift.
     features = models.JSONField(default=dict)
@@ -76,6 +80,8 @@ class EcgRecord(models.Model):
 
     class Meta:
         ordering = ["-uploaded_at"]
+        # A bulk import asks, for each file, whether this uploader already stored these bytes (clinical.imports).
+        indexes = [models.Index(fields=["uploaded_by", "upload_sha256"], name="ecg_uploader_sha256")]
         permissions = [
             ("upload_ecg", "Can upload ECGs"),
             ("view_all_ecgs", "Can see every ECG, not only own uploads"),
@@ -100,7 +106,13 @@ class EcgRecord(models.Model):
         return self.n_samples / self.fs
 
     def signal_array(self) -> np.ndarray:
-        return np.frombuffer(bytes(self.signal), dtype=np.float32).reshape(12, self.n_samples)
+        return compact.signal_decode(self.signal_encoding, self.signal, self.n_samples)
+
+    @staticmethod
+    def signal_fields(signal: np.ndarray) -> dict:
+        """{"signal", "signal_encoding"} for a (12, n) float32 mV signal, as create() takes them."""
+        encoding, data = compact.signal_encode(signal)
+        return {"signal": data, "signal_encoding": encoding}
 
     def window_array(self) -> np.ndarray:
         """(12, m) mV: the analysed window's samples (what inference, explanation and the drawing read)."""
@@ -133,6 +145,8 @@ class InferenceJob(models.Model):
     stage = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # False: the analysis stores findings and actions without Grad-CAM evidence (an archive's bulk import).
+    with_evidence = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)
@@ -153,13 +167,20 @@ class Prediction(models.Model):
     # version (monitoring.CalibrationVersion); "" for results stored before it was kept (they used the manifest's).
     calibration_version = models.CharField(max_length=32, blank=True, default="")
     embedding = models.JSONField()  # penultimate features, for drift monitoring
-    explanations = models.JSONField(default=dict)  # {"superclass:MI": {"gradcam": [...], "lead_relevance": [...]...}}
+    # Which findings have evidence: {"superclass:MI": {"row": 0, "lead_relevance": [12 shares]}}; the maps
+    # themselves are in `evidence` (clinical.compact: uint8, zlib). Read them with evidence_for().
+    explanations = models.JSONField(default=dict)
+    evidence = models.BinaryField(default=b"", db_default=b"", blank=True)
     needs_review = models.BooleanField(default=False)
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
     top_urgency = models.CharField(max_length=10, default="routine", db_index=True)
     inference_ms = models.FloatField()
     # Indexed: monitoring reads windows of predictions by time.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def evidence_for(self, key: str) -> compact.Evidence | None:
+        """Grad-CAM, per-lead maps and lead shares for a finding key ("superclass:MI"), or None without."""
+        return compact.evidence_decode(self.explanations, self.evidence, key)
 
     @property
     def calibration_shown(self) -> str:

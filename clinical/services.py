@@ -16,8 +16,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
-from clinical import metrics, reviews
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import IntakeError, parse_upload, shown
@@ -69,8 +69,15 @@ def _send(job_id: int) -> None:
             enqueued_at=None, stage="Waiting for the message queue (it will be sent when it is back)")
 
 
+def upload_sha256(files: dict[str, tuple[str, bytes]]) -> str:
+    """SHA-256 of an upload's file bytes (in name order), as EcgRecord.upload_sha256 stores it: what a bulk import
+    keys on to skip what is already in."""
+    return hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+
+
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
-               fs: float | None, idempotency_key: str = "", window_start_s: float | None = None) -> EcgRecord:
+               fs: float | None, idempotency_key: str = "", window_start_s: float | None = None,
+               evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
     """Parse, quality-check and store an upload, then queue its inference.
 
     The model reads 10 s: of a longer record, the cleanest 10 s by signal quality (mlcore.window), or the 10 s
@@ -80,8 +87,13 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
     With an ``idempotency_key`` already used by this actor for the same request (patient fields and file bytes),
     the first submission's record is returned and nothing new is stored, also when two retries race; the same
     key with a different request is refused (code "idempotency_mismatch").
+
+    ``evidence=False`` stores a job whose analysis computes no Grad-CAM evidence (a bulk import: evidence costs
+    several times the prediction and nobody is looking at an archive's ECG now). ``queue_inference=False`` sends
+    no message to the workers: the caller runs ``inference_run`` itself (an inline import); should it die first,
+    the sweeper sends the still-queued job (jobs_requeue_stale).
     """
-    digest = hashlib.sha256(b"".join(data for _, data in sorted(files.values()))).hexdigest()
+    digest = upload_sha256(files)
     request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files,
                                         window_start_s=window_start_s) if idempotency_key else "")
     try:
@@ -93,7 +105,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         try:
             return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
                                digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256,
-                               window_start_s=window_start_s)
+                               window_start_s=window_start_s, evidence=evidence, queue_inference=queue_inference)
         except IntegrityError:
             if not idempotency_key:
                 raise
@@ -154,7 +166,7 @@ def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str | None = N
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
                 fs: float | None, digest: str, idempotency_key: str, request_sha256: str,
-                window_start_s: float | None) -> EcgRecord:
+                window_start_s: float | None, evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -180,12 +192,13 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         record = EcgRecord.objects.create(
             patient=patient, age_at_ecg=age, sex_at_ecg=sex, uploaded_by=actor, source_format=parsed.source_format,
             source_files=sorted(name for name, _ in files.values()), upload_sha256=digest, fs=parsed.fs,
-            n_samples=parsed.n_samples, signal=np.ascontiguousarray(parsed.signal, dtype=np.float32).tobytes(),
+            n_samples=parsed.n_samples, **EcgRecord.signal_fields(parsed.signal),
             quality=quality, features=features, device=_jsonable(parsed.device),
             intake_notes=[str(n) for n in parsed.notes], measurements=measured, window_start_s=window.start_s,
             window_chosen_by=window.chosen_by,
         )
-        job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker")
+        job = InferenceJob.objects.create(record=record, enqueued_at=timezone.now(), stage="Waiting for a worker",
+                                          with_evidence=evidence)
         if idempotency_key:  # unique per actor: a concurrent retry with the same key fails here and rolls back
             IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=record,
                                           request_sha256=request_sha256)
@@ -199,7 +212,8 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,
                            "window": _window_audit(window),
                            "quality_warnings": [i.code for i in window.quality.warnings()]})
-        _enqueue(job)
+        if queue_inference:
+            _enqueue(job)
     return record
 
 
@@ -259,7 +273,8 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
                 patient=record.patient, age_at_ecg=record.age_at_ecg, sex_at_ecg=record.sex_at_ecg, uploaded_by=actor,
                 source_format=record.source_format, source_files=record.source_files,
                 upload_sha256=record.upload_sha256, fs=record.fs, n_samples=record.n_samples, signal=record.signal,
-                quality=quality, features=features, device=record.device, intake_notes=record.intake_notes,
+                signal_encoding=record.signal_encoding, quality=quality, features=features, device=record.device,
+                intake_notes=record.intake_notes,
                 measurements=measured, window_start_s=window.start_s, window_chosen_by=window.chosen_by,
                 reanalysis_of=origin,
             )
@@ -388,12 +403,15 @@ def inference_run(*, job_id: int) -> InferenceJob:
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
-    _progress(job, 60, "Computing evidence on the leads")
-    explanations = {}
-    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]]
+    maps = {}
+    # A job stored without evidence (a bulk import) skips the backward pass: its result has no overlays.
+    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]] if job.with_evidence else []
+    if explained:
+        _progress(job, 60, "Computing evidence on the leads")
     for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
-        explanations[f"{head}:{code}"] = {"gradcam": _round(ex.gradcam, 2), "lead_relevance": _round(ex.lead_relevance),
-                                          "lead_maps": _round(ex.lead_maps, 2)}
+        maps[f"{head}:{code}"] = compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
+                                                  lead_relevance=ex.lead_relevance)
+    explanations, evidence = compact.evidence_encode(maps)
     # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
     # action table like the model's (a STEMI by measurement is as immediate as one by the model).
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
@@ -420,7 +438,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             operating_points=ens.operating_points, calibration_version=ens.calibration_version,
-            embedding=_round(pred.embedding[0], 4), explanations=explanations, needs_review=needs_review,
+            embedding=_round(pred.embedding[0], 4), explanations=explanations, evidence=evidence,
+            needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
         )

@@ -5,7 +5,6 @@ import csv
 import json
 from datetime import datetime
 
-import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -76,11 +75,10 @@ def _figure(record: EcgRecord) -> dict:
     prediction = getattr(record, "prediction", None)
     if prediction is not None:
         for f in prediction.findings.all():
-            ex = prediction.explanations.get(f.overlay_key)
+            ex = prediction.evidence_for(f.overlay_key)
             if ex:
-                overlays[f.overlay_key] = Overlay(label=f.code, display=f.display,
-                                                  lead_maps=np.asarray(ex["lead_maps"], dtype=np.float32),
-                                                  lead_relevance=np.asarray(ex["lead_relevance"], dtype=np.float32))
+                overlays[f.overlay_key] = Overlay(label=f.code, display=f.display, lead_maps=ex.lead_maps,
+                                                  lead_relevance=ex.lead_relevance)
     # The analysed window, as the model read it: the evidence maps cover these 10 s.
     return ecg_paper_figure(record.window_array(), record.fs, overlays=overlays)
 

@@ -574,10 +574,11 @@ class EcgResultApi(APIView):
             item = {"head": f.head, "code": f.code, "display": f.display, "probability": f.probability,
                     "threshold": f.threshold, "needs_review": f.needs_review,
                     "validated": (points.get(f.head, {}).get(f.code) or {}).get("validated")}
-            ex = prediction.explanations.get(f.overlay_key)
-            if want and ex:
-                maps = np.asarray(ex["lead_maps"], dtype=np.float32).reshape(12, EVIDENCE_POINTS, -1).mean(axis=2)
-                item["evidence"] = {lead: {"share": ex["lead_relevance"][i], "map": np.round(maps[i], 3).tolist()}
+            ex = prediction.evidence_for(f.overlay_key) if want else None
+            if ex:
+                maps = ex.lead_maps.reshape(12, EVIDENCE_POINTS, -1).mean(axis=2)
+                item["evidence"] = {lead: {"share": round(float(ex.lead_relevance[i]), 3),
+                                           "map": np.round(maps[i].astype(np.float64), 3).tolist()}
                                     for i, lead in enumerate(LEADS)}
             findings.append(item)
         ack = getattr(prediction, "acknowledgement", None)

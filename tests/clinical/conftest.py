@@ -74,13 +74,14 @@ def make_result(record, urgency: str = "immediate", created_at=None):
     """A stored result with one finding and one action, without running the model (for workflow tests)."""
     from django.utils import timezone
 
+    from clinical import compact
     from clinical.models import Finding, InferenceJob, Prediction, Recommendation
 
+    explanations, evidence = compact.evidence_encode({"superclass:MI": compact.Evidence(
+        gradcam=np.zeros(1000), lead_maps=np.zeros((12, 1000)), lead_relevance=np.full(12, 1 / 12))})
     pred = Prediction.objects.create(
         record=record, model_version="test", superclass={"MI": 0.9}, statements={}, spread={},
-        embedding=[], explanations={"superclass:MI": {"gradcam": [0.0] * 1000, "lead_relevance": [1 / 12] * 12,
-                                                      "lead_maps": [[0.0] * 1000] * 12}},
-        top_urgency=urgency, inference_ms=1.0)
+        embedding=[], explanations=explanations, evidence=evidence, top_urgency=urgency, inference_ms=1.0)
     if created_at is not None:
         Prediction.objects.filter(pk=pred.pk).update(created_at=created_at)
         pred.refresh_from_db()

@@ -72,8 +72,8 @@ def test_inference_stores_prediction_findings_and_actions_and_is_idempotent(clin
     assert pred.top_urgency == recs[0].urgency
     # The model's top findings carry evidence maps; those by measurement (ranked after them) do not.
     for f in Finding.objects.filter(prediction=pred).exclude(head="measurement")[: services.MAX_EXPLAINED]:
-        ex = pred.explanations[f.overlay_key]
-        assert len(ex["lead_relevance"]) == 12 and len(ex["lead_maps"]) == 12
+        ex = pred.evidence_for(f.overlay_key)
+        assert ex.lead_relevance.shape == (12,) and ex.lead_maps.shape == (12, 1000) and ex.gradcam.shape == (1000,)
     again = services.inference_run(job_id=record.job.id)  # a redelivered message changes nothing
     assert again.attempts == 1 and Prediction.objects.count() == 1
     assert AuditEvent.objects.filter(action="inference.complete").count() == 1
