@@ -187,7 +187,9 @@ def _align(x: np.ndarray, peaks: np.ndarray, fs: float) -> tuple[np.ndarray, np.
             for s in range(-shift, shift + 1):
                 seg = x[:, p + s - half:p + s + half]
                 scores.append(float((t * (seg - seg.mean(axis=1, keepdims=True))).sum()))
-            peaks[k] = p + int(np.argmax(scores)) - shift
+            # Kept where the next pass can still shift it both ways (a beat at the record's edge moved outwards
+            # would leave an empty segment: 5 of PTB-XL's first 2,500 records crashed here).
+            peaks[k] = min(max(p + int(np.argmax(scores)) - shift, half + shift), x.shape[1] - half - shift - 1)
     segs = np.stack([x[:, p - half:p + half] for p in peaks])
     template = np.median(segs, axis=0).ravel()
     for k in range(len(peaks)):

@@ -140,3 +140,23 @@ def test_noise_gives_no_rate_and_says_why():
     m = measure(0.1 * rng.standard_normal((len(LEADS), 5000)), 500)
     assert all(m[k] is None for k in KEYS)
     assert "noise" in m["reasons"]["heart_rate_bpm"]
+
+
+def test_a_beat_at_the_record_edge_is_aligned_without_leaving_the_record():
+    """A beat whose best alignment lies at the very edge of the record: the next alignment pass must not read past
+    the record (on 5 of PTB-XL's first 2,500 records it read an empty segment there and the measurement failed)."""
+    from mlcore.measure import ALIGN_HALF_S, ALIGN_SHIFT_S, _align, detect_beats
+
+    fs = 100  # PTB-XL's rate, where the failing records were
+    half, shift = int(ALIGN_HALF_S * fs), int(ALIGN_SHIFT_S * fs)
+    x, _ = ecg(fs, SPECS["normal"], first_qrs=0.4)
+    aligned, _ = _align(x, detect_beats(x, fs), fs)
+    # Cut the record so that the first beat's true alignment sits at ``half`` samples from its start, and say it
+    # was detected ``shift`` samples later, at the earliest position alignment accepts.
+    start = int(aligned[0]) - half
+    x = x[:, start:]
+    peaks = aligned - start
+    peaks[0] = half + shift
+    moved, corr = _align(x, peaks, fs)
+    assert moved.min() >= half + shift and moved.max() <= x.shape[1] - half - shift - 1
+    assert np.isfinite(corr).all()
