@@ -111,7 +111,7 @@ def test_257_hz_end_to_end_through_ecg_submit(tmp_path, clinician):
     sig, files = _record(tmp_path, 257)
     record = ecg_submit(actor=clinician, pseudonym="PT-257", age=60, sex="F", files=files, fs=None)
     assert record.fs == 257
-    stored = np.frombuffer(bytes(record.signal), dtype=np.float32).reshape(12, -1)
+    stored = record.signal_array()  # as stored (compact, lossless: clinical.compact)
     assert stored.shape[1] == record.n_samples == sig.shape[1]
     x = to_model_rate(stored, record.fs)
     assert x.shape == (12, 1000) and np.isfinite(x).all()
