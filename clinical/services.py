@@ -403,15 +403,15 @@ def inference_run(*, job_id: int) -> InferenceJob:
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
-    maps = {}
-    # A job stored without evidence (a bulk import) skips the backward pass: its result has no overlays.
-    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]] if job.with_evidence else []
-    if explained:
-        _progress(job, 60, "Computing evidence on the leads")
-    for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
-        maps[f"{head}:{code}"] = compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
-                                                  lead_relevance=ex.lead_relevance)
-    explanations, evidence = compact.evidence_encode(maps)
+    # The result does not wait for its evidence (issue 17): the backward pass for the top findings costs several
+    # forward passes, so it runs afterwards on the "evidence" queue (evidence_compute) and the page shows it when
+    # it arrives. A job stored without evidence (a bulk import) asks for none.
+    if not job.with_evidence:
+        evidence_state = Prediction.EvidenceState.OFF
+    elif candidates:
+        evidence_state = Prediction.EvidenceState.PENDING
+    else:  # nothing flagged, nothing to explain
+        evidence_state = Prediction.EvidenceState.READY
     # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
     # action table like the model's (a STEMI by measurement is as immediate as one by the model).
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
@@ -438,7 +438,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             operating_points=ens.operating_points, calibration_version=ens.calibration_version,
-            embedding=_round(pred.embedding[0], 4), explanations=explanations, evidence=evidence,
+            embedding=_round(pred.embedding[0], 4), evidence_state=evidence_state,
             needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
@@ -471,7 +471,72 @@ def inference_run(*, job_id: int) -> InferenceJob:
                            "criteria": [st["code"] for st in by_measurement],
                            "top_urgency": actions[0].urgency, "needs_review": needs_review,
                            "ms": round(elapsed_ms, 1)})
+        if evidence_state == Prediction.EvidenceState.PENDING:
+            transaction.on_commit(lambda: _send_evidence(prediction.pk))
     return job
+
+
+def _send_evidence(prediction_id: int) -> None:
+    """Hand a committed result's evidence to the broker. If that fails the result stands without evidence
+    ("pending" until the sweeper sends it again): evidence must never cost a result."""
+    from clinical.tasks import compute_evidence  # tasks import services
+
+    try:
+        compute_evidence.apply_async((prediction_id,), retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception:
+        log.exception("could not send the evidence of prediction %s; the sweeper will send it", prediction_id)
+
+
+def evidence_compute(*, prediction_id: int) -> Prediction:
+    """Grad-CAM and per-lead evidence for a stored result's top findings (the first MAX_EXPLAINED of the model's,
+    in the result's own order), on the same window and ensemble. Idempotent: only a pending result is computed,
+    and only the first delivery to finish stores its maps.
+
+    Evidence is derived data, not a clinical decision: the findings, actions and review queue were fixed (and
+    audited) when the result was stored, and the maps are recomputable from the stored signal and model version.
+    It is still audited, because it changes what a reader is shown beside the findings."""
+    prediction = Prediction.objects.select_related("record").get(pk=prediction_id)
+    if prediction.evidence_state != Prediction.EvidenceState.PENDING:
+        return prediction
+    started = time.perf_counter()
+    ens = get_ensemble()
+    if ens.version != prediction.model_version:  # a deploy between result and evidence: not this model's maps
+        return evidence_fail(prediction_id=prediction_id,
+                             error=f"the served model is {ens.version}, the result's is {prediction.model_version}")
+    record = prediction.record
+    targets = [(f.head, f.code) for f in prediction.findings.filter(
+        head__in=(Finding.Head.SUPERCLASS, Finding.Head.STATEMENT)).order_by("rank")[:MAX_EXPLAINED]]
+    signal = record.window_array()  # (12, m) mV: the analysed 10 s, as the prediction read it
+    maps = {f"{head}:{code}": compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
+                                              lead_relevance=ex.lead_relevance)
+            for (head, code), ex in zip(targets, ens.explain_many(signal, record.fs, targets) if targets else [])}
+    explanations, evidence = compact.evidence_encode(maps)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction_id)
+        if prediction.evidence_state != Prediction.EvidenceState.PENDING:  # another delivery stored it first
+            return prediction
+        prediction.explanations, prediction.evidence = explanations, evidence
+        prediction.evidence_state, prediction.evidence_ms = Prediction.EvidenceState.READY, round(elapsed_ms, 1)
+        prediction.evidence_at = timezone.now()
+        prediction.save(update_fields=["explanations", "evidence", "evidence_state", "evidence_ms", "evidence_at"])
+        audit_log(actor=None, action="inference.evidence", object_type="EcgRecord",
+                  object_id=prediction.record.public_id,
+                  details={"model_version": ens.version, "findings": list(maps), "ms": round(elapsed_ms, 1)})
+    return prediction
+
+
+def evidence_fail(*, prediction_id: int, error: str) -> Prediction:
+    """The evidence could not be computed: say so on the result, which itself is left as it was."""
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction_id)
+        if prediction.evidence_state != Prediction.EvidenceState.PENDING:
+            return prediction
+        prediction.evidence_state, prediction.evidence_at = Prediction.EvidenceState.FAILED, timezone.now()
+        prediction.save(update_fields=["evidence_state", "evidence_at"])
+        audit_log(actor=None, action="inference.evidence_failed", object_type="EcgRecord",
+                  object_id=prediction.record.public_id, details={"error": error[:500]})
+    return prediction
 
 
 def _count_result(elapsed_ms: float, top_class: str, probability: float, urgency: str) -> None:
