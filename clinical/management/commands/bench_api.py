@@ -1,7 +1,14 @@
-"""API throughput: JSON submit -> result available, N concurrent clients, through HTTP, broker and one worker."""
+"""API throughput: JSON submit -> result available, N concurrent clients, through HTTP, broker and workers.
+
+In the same run it times the bare ensemble forward pass (this process, one torch thread, the uploads' own
+signals) and reads the CPU the worker, web and client processes used from /proc, so that the CPU a result costs
+is stated as a multiple of the forward pass (issue 17). The workers consume "inference,evidence" as in production:
+evidence is computed after the results, and its CPU is reported apart (what the workers used until every pending
+evidence was stored after the last result)."""
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import threading
 import time
@@ -11,9 +18,11 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
+from django.db.models import Avg, Count
 
 from clinical import demo
-from clinical.management.benchenv import bench_stack
+from clinical.management.benchenv import bench_stack, cpu_seconds, machine_cpu_seconds
+from clinical.models import Prediction
 from mlcore.preprocess import LEADS
 
 
@@ -26,8 +35,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="Celery inference worker processes")
         parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
         parser.add_argument("--poll", type=float, default=0.1, help="seconds between an integrator's job polls")
+        parser.add_argument("--redis-db", type=int, default=15, help="the Redis database the run flushes and uses")
 
-    def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, **options):
+    def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
+               **options):
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -37,7 +48,9 @@ class Command(BaseCommand):
         for i in range(8):
             sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i)
             bodies.append({"fs": 500, "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
-        with bench_stack(web=True, workers=workers, server=server) as (base, _):
+        pids: dict = {}
+        with bench_stack(web=True, workers=workers, server=server, redis_db=redis_db, queues="inference,evidence",
+                         pids=pids) as (base, _):
             roles_ensure()
             user = User.objects.create_user("bench-api", password="bench-password-1")
             user.groups.add(Group.objects.get(name="integrator"))
@@ -82,6 +95,12 @@ class Command(BaseCommand):
                     with lock:
                         latencies.append(time.perf_counter() - t0)
 
+            def cpu() -> dict:
+                me = resource.getrusage(resource.RUSAGE_SELF)
+                return {"workers": cpu_seconds(pids["workers"]), "web": cpu_seconds(pids["web"]),
+                        "clients": me.ru_utime + me.ru_stime, "machine": machine_cpu_seconds()}
+
+            before = cpu()
             started = time.perf_counter()
             threads = [threading.Thread(target=client) for _ in range(clients)]
             for t in threads:
@@ -89,6 +108,20 @@ class Command(BaseCommand):
             for t in threads:
                 t.join()
             wall = time.perf_counter() - started
+            loaded = cpu()
+            pending_at_end = Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING).count()
+            drain_started = time.perf_counter()
+            while Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING).exists():
+                if time.perf_counter() - drain_started > 900:
+                    errors.append("evidence still pending 900 s after the last result")
+                    break
+                time.sleep(0.5)
+            drain = time.perf_counter() - drain_started
+            drained = cpu()
+            rows = Prediction.objects.aggregate(analysis=Avg("inference_ms"), evidence=Avg("evidence_ms"),
+                                                evidence_n=Count("evidence_ms"))
+            failed_evidence = Prediction.objects.filter(evidence_state=Prediction.EvidenceState.FAILED).count()
+            forward_s = self.forward_pass_seconds(bodies)
         lat = np.array(latencies) * 1000
         sub = np.array(submits) * 1000
         broker = "Redis" if settings.ENV.redis_url else "filesystem broker"
@@ -99,5 +132,42 @@ class Command(BaseCommand):
             f"p99 {np.percentile(sub, 99):.0f} ms; submit -> result p50 {statistics.median(lat):.0f} / "
             f"p95 {np.percentile(lat, 95):.0f} / p99 {np.percentile(lat, 99):.0f} ms; "
             f"{len(lat) / wall:.1f} results/s over {wall:.0f} s")
+        n = max(len(lat), 1)
+        used = {k: loaded[k] - before[k] for k in before}
+        others = used["machine"] - used["workers"] - used["web"] - used["clients"]
+        per = {k: v / n for k, v in used.items()}
+        evidence_cpu = drained["workers"] - loaded["workers"]
+        self.stdout.write(
+            f"bare ensemble forward pass (this process, 1 thread, 500 Hz 10 s upload): {forward_s * 1000:.1f} ms; "
+            f"CPU per result during the load: workers {per['workers'] * 1000:.0f} ms "
+            f"(= {per['workers'] / forward_s:.1f}x the forward pass), web {per['web'] * 1000:.0f} ms, "
+            f"clients {per['clients'] * 1000:.0f} ms, everything else (PostgreSQL, Redis, other processes) "
+            f"{others / n * 1000:.0f} ms; machine {per['machine'] * 1000:.0f} ms "
+            f"(= {per['machine'] / forward_s:.1f}x)")
+        self.stdout.write(
+            f"per result on the worker (rows, wall): analysis {rows['analysis'] or 0:.0f} ms, evidence "
+            f"{rows['evidence'] or 0:.0f} ms ({rows['evidence_n']} stored, {failed_evidence} failed); "
+            f"{pending_at_end} evidence still pending at the last result, all stored {drain:.0f} s later, "
+            f"using {evidence_cpu:.1f} more worker CPU-seconds")
         if errors:
             self.stderr.write(f"first error: {errors[0]}")
+
+    def forward_pass_seconds(self, bodies: list[dict]) -> float:
+        """Median seconds of one ensemble forward pass (preprocessing included) on the uploads' signals, one torch
+        thread as the workers run it, after a warm-up."""
+        import torch
+
+        from clinical.services import get_model
+
+        torch.set_num_threads(1)
+        ens = get_model()
+        signals = [np.array([b["leads"][lead] for lead in LEADS], dtype=np.float32) for b in bodies]
+        for sig in signals:
+            ens.predict([sig], 500)
+        times = []
+        for _ in range(5):
+            for sig in signals:
+                t0 = time.perf_counter()
+                ens.predict([sig], 500)
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
