@@ -181,6 +181,8 @@ class Prediction(models.Model):
 
     evidence_state = models.CharField(max_length=8, choices=EvidenceState.choices, default=EvidenceState.OFF)
     evidence_ms = models.FloatField(null=True, blank=True)  # the backward pass and its storage, on the worker
+    # When the evidence was (last) sent to its queue: the sweeper sends a pending one again when it is old.
+    evidence_queued_at = models.DateTimeField(null=True, blank=True)
     evidence_at = models.DateTimeField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.

@@ -44,6 +44,8 @@ SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC":
 MAX_EXPLAINED = 5
 STALE_QUEUED = timedelta(minutes=2)
 STALE_RUNNING = timedelta(minutes=10)
+# Evidence waits behind every analysis (its queue is taken last): only a long wait means its message was lost.
+STALE_EVIDENCE = timedelta(minutes=15)
 # A job whose analysis was started this many times without finishing (each time the worker died, e.g. an input
 # that crashes the model code) is failed with the reason instead of being handed to yet another worker.
 # Above run_inference's transient-error retries (4 runs), so those still get their own message.
@@ -439,6 +441,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             operating_points=ens.operating_points, calibration_version=ens.calibration_version,
             embedding=_round(pred.embedding[0], 4), evidence_state=evidence_state,
+            evidence_queued_at=timezone.now() if evidence_state == Prediction.EvidenceState.PENDING else None,
             needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
@@ -576,7 +579,8 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
 def jobs_requeue_stale(*, running_for: timedelta = STALE_RUNNING) -> int:
     """Send again the jobs whose message was lost: never sent (broker down at upload), queued for too long, or
     running on a worker that died. The only worker of an installation, when it starts, knows that every running
-    job is orphaned and passes running_for=0 (monitoring.workers)."""
+    job is orphaned and passes running_for=0 (monitoring.workers). Also the evidence of results pending for long.
+    Returns the number of jobs sent again."""
     now = timezone.now()
     queued = InferenceJob.objects.filter(state=InferenceJob.State.QUEUED)
     stale = list(queued.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - STALE_QUEUED))) + \
@@ -586,4 +590,11 @@ def jobs_requeue_stale(*, running_for: timedelta = STALE_RUNNING) -> int:
             InferenceJob.objects.filter(pk=job.pk).update(state=InferenceJob.State.QUEUED, enqueued_at=now,
                                                           stage="Waiting for a worker (re-sent)")
             _enqueue(job)
+    # Evidence whose message was lost (broker down after the result was stored): sent again, at most once per
+    # STALE_EVIDENCE; a duplicate finds the evidence stored and does nothing.
+    lost = list(Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING,
+                                          evidence_queued_at__lt=now - STALE_EVIDENCE).values_list("pk", flat=True))
+    for prediction_id in lost:
+        Prediction.objects.filter(pk=prediction_id).update(evidence_queued_at=now)
+        _send_evidence(prediction_id)
     return len(stale)

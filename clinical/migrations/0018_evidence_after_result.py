@@ -32,6 +32,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='prediction',
+            name='evidence_queued_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='prediction',
             name='evidence_state',
             field=models.CharField(choices=[('pending', 'Being computed'), ('ready', 'Ready'), ('off', 'Not computed'), ('failed', 'Could not be computed')], default='off', max_length=8),
         ),

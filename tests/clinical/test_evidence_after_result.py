@@ -125,3 +125,22 @@ def test_the_status_the_page_polls_says_when_the_evidence_is_ready(client, clini
     assert client.get(reverse("clinical:ecg-status", args=[record.public_id])).json()["evidence_state"] == state
     page = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
     assert ("Evidence on the leads: being computed" in page) == (state == "pending")
+
+
+def test_evidence_whose_message_was_lost_is_sent_again_once_it_is_old(clinician, wfdb_pair, weights_dir,
+                                                                     django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    record = submit(clinician, wfdb_pair)
+    analyse(record, django_capture_on_commit_callbacks)
+    prediction = Prediction.objects.get(record=record)
+    with mock.patch.object(tasks.compute_evidence, "apply_async") as send:
+        services.jobs_requeue_stale()
+        assert send.call_count == 0  # waiting behind the analyses is not lost
+        old = timezone.now() - services.STALE_EVIDENCE - timedelta(seconds=1)
+        Prediction.objects.filter(pk=prediction.pk).update(evidence_queued_at=old)
+        services.jobs_requeue_stale()
+        services.jobs_requeue_stale()  # sent again once, not at every sweep
+    assert [c.args[0] for c in send.call_args_list] == [(prediction.pk,)]
