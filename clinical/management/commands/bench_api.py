@@ -100,6 +100,10 @@ class Command(BaseCommand):
                 return {"workers": cpu_seconds(pids["workers"]), "web": cpu_seconds(pids["web"]),
                         "clients": me.ru_utime + me.ru_stime, "machine": machine_cpu_seconds()}
 
+            # What the idle processes use (broker polling, heartbeats), so that it is not taken for work.
+            idle_from, idle_t0 = cpu(), time.perf_counter()
+            time.sleep(5)
+            idle = {k: (v - idle_from[k]) / (time.perf_counter() - idle_t0) for k, v in cpu().items()}
             before = cpu()
             started = time.perf_counter()
             threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -143,7 +147,8 @@ class Command(BaseCommand):
             f"(= {per['workers'] / forward_s:.1f}x the forward pass), web {per['web'] * 1000:.0f} ms, "
             f"clients {per['clients'] * 1000:.0f} ms, everything else (PostgreSQL, Redis, other processes) "
             f"{others / n * 1000:.0f} ms; machine {per['machine'] * 1000:.0f} ms "
-            f"(= {per['machine'] / forward_s:.1f}x)")
+            f"(= {per['machine'] / forward_s:.1f}x); idle before the load, CPU-s/s: workers {idle['workers']:.3f}, "
+            f"web {idle['web']:.3f}, machine {idle['machine']:.3f}")
         self.stdout.write(
             f"per result on the worker (rows, wall): analysis {rows['analysis'] or 0:.0f} ms, evidence "
             f"{rows['evidence'] or 0:.0f} ms ({rows['evidence_n']} stored, {failed_evidence} failed); "
