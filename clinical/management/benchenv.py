@@ -69,6 +69,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds of every process whose command name starts with ``name`` ("postgres", "redis-server"), with
+    what their reaped children used (a PostgreSQL backend that ended is counted in the postmaster's)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.split("(", 1)[1].startswith(name):
+            fields = tail.split()
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / CLOCK_TICKS
+
+
 def machine_cpu_seconds() -> float:
     """CPU seconds every process of this machine has used (all cores, /proc/stat's first line less idle and wait)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
