@@ -375,7 +375,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             f"The analysis of this ECG was started {job.attempts} times and never finished (the worker process "
             "stopped each time), so it was not tried again. Check the recording, then use Retry."))
     record = job.record
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     ens = get_ensemble()
     _progress(job, 30, "Running the ensemble")
     signal = record.window_array()  # (12, m) mV: the analysed 10 s at the record's own rate
@@ -476,6 +476,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
                            "ms": round(elapsed_ms, 1)})
         if evidence_state == Prediction.EvidenceState.PENDING:
             transaction.on_commit(lambda: _send_evidence(prediction.pk))
+    metrics.WORKER_CPU_SECONDS.labels(step="analysis").observe(time.process_time() - cpu_started)
     return job
 
 
@@ -501,7 +502,7 @@ def evidence_compute(*, prediction_id: int) -> Prediction:
     prediction = Prediction.objects.select_related("record").get(pk=prediction_id)
     if prediction.evidence_state != Prediction.EvidenceState.PENDING:
         return prediction
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     ens = get_ensemble()
     if ens.version != prediction.model_version:  # a deploy between result and evidence: not this model's maps
         return evidence_fail(prediction_id=prediction_id,
@@ -526,6 +527,7 @@ def evidence_compute(*, prediction_id: int) -> Prediction:
         audit_log(actor=None, action="inference.evidence", object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"model_version": ens.version, "findings": list(maps), "ms": round(elapsed_ms, 1)})
+    metrics.WORKER_CPU_SECONDS.labels(step="evidence").observe(time.process_time() - cpu_started)
     return prediction
 
 

@@ -26,6 +26,22 @@ from clinical.models import Prediction
 from mlcore.preprocess import LEADS
 
 
+def step_cpu(prometheus_dir: str) -> dict[str, float]:
+    """Sum and count of ecg_worker_cpu_seconds by step, as every worker process has written them so far."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=prometheus_dir)
+    out = {f"{s}_{k}": 0.0 for s in ("analysis", "evidence") for k in ("sum", "count")}
+    for metric in registry.collect():
+        if metric.name == "ecg_worker_cpu_seconds":
+            for sample in metric.samples:
+                kind = sample.name.rsplit("_", 1)[1]
+                if kind in ("sum", "count"):
+                    out[f"{sample.labels['step']}_{kind}"] += sample.value
+    return out
+
+
 class Command(BaseCommand):
     help = "Benchmark the integration API: concurrent JSON submits until each result is available."
 
@@ -50,7 +66,7 @@ class Command(BaseCommand):
             bodies.append({"fs": 500, "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
         pids: dict = {}
         with bench_stack(web=True, workers=workers, server=server, redis_db=redis_db, queues="inference,evidence",
-                         pids=pids) as (base, _):
+                         pids=pids) as (base, env):
             roles_ensure()
             user = User.objects.create_user("bench-api", password="bench-password-1")
             user.groups.add(Group.objects.get(name="integrator"))
@@ -102,7 +118,8 @@ class Command(BaseCommand):
                 me = resource.getrusage(resource.RUSAGE_SELF)
                 return {"workers": cpu_seconds(pids["workers"]), "web": cpu_seconds(pids["web"]),
                         "clients": me.ru_utime + me.ru_stime, "postgres": named_cpu_seconds("postgres"),
-                        "redis": named_cpu_seconds("redis-server"), "machine": machine_cpu_seconds()}
+                        "redis": named_cpu_seconds("redis-server"), "machine": machine_cpu_seconds(),
+                        **step_cpu(env["PROMETHEUS_MULTIPROC_DIR"])}
 
             def evidence_drained(limit_s: float) -> float:
                 t0 = time.perf_counter()
@@ -155,6 +172,8 @@ class Command(BaseCommand):
         others = used["machine"] - sum(used[k] for k in ("workers", "web", "clients", "postgres", "redis"))
         per = {k: v / n for k, v in used.items()}
         evidence_cpu = drained["workers"] - loaded["workers"]
+        steps = {s: (drained[f"{s}_sum"] - before[f"{s}_sum"]) / max(drained[f"{s}_count"] - before[f"{s}_count"], 1)
+                 for s in ("analysis", "evidence")}
         self.stdout.write(
             f"bare ensemble forward pass (this process, 1 thread, 500 Hz 10 s upload): {forward_s * 1000:.1f} ms; "
             f"CPU per result during the load: workers {per['workers'] * 1000:.0f} ms "
@@ -169,6 +188,10 @@ class Command(BaseCommand):
             f"{rows['evidence'] or 0:.0f} ms ({rows['evidence_n']} stored, {failed_evidence} failed); "
             f"{pending_at_end} evidence still pending at the last result, all stored {drain:.0f} s later, "
             f"using {evidence_cpu:.1f} more worker CPU-seconds")
+        self.stdout.write(
+            f"worker CPU per ECG by step (ecg_worker_cpu_seconds, in the service): analysis "
+            f"{steps['analysis'] * 1000:.1f} ms (= {steps['analysis'] / forward_s:.1f}x the forward pass), evidence "
+            f"{steps['evidence'] * 1000:.1f} ms (= {steps['evidence'] / forward_s:.1f}x)")
         if errors:
             self.stderr.write(f"first error: {errors[0]}")
 
