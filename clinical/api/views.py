@@ -118,7 +118,7 @@ class _LeadsField(serializers.Field):
 
 _ID = "3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44"
 EX_JOB = OpenApiExample("Job", response_only=True, value={
-    "id": _ID, "state": "running", "progress": 60, "stage": "Computing evidence on the leads", "error": "",
+    "id": _ID, "state": "running", "progress": 30, "stage": "Running the ensemble", "error": "",
     "attempts": 1, "result_url": f"/api/v1/ecgs/{_ID}/result/",
     "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
     "reanalysis_of": None, "queued_at": "2026-12-01T09:30:00.120000Z", "started_at": "2026-12-01T09:30:00.310000Z",
