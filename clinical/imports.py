@@ -32,7 +32,7 @@ from clinical.errors import ClinicalError
 from clinical.intake import UPLOAD_EXTENSIONS
 from clinical.intake.demographics import stated_patient
 from clinical.intake.limits import WFDB_SIGNAL_EXTENSIONS
-from clinical.models import EcgRecord, InferenceJob, Patient
+from clinical.models import EcgRecord, InferenceJob, Patient, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,13 @@ def ecg_import_one(*, actor, upload: ArchiveUpload, manifest: dict[str, PatientF
             job = services.inference_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         if job.state != InferenceJob.State.DONE:
             return ImportResult(upload.key, Outcome.ANALYSIS_FAILED, job.error, str(record.public_id))
+        if evidence:  # inline means no worker is assumed: the evidence (sent to its queue too) is computed here
+            pending = Prediction.objects.filter(record=record, evidence_state=Prediction.EvidenceState.PENDING)
+            for prediction_id in pending.values_list("pk", flat=True):
+                try:
+                    services.evidence_compute(prediction_id=prediction_id)
+                except Exception as exc:  # the result stands without its evidence
+                    services.evidence_fail(prediction_id=prediction_id, error=f"{type(exc).__name__}: {exc}")
     return ImportResult(upload.key, Outcome.IMPORTED, record_id=str(record.public_id))
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 INFERENCE_SECONDS = Histogram(
-    "ecg_inference_seconds", "Ensemble prediction plus explanations for one ECG",
+    "ecg_inference_seconds", "Ensemble prediction, findings and actions for one ECG (its evidence follows apart)",
     buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5))
+# What a worker machine must supply per ECG (capacity planning): process CPU, so waiting for a core is not in it.
+WORKER_CPU_SECONDS = Histogram(
+    "ecg_worker_cpu_seconds", "CPU seconds a worker spent on one ECG, by step: analysis (result stored) or evidence",
+    ["step"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2))
 QUEUE_WAIT_SECONDS = Histogram(
     "ecg_queue_wait_seconds", "Time from upload until a worker starts the job",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 60, 300))

@@ -171,6 +171,19 @@ class Prediction(models.Model):
     # themselves are in `evidence` (clinical.compact: uint8, zlib). Read them with evidence_for().
     explanations = models.JSONField(default=dict)
     evidence = models.BinaryField(default=b"", db_default=b"", blank=True)
+
+    class EvidenceState(models.TextChoices):
+        # The result is stored first; its evidence follows from the "evidence" queue (issue 17).
+        PENDING = "pending", "Being computed"
+        READY = "ready", "Ready"
+        OFF = "off", "Not computed"  # the job asked for none (a bulk import)
+        FAILED = "failed", "Could not be computed"
+
+    evidence_state = models.CharField(max_length=8, choices=EvidenceState.choices, default=EvidenceState.OFF)
+    evidence_ms = models.FloatField(null=True, blank=True)  # the backward pass and its storage, on the worker
+    # When the evidence was (last) sent to its queue: the sweeper sends a pending one again when it is old.
+    evidence_queued_at = models.DateTimeField(null=True, blank=True)
+    evidence_at = models.DateTimeField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
     top_urgency = models.CharField(max_length=10, default="routine", db_index=True)

@@ -44,6 +44,8 @@ SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC":
 MAX_EXPLAINED = 5
 STALE_QUEUED = timedelta(minutes=2)
 STALE_RUNNING = timedelta(minutes=10)
+# Evidence waits behind every analysis (its queue is taken last): only a long wait means its message was lost.
+STALE_EVIDENCE = timedelta(minutes=15)
 # A job whose analysis was started this many times without finishing (each time the worker died, e.g. an input
 # that crashes the model code) is failed with the reason instead of being handed to yet another worker.
 # Above run_inference's transient-error retries (4 runs), so those still get their own message.
@@ -373,7 +375,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
             f"The analysis of this ECG was started {job.attempts} times and never finished (the worker process "
             "stopped each time), so it was not tried again. Check the recording, then use Retry."))
     record = job.record
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     ens = get_ensemble()
     _progress(job, 30, "Running the ensemble")
     signal = record.window_array()  # (12, m) mV: the analysed 10 s at the record's own rate
@@ -403,15 +405,15 @@ def inference_run(*, job_id: int) -> InferenceJob:
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
-    maps = {}
-    # A job stored without evidence (a bulk import) skips the backward pass: its result has no overlays.
-    explained = [(c[0], c[1]) for c in candidates[:MAX_EXPLAINED]] if job.with_evidence else []
-    if explained:
-        _progress(job, 60, "Computing evidence on the leads")
-    for (head, code), ex in zip(explained, ens.explain_many(signal, record.fs, explained) if explained else []):
-        maps[f"{head}:{code}"] = compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
-                                                  lead_relevance=ex.lead_relevance)
-    explanations, evidence = compact.evidence_encode(maps)
+    # The result does not wait for its evidence (issue 17): the backward pass for the top findings costs several
+    # forward passes, so it runs afterwards on the "evidence" queue (evidence_compute) and the page shows it when
+    # it arrives. A job stored without evidence (a bulk import) asks for none.
+    if not job.with_evidence:
+        evidence_state = Prediction.EvidenceState.OFF
+    elif candidates:
+        evidence_state = Prediction.EvidenceState.PENDING
+    else:  # nothing flagged, nothing to explain
+        evidence_state = Prediction.EvidenceState.READY
     # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
     # action table like the model's (a STEMI by measurement is as immediate as one by the model).
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
@@ -438,7 +440,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
             operating_points=ens.operating_points, calibration_version=ens.calibration_version,
-            embedding=_round(pred.embedding[0], 4), explanations=explanations, evidence=evidence,
+            embedding=_round(pred.embedding[0], 4), evidence_state=evidence_state,
+            evidence_queued_at=timezone.now() if evidence_state == Prediction.EvidenceState.PENDING else None,
             needs_review=needs_review,
             top_urgency=actions[0].urgency,
             inference_ms=round(elapsed_ms, 1),
@@ -471,7 +474,74 @@ def inference_run(*, job_id: int) -> InferenceJob:
                            "criteria": [st["code"] for st in by_measurement],
                            "top_urgency": actions[0].urgency, "needs_review": needs_review,
                            "ms": round(elapsed_ms, 1)})
+        if evidence_state == Prediction.EvidenceState.PENDING:
+            transaction.on_commit(lambda: _send_evidence(prediction.pk))
+    metrics.WORKER_CPU_SECONDS.labels(step="analysis").observe(time.process_time() - cpu_started)
     return job
+
+
+def _send_evidence(prediction_id: int) -> None:
+    """Hand a committed result's evidence to the broker. If that fails the result stands without evidence
+    ("pending" until the sweeper sends it again): evidence must never cost a result."""
+    from clinical.tasks import compute_evidence  # tasks import services
+
+    try:
+        compute_evidence.apply_async((prediction_id,), retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception:
+        log.exception("could not send the evidence of prediction %s; the sweeper will send it", prediction_id)
+
+
+def evidence_compute(*, prediction_id: int) -> Prediction:
+    """Grad-CAM and per-lead evidence for a stored result's top findings (the first MAX_EXPLAINED of the model's,
+    in the result's own order), on the same window and ensemble. Idempotent: only a pending result is computed,
+    and only the first delivery to finish stores its maps.
+
+    Evidence is derived data, not a clinical decision: the findings, actions and review queue were fixed (and
+    audited) when the result was stored, and the maps are recomputable from the stored signal and model version.
+    It is still audited, because it changes what a reader is shown beside the findings."""
+    prediction = Prediction.objects.select_related("record").get(pk=prediction_id)
+    if prediction.evidence_state != Prediction.EvidenceState.PENDING:
+        return prediction
+    started, cpu_started = time.perf_counter(), time.process_time()
+    ens = get_ensemble()
+    if ens.version != prediction.model_version:  # a deploy between result and evidence: not this model's maps
+        return evidence_fail(prediction_id=prediction_id,
+                             error=f"the served model is {ens.version}, the result's is {prediction.model_version}")
+    record = prediction.record
+    targets = [(f.head, f.code) for f in prediction.findings.filter(
+        head__in=(Finding.Head.SUPERCLASS, Finding.Head.STATEMENT)).order_by("rank")[:MAX_EXPLAINED]]
+    signal = record.window_array()  # (12, m) mV: the analysed 10 s, as the prediction read it
+    maps = {f"{head}:{code}": compact.Evidence(gradcam=ex.gradcam, lead_maps=ex.lead_maps,
+                                              lead_relevance=ex.lead_relevance)
+            for (head, code), ex in zip(targets, ens.explain_many(signal, record.fs, targets) if targets else [])}
+    explanations, evidence = compact.evidence_encode(maps)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction_id)
+        if prediction.evidence_state != Prediction.EvidenceState.PENDING:  # another delivery stored it first
+            return prediction
+        prediction.explanations, prediction.evidence = explanations, evidence
+        prediction.evidence_state, prediction.evidence_ms = Prediction.EvidenceState.READY, round(elapsed_ms, 1)
+        prediction.evidence_at = timezone.now()
+        prediction.save(update_fields=["explanations", "evidence", "evidence_state", "evidence_ms", "evidence_at"])
+        audit_log(actor=None, action="inference.evidence", object_type="EcgRecord",
+                  object_id=prediction.record.public_id,
+                  details={"model_version": ens.version, "findings": list(maps), "ms": round(elapsed_ms, 1)})
+    metrics.WORKER_CPU_SECONDS.labels(step="evidence").observe(time.process_time() - cpu_started)
+    return prediction
+
+
+def evidence_fail(*, prediction_id: int, error: str) -> Prediction:
+    """The evidence could not be computed: say so on the result, which itself is left as it was."""
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction_id)
+        if prediction.evidence_state != Prediction.EvidenceState.PENDING:
+            return prediction
+        prediction.evidence_state, prediction.evidence_at = Prediction.EvidenceState.FAILED, timezone.now()
+        prediction.save(update_fields=["evidence_state", "evidence_at"])
+        audit_log(actor=None, action="inference.evidence_failed", object_type="EcgRecord",
+                  object_id=prediction.record.public_id, details={"error": error[:500]})
+    return prediction
 
 
 def _count_result(elapsed_ms: float, top_class: str, probability: float, urgency: str) -> None:
@@ -511,7 +581,8 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
 def jobs_requeue_stale(*, running_for: timedelta = STALE_RUNNING) -> int:
     """Send again the jobs whose message was lost: never sent (broker down at upload), queued for too long, or
     running on a worker that died. The only worker of an installation, when it starts, knows that every running
-    job is orphaned and passes running_for=0 (monitoring.workers)."""
+    job is orphaned and passes running_for=0 (monitoring.workers). Also the evidence of results pending for long.
+    Returns the number of jobs sent again."""
     now = timezone.now()
     queued = InferenceJob.objects.filter(state=InferenceJob.State.QUEUED)
     stale = list(queued.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - STALE_QUEUED))) + \
@@ -521,4 +592,11 @@ def jobs_requeue_stale(*, running_for: timedelta = STALE_RUNNING) -> int:
             InferenceJob.objects.filter(pk=job.pk).update(state=InferenceJob.State.QUEUED, enqueued_at=now,
                                                           stage="Waiting for a worker (re-sent)")
             _enqueue(job)
+    # Evidence whose message was lost (broker down after the result was stored): sent again, at most once per
+    # STALE_EVIDENCE; a duplicate finds the evidence stored and does nothing.
+    lost = list(Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING,
+                                          evidence_queued_at__lt=now - STALE_EVIDENCE).values_list("pk", flat=True))
+    for prediction_id in lost:
+        Prediction.objects.filter(pk=prediction_id).update(evidence_queued_at=now)
+        _send_evidence(prediction_id)
     return len(stale)

@@ -8,7 +8,7 @@ from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError
 
 from clinical import audit, services
-from clinical.models import InferenceJob
+from clinical.models import InferenceJob, Prediction
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -31,6 +31,28 @@ def run_inference(self, job_id: int) -> str:
         services.inference_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         return "failed"
     return job.state
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, name="clinical.tasks.compute_evidence")
+def compute_evidence(self, prediction_id: int) -> str:
+    """The evidence of a stored result, on the low-priority "evidence" queue. A failure marks the evidence failed
+    and leaves the result as it was."""
+    try:
+        prediction = services.evidence_compute(prediction_id=prediction_id)
+    except Prediction.DoesNotExist:  # the ECG was deleted, or re-analysed (a new result replaced this one)
+        log.warning("prediction %s no longer exists; evidence message dropped", prediction_id)
+        return "missing"
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            services.evidence_fail(prediction_id=prediction_id, error=f"gave up after {self.max_retries + 1} "
+                                                                      f"attempts: {exc}")
+            return "failed"
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    except Exception as exc:
+        log.exception("evidence failed for prediction %s", prediction_id)
+        services.evidence_fail(prediction_id=prediction_id, error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    return prediction.evidence_state
 
 
 @shared_task(name="clinical.tasks.escalate_results")

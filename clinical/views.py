@@ -171,9 +171,11 @@ def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
 @login_required
 def ecg_status(request: HttpRequest, public_id) -> JsonResponse:
     # Not audited: the page polls it, and it holds the analysis state only (see clinical.access).
-    job = _record_or_404(request, public_id).job
+    record = _record_or_404(request, public_id)
+    job, prediction = record.job, getattr(record, "prediction", None)
     return JsonResponse({"state": job.state, "progress": job.progress, "stage": job.stage, "error": job.error,
-                         "attempts": job.attempts})
+                         "attempts": job.attempts,
+                         "evidence_state": prediction.evidence_state if prediction else None})
 
 
 @login_required

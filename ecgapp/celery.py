@@ -12,10 +12,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
 
 app = Celery("ecgapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("inference"), Queue("monitoring"), Queue("celery"))
+app.conf.task_queues = (Queue("inference"), Queue("evidence"), Queue("monitoring"), Queue("celery"))
 # Inference has its own workers; the periodic housekeeping (re-sending stale jobs, escalations) and the reports
-# go to "monitoring", so a busy inference queue never delays them.
+# go to "monitoring", so a busy inference queue never delays them. Evidence (Grad-CAM after the result) has a
+# queue of its own that the inference workers take last (-Q inference,evidence; the broker's priority order).
 app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
+                       "clinical.tasks.compute_evidence": {"queue": "evidence"},
                        "clinical.tasks.requeue_stale_jobs": {"queue": "monitoring"},
                        "clinical.tasks.escalate_results": {"queue": "monitoring"},
                        "clinical.tasks.notify_result": {"queue": "monitoring"},

@@ -30,6 +30,7 @@ from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, 
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.models import Finding as FindingRow
+from clinical.models import Prediction as PredictionRow
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
@@ -117,10 +118,11 @@ class _LeadsField(serializers.Field):
 
 _ID = "3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44"
 EX_JOB = OpenApiExample("Job", response_only=True, value={
-    "id": _ID, "state": "running", "progress": 60, "stage": "Computing evidence on the leads", "error": "",
+    "id": _ID, "state": "running", "progress": 30, "stage": "Running the ensemble", "error": "",
     "attempts": 1, "result_url": f"/api/v1/ecgs/{_ID}/result/",
     "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
-    "reanalysis_of": None})
+    "reanalysis_of": None, "queued_at": "2026-12-01T09:30:00.120000Z", "started_at": "2026-12-01T09:30:00.310000Z",
+    "finished_at": None, "processing_ms": None})
 EX_ERROR = OpenApiExample("Error", response_only=True, status_codes=["400"], value={
     "error": {"code": "invalid", "message": "Missing lead(s): V6; a 12-lead ECG is required.",
               "fields": {"file": ["Missing lead(s): V6; a 12-lead ECG is required."]}}})
@@ -146,7 +148,24 @@ class AnalysedWindow(serializers.Serializer):
         ref_name = "AnalysedWindow"
 
 
-class JobOutput(serializers.Serializer):
+class Timings(serializers.Serializer):
+    # When a job was queued, started and finished, and how long it ran: fields of the job and of the result.
+    queued_at = serializers.DateTimeField(allow_null=True, help_text=(
+        "When the analysis was (last) handed to the queue; null while it waits to be sent (broker down)"))
+    started_at = serializers.DateTimeField(allow_null=True, help_text="When a worker (last) started it")
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="When its result (or failure) was stored")
+    processing_ms = serializers.FloatField(allow_null=True, help_text=(
+        "finished_at - started_at in ms (worker time, not queue time); null until finished. Evidence is not "
+        "in it: it is computed after the result is stored"))
+
+
+def _timings(job) -> dict:
+    ran = job.finished_at and job.started_at and job.finished_at >= job.started_at
+    return {"queued_at": job.enqueued_at, "started_at": job.started_at, "finished_at": job.finished_at,
+            "processing_ms": round((job.finished_at - job.started_at).total_seconds() * 1000, 1) if ran else None}
+
+
+class JobOutput(Timings):
     id = serializers.UUIDField()
     state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
     progress = serializers.IntegerField()
@@ -171,7 +190,7 @@ def _job_payload(record: EcgRecord) -> dict:
     return {"id": record.public_id, "state": job.state, "progress": job.progress, "stage": job.stage,
             "error": job.error, "attempts": job.attempts,
             "result_url": reverse("api:ecg-result", args=[record.public_id]),
-            "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record)}
+            "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record), **_timings(job)}
 
 
 def _idempotency_key(request) -> str:
@@ -408,7 +427,7 @@ class NotAssessedOutput(serializers.Serializer):
 
 
 class EcgResultApi(APIView):
-    class Output(serializers.Serializer):
+    class Output(Timings):
         class Finding(serializers.Serializer):
             head = serializers.ChoiceField(
                 choices=FindingRow.Head.values,
@@ -495,6 +514,12 @@ class EcgResultApi(APIView):
         probabilities = ProbabilitiesOutput(allow_null=True, help_text=(
             "Every calibrated probability with its threshold and operating point, so that an integrator can apply "
             "its own; null until the analysis is done"))
+        evidence_state = serializers.ChoiceField(
+            choices=PredictionRow.EvidenceState.values, allow_null=True, help_text=(
+                "The per-lead evidence of the findings, computed after the result is stored: pending (findings "
+                "and actions are final, evidence=1 gives maps once ready), ready, off (the job asked for none, e.g. "
+                "a bulk import), failed (the result stands without it); null until the analysis is done"))
+        evidence_ms = serializers.FloatField(allow_null=True, help_text="How long the evidence took on its worker")
         not_assessed = NotAssessedOutput(many=True, help_text=(
             "What this system cannot detect (always given), then the statements of this result without a "
             "validated operating point"))
@@ -513,7 +538,9 @@ class EcgResultApi(APIView):
                                           "measurements": {"VentricularRate": 48},
                                           "units": {"VentricularRate": "/min"}},
                        "analysed_window": {"start_s": 12.0, "end_s": 22.0, "record_s": 38.0, "chosen_by": "quality"},
-                       "reanalysis_of": None,
+                       "reanalysis_of": None, "queued_at": "2026-12-01T09:30:00.120000Z",
+                       "started_at": "2026-12-01T09:30:00.310000Z", "finished_at": "2026-12-01T09:30:00.352000Z",
+                       "processing_ms": 42.0, "evidence_state": "ready", "evidence_ms": 61.5,
                        "measurements": {"heart_rate_bpm": 72, "rr_ms": 833, "p_ms": 104, "pr_ms": 160, "qrs_ms": 92,
                                         "qt_ms": 380, "qtc_bazett_ms": 416, "qtc_fridericia_ms": 404,
                                         "p_axis_deg": 60, "qrs_axis_deg": 45, "t_axis_deg": 40,
@@ -565,6 +592,7 @@ class EcgResultApi(APIView):
                 "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record),
                 "measurements": ecg_measures.api_values(record.measurements), "findings": [],
                 "recommendations": [], "acknowledged_by": None, "acknowledged_at": None, "probabilities": None,
+                **_timings(record.job), "evidence_state": None, "evidence_ms": None,
                 "not_assessed": [_not_assessed(i) for i in selectors.result_not_assessed(prediction=prediction)]}
         if prediction is None:
             return Response(body)
@@ -587,6 +615,7 @@ class EcgResultApi(APIView):
             "calibration_version": prediction.calibration_shown,
             "needs_review": prediction.needs_review,
             "top_urgency": prediction.top_urgency, "findings": findings,
+            "evidence_state": prediction.evidence_state, "evidence_ms": prediction.evidence_ms,
             "recommendations": [{"rank": r.rank, "action": r.action, "urgency": r.urgency, "reasoning": r.reasoning,
                                  "source": r.source, "triggered_by": r.triggered_by, "confidence": r.confidence,
                                  "table_version": r.table_version, "kind": r.kind, "rule_id": r.rule_id}

@@ -36,12 +36,68 @@ def throwaway_database():
         connection.creation.destroy_test_db(test_db, verbosity=0)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (Linux /proc; [] elsewhere)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes (and their descendants) have used so far."""
+    total = 0
+    for root in pids:
+        for p in process_tree(root):
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / CLOCK_TICKS
+
+
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds of every process whose command name starts with ``name`` ("postgres", "redis-server"), with
+    what their reaped children used (a PostgreSQL backend that ended is counted in the postmaster's)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.split("(", 1)[1].startswith(name):
+            fields = tail.split()
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process of this machine has used (all cores, /proc/stat's first line less idle and wait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 @contextlib.contextmanager
-def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver", web_workers: int = 2):
+def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver", web_workers: int = 2,
+                redis_db: int = 15, queues: str = "inference", pids: dict | None = None):
     """Yields (base_url or None, env). Uses Redis/PostgreSQL when configured, else the embedded default.
 
-    workers: Celery worker processes on the inference queue (one model process each); server: "runserver"
-    (thread per request) or "gunicorn" (the production server, `web_workers` sync processes)."""
+    workers: Celery worker processes on ``queues`` (one model process each); server: "runserver" (thread per
+    request) or "gunicorn" (the production server, `web_workers` sync processes); redis_db: the Redis database
+    the run flushes and uses; pids: filled with {"workers": [...], "web": [...]} for CPU accounting."""
     from celery import current_app
 
     tmp = Path(tempfile.mkdtemp(prefix="ecgapp-bench-"))
@@ -52,7 +108,7 @@ def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(tmp / "ecgapp.sqlite3")
     if settings.ENV.redis_url:
         # A Redis database of its own, so no message of a running app (or of an earlier run) mixes in.
-        bench_broker = settings.ENV.redis_url.rsplit("/", 1)[0] + "/15"
+        bench_broker = settings.ENV.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
         env["REDIS_URL"] = bench_broker
         current_app.conf.broker_url = bench_broker
         import redis
@@ -72,8 +128,10 @@ def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver
             env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
         procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
-                                   "-Q", "inference", "--concurrency", "1", "--pool", "prefork",
+                                   "-Q", queues, "--concurrency", "1", "--pool", "prefork",
                                    "-n", f"bench{i}@%h"], env=env) for i in range(workers)]
+        if pids is not None:
+            pids["workers"] = [p.pid for p in procs]
         base = None
         try:
             if web:
@@ -89,6 +147,8 @@ def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver
                     web_env = env
                 procs.append(subprocess.Popen(cmd, env=web_env, stdout=subprocess.DEVNULL,
                                               stderr=open(tmp / "web.log", "w")))
+                if pids is not None:
+                    pids["web"] = [procs[-1].pid]
                 for _ in range(100):
                     try:
                         urllib.request.urlopen(f"{base}/health/live", timeout=1)

@@ -106,7 +106,10 @@ FILE_UPLOAD_HANDLERS = ["clinical.forms.CappedUploadHandler"]
 # Celery: Redis when REDIS_URL is set, else a filesystem broker that needs no server (embedded default).
 if ENV.redis_url:
     CELERY_BROKER_URL = ENV.redis_url
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+    # "priority": a worker takes from its queues in the order its -Q names them, so "inference,evidence" runs
+    # evidence only when no analysis waits (kombu's default round-robin would alternate them).
+    # https://docs.celeryq.dev/en/stable/userguide/routing.html#redis-message-priorities
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
 else:
     _broker = ENV.data_dir / "broker"
     for _sub in ("out", "processed", "control"):

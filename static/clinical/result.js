@@ -248,4 +248,19 @@
     };
     window.setTimeout(poll, 300);
   }
+  // The result came before its evidence: wait for it, then load the page again with the overlays (the findings and
+  // actions do not change; the browser keeps the scroll position).
+  if (status && status.dataset.state === "done" && status.dataset.evidence === "pending") {
+    const url = status.dataset.statusUrl;
+    const waitEvidence = function () {
+      fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          if (s.evidence_state && s.evidence_state !== "pending") { window.location.reload(); return; }
+          window.setTimeout(waitEvidence, 1000);
+        })
+        .catch(function () { window.setTimeout(waitEvidence, 3000); });
+    };
+    window.setTimeout(waitEvidence, 500);
+  }
 })();

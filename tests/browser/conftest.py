@@ -50,7 +50,7 @@ def celery_worker_thread(transactional_db, weights_dir):
     task_postrun.connect(close_connection, weak=False)
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=20,
-                          queues=["inference", "monitoring", "celery"]) as worker:
+                          queues=["inference", "evidence", "monitoring", "celery"]) as worker:
             yield worker
     finally:
         task_postrun.disconnect(close_connection)

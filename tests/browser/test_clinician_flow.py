@@ -37,6 +37,8 @@ def fill_patient(page, pseudonym):
 
 def wait_for_result(page):
     page.wait_for_selector("#job-status.state-done", timeout=60_000)
+    # The evidence follows the result: the page loads itself again when it is stored.
+    page.wait_for_selector("#job-status:not([data-evidence=pending])", timeout=60_000)
     page.wait_for_selector("#ecg-plot .main-svg")
 
 

@@ -81,7 +81,8 @@ def make_result(record, urgency: str = "immediate", created_at=None):
         gradcam=np.zeros(1000), lead_maps=np.zeros((12, 1000)), lead_relevance=np.full(12, 1 / 12))})
     pred = Prediction.objects.create(
         record=record, model_version="test", superclass={"MI": 0.9}, statements={}, spread={},
-        embedding=[], explanations=explanations, evidence=evidence, top_urgency=urgency, inference_ms=1.0)
+        embedding=[], explanations=explanations, evidence=evidence, evidence_state="ready", top_urgency=urgency,
+        inference_ms=1.0)
     if created_at is not None:
         Prediction.objects.filter(pk=pred.pk).update(created_at=created_at)
         pred.refresh_from_db()

@@ -75,8 +75,10 @@ def test_a_10_s_500_hz_result_with_evidence_is_stored_in_under_1_5_times_its_int
 
     record = services.ecg_submit(actor=clinician, pseudonym="PT-1", age=60, sex="F", files=wfdb_pair, fs=None)
     services.inference_run(job_id=record.job.id)
+    services.evidence_compute(prediction_id=record.prediction.pk)
     record.refresh_from_db()
     pred = Prediction.objects.get(record=record)
+    assert pred.evidence_state == Prediction.EvidenceState.READY and pred.evidence
     stored = (len(bytes(record.signal)) + len(json.dumps(pred.explanations)) + len(bytes(pred.evidence))
               + len(json.dumps(record.measurements)))
     assert stored <= 1.5 * 12 * 5000 * 2

@@ -70,7 +70,9 @@ def test_inference_stores_prediction_findings_and_actions_and_is_idempotent(clin
     assert recs and recs[0].rank == 0 and recs[0].table_version
     assert all(r.rule_id for r in recs) and recs[0].kind != Recommendation.Kind.CAVEAT
     assert pred.top_urgency == recs[0].urgency
-    # The model's top findings carry evidence maps; those by measurement (ranked after them) do not.
+    # The model's top findings carry evidence maps (computed after the result); those by measurement do not.
+    assert pred.evidence_state == Prediction.EvidenceState.PENDING
+    pred = services.evidence_compute(prediction_id=pred.pk)
     for f in Finding.objects.filter(prediction=pred).exclude(head="measurement")[: services.MAX_EXPLAINED]:
         ex = pred.evidence_for(f.overlay_key)
         assert ex.lead_relevance.shape == (12,) and ex.lead_maps.shape == (12, 1000) and ex.gradcam.shape == (1000,)

@@ -18,10 +18,11 @@ def upload(user, files):
 def test_result_page_shows_plot_findings_and_ranked_actions(client, clinician, wfdb_pair, weights_dir):
     record = upload(clinician, wfdb_pair)
     services.inference_run(job_id=record.job.id)
+    services.evidence_compute(prediction_id=record.prediction.pk)
     client.force_login(clinician)
     page = client.get(reverse("clinical:ecg-detail", args=[record.public_id]))
     html = page.content.decode()
-    assert page.status_code == 200 and "Analysis complete" in html
+    assert page.status_code == 200 and "Analysis complete" in html and 'id="evidence-status"' not in html
     assert 'id="actions"' in html
     assert any(f'class="action u-{u}"' in html for u in ("immediate", "urgent", "routine"))
     plot = json.loads(html.split('id="ecg-plot-data" type="application/json">')[1].split("</script>")[0])

@@ -344,12 +344,15 @@ def test_compose_workers_consume_every_queue_of_the_celery_app(dc):
     declared = {q.name for q in _celery_app().conf.task_queues}
     commands = {s: df.command_list(dc["services"][s]) for s in ("worker-inference", "worker-monitoring")}
     consumed = {s: df.queues_of(c) for s, c in commands.items()}
-    assert consumed["worker-inference"] == {"inference"}
+    # The inference workers take the evidence too, after the analyses (the broker's priority order, -Q order).
+    inference = commands["worker-inference"]
+    assert inference[inference.index("-Q") + 1] == "inference,evidence"
     assert "monitoring" in consumed["worker-monitoring"]
     assert set().union(*consumed.values()) == declared, "every declared queue has a worker, and nothing more"
     assert _routed_queues() <= declared
     assert consumed["worker-inference"].isdisjoint(consumed["worker-monitoring"])
     assert _celery_app().conf.task_routes["clinical.tasks.run_inference"]["queue"] == "inference"
+    assert _celery_app().conf.task_routes["clinical.tasks.compute_evidence"]["queue"] == "evidence"
     for service, cmd in commands.items():
         assert cmd[:4] == ["celery", "-A", "ecgapp", "worker"], cmd
         node = cmd[cmd.index("--hostname") + 1]

@@ -1,7 +1,14 @@
-"""API throughput: JSON submit -> result available, N concurrent clients, through HTTP, broker and one worker."""
+"""API throughput: JSON submit -> result available, N concurrent clients, through HTTP, broker and workers.
+
+In the same run it times the bare ensemble forward pass (this process, one torch thread, the uploads' own
+signals) and reads the CPU the worker, web and client processes used from /proc, so that the CPU a result costs
+is stated as a multiple of the forward pass (issue 17). The workers consume "inference,evidence" as in production:
+evidence is computed after the results, and its CPU is reported apart (what the workers used until every pending
+evidence was stored after the last result)."""
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import threading
 import time
@@ -11,10 +18,28 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
+from django.db.models import Avg, Count
 
 from clinical import demo
-from clinical.management.benchenv import bench_stack
+from clinical.management.benchenv import bench_stack, cpu_seconds, machine_cpu_seconds, named_cpu_seconds
+from clinical.models import Prediction
 from mlcore.preprocess import LEADS
+
+
+def step_cpu(prometheus_dir: str) -> dict[str, float]:
+    """Sum and count of ecg_worker_cpu_seconds by step, as every worker process has written them so far."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=prometheus_dir)
+    out = {f"{s}_{k}": 0.0 for s in ("analysis", "evidence") for k in ("sum", "count")}
+    for metric in registry.collect():
+        if metric.name == "ecg_worker_cpu_seconds":
+            for sample in metric.samples:
+                kind = sample.name.rsplit("_", 1)[1]
+                if kind in ("sum", "count"):
+                    out[f"{sample.labels['step']}_{kind}"] += sample.value
+    return out
 
 
 class Command(BaseCommand):
@@ -26,8 +51,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="Celery inference worker processes")
         parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
         parser.add_argument("--poll", type=float, default=0.1, help="seconds between an integrator's job polls")
+        parser.add_argument("--redis-db", type=int, default=15, help="the Redis database the run flushes and uses")
 
-    def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, **options):
+    def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
+               **options):
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -37,7 +64,9 @@ class Command(BaseCommand):
         for i in range(8):
             sig = demo.synthesize(demo.CASES[i % len(demo.CASES)], fs=500, seed=i)
             bodies.append({"fs": 500, "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
-        with bench_stack(web=True, workers=workers, server=server) as (base, _):
+        pids: dict = {}
+        with bench_stack(web=True, workers=workers, server=server, redis_db=redis_db, queues="inference,evidence",
+                         pids=pids) as (base, env):
             roles_ensure()
             user = User.objects.create_user("bench-api", password="bench-password-1")
             user.groups.add(Group.objects.get(name="integrator"))
@@ -49,9 +78,11 @@ class Command(BaseCommand):
             counter = iter(range(requests))
             lock = threading.Lock()
 
-            def call(method: str, path: str, body: dict | None = None) -> dict:
-                req = urllib.request.Request(f"{base}{path}", method=method,
-                                             data=json.dumps(body).encode() if body else None,
+            # Each upload's leads encoded once: the clients share these 2 cores with the system they measure.
+            encoded = [json.dumps(b)[:-1].encode() for b in bodies]
+
+            def call(method: str, path: str, body: bytes | None = None) -> dict:
+                req = urllib.request.Request(f"{base}{path}", method=method, data=body,
                                              headers={"Authorization": f"Bearer {token}",
                                                       "Content-Type": "application/json"})
                 with urllib.request.urlopen(req, timeout=60) as resp:
@@ -63,7 +94,8 @@ class Command(BaseCommand):
                         i = next(counter, None)
                     if i is None:
                         return
-                    body = bodies[i % len(bodies)] | {"patient": {"id": f"BENCH-{i}", "age": 60, "sex": "F"}}
+                    patient = json.dumps({"id": f"BENCH-{i}", "age": 60, "sex": "F"})
+                    body = encoded[i % len(encoded)] + f', "patient": {patient}}}'.encode()
                     t0 = time.perf_counter()
                     try:
                         job = call("POST", "/api/v1/ecgs/", body)
@@ -82,6 +114,34 @@ class Command(BaseCommand):
                     with lock:
                         latencies.append(time.perf_counter() - t0)
 
+            def cpu() -> dict:
+                me = resource.getrusage(resource.RUSAGE_SELF)
+                return {"workers": cpu_seconds(pids["workers"]), "web": cpu_seconds(pids["web"]),
+                        "clients": me.ru_utime + me.ru_stime, "postgres": named_cpu_seconds("postgres"),
+                        "redis": named_cpu_seconds("redis-server"), "machine": machine_cpu_seconds(),
+                        **step_cpu(env["PROMETHEUS_MULTIPROC_DIR"])}
+
+            def evidence_drained(limit_s: float) -> float:
+                t0 = time.perf_counter()
+                while Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING).exists():
+                    if time.perf_counter() - t0 > limit_s:
+                        errors.append(f"evidence still pending {limit_s:.0f} s after the last result")
+                        break
+                    time.sleep(0.5)
+                return time.perf_counter() - t0
+
+            # Warm-up, not counted: the workers have loaded their model and the web processes their code.
+            counter = iter(range(requests, requests + 2 * workers))
+            client()
+            evidence_drained(120)
+            latencies.clear()
+            submits.clear()
+            counter = iter(range(requests))
+            # What the idle processes use (broker polling, heartbeats), so that it is not taken for work.
+            idle_from, idle_t0 = cpu(), time.perf_counter()
+            time.sleep(5)
+            idle = {k: (v - idle_from[k]) / (time.perf_counter() - idle_t0) for k, v in cpu().items()}
+            before = cpu()
             started = time.perf_counter()
             threads = [threading.Thread(target=client) for _ in range(clients)]
             for t in threads:
@@ -89,6 +149,14 @@ class Command(BaseCommand):
             for t in threads:
                 t.join()
             wall = time.perf_counter() - started
+            loaded = cpu()
+            pending_at_end = Prediction.objects.filter(evidence_state=Prediction.EvidenceState.PENDING).count()
+            drain = evidence_drained(900)
+            drained = cpu()
+            rows = Prediction.objects.aggregate(analysis=Avg("inference_ms"), evidence=Avg("evidence_ms"),
+                                                evidence_n=Count("evidence_ms"))
+            failed_evidence = Prediction.objects.filter(evidence_state=Prediction.EvidenceState.FAILED).count()
+            forward_s = self.forward_pass_seconds(bodies)
         lat = np.array(latencies) * 1000
         sub = np.array(submits) * 1000
         broker = "Redis" if settings.ENV.redis_url else "filesystem broker"
@@ -99,5 +167,50 @@ class Command(BaseCommand):
             f"p99 {np.percentile(sub, 99):.0f} ms; submit -> result p50 {statistics.median(lat):.0f} / "
             f"p95 {np.percentile(lat, 95):.0f} / p99 {np.percentile(lat, 99):.0f} ms; "
             f"{len(lat) / wall:.1f} results/s over {wall:.0f} s")
+        n = max(len(lat), 1)
+        used = {k: loaded[k] - before[k] for k in before}
+        others = used["machine"] - sum(used[k] for k in ("workers", "web", "clients", "postgres", "redis"))
+        per = {k: v / n for k, v in used.items()}
+        evidence_cpu = drained["workers"] - loaded["workers"]
+        steps = {s: (drained[f"{s}_sum"] - before[f"{s}_sum"]) / max(drained[f"{s}_count"] - before[f"{s}_count"], 1)
+                 for s in ("analysis", "evidence")}
+        self.stdout.write(
+            f"bare ensemble forward pass (this process, 1 thread, 500 Hz 10 s upload): {forward_s * 1000:.1f} ms; "
+            f"CPU per result during the load: workers {per['workers'] * 1000:.0f} ms "
+            f"(= {per['workers'] / forward_s:.1f}x the forward pass), web {per['web'] * 1000:.0f} ms, "
+            f"clients {per['clients'] * 1000:.0f} ms, PostgreSQL {per['postgres'] * 1000:.0f} ms, Redis "
+            f"{per['redis'] * 1000:.0f} ms, other processes {others / n * 1000:.0f} ms; "
+            f"machine {per['machine'] * 1000:.0f} ms "
+            f"(= {per['machine'] / forward_s:.1f}x); idle before the load, CPU-s/s: workers {idle['workers']:.3f}, "
+            f"web {idle['web']:.3f}, machine {idle['machine']:.3f}")
+        self.stdout.write(
+            f"per result on the worker (rows, wall): analysis {rows['analysis'] or 0:.0f} ms, evidence "
+            f"{rows['evidence'] or 0:.0f} ms ({rows['evidence_n']} stored, {failed_evidence} failed); "
+            f"{pending_at_end} evidence still pending at the last result, all stored {drain:.0f} s later, "
+            f"using {evidence_cpu:.1f} more worker CPU-seconds")
+        self.stdout.write(
+            f"worker CPU per ECG by step (ecg_worker_cpu_seconds, in the service): analysis "
+            f"{steps['analysis'] * 1000:.1f} ms (= {steps['analysis'] / forward_s:.1f}x the forward pass), evidence "
+            f"{steps['evidence'] * 1000:.1f} ms (= {steps['evidence'] / forward_s:.1f}x)")
         if errors:
             self.stderr.write(f"first error: {errors[0]}")
+
+    def forward_pass_seconds(self, bodies: list[dict]) -> float:
+        """Median seconds of one ensemble forward pass (preprocessing included) on the uploads' signals, one torch
+        thread as the workers run it, after a warm-up."""
+        import torch
+
+        from clinical.services import get_model
+
+        torch.set_num_threads(1)
+        ens = get_model()
+        signals = [np.array([b["leads"][lead] for lead in LEADS], dtype=np.float32) for b in bodies]
+        for sig in signals:
+            ens.predict([sig], 500)
+        times = []
+        for _ in range(5):
+            for sig in signals:
+                t0 = time.perf_counter()
+                ens.predict([sig], 500)
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
