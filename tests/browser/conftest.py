@@ -110,8 +110,11 @@ def log_in(page, base, username):
     page.wait_for_load_state()
 
 
-def upload_ecg(page, base, *, pseudonym: str, age: str, sex: str, files, ready: str = "#ecg-plot .main-svg"):
-    """Upload through the form and wait on the result page until the analysis is done and ``ready`` is drawn."""
+def upload_ecg(page, base, *, pseudonym: str, age: str, sex: str, files, ready: str = "#ecg-plot .main-svg",
+               evidence: bool = True):
+    """Upload through the form and wait on the result page until the analysis is done and ``ready`` is drawn; with
+    ``evidence``, also until the evidence is no longer pending (the page reloads itself when it arrives, which would
+    otherwise interrupt whatever a test does next)."""
     page.goto(f"{base}/ecgs/new/")
     page.fill("#id_pseudonym", pseudonym)
     page.fill("#id_age", age)
@@ -120,4 +123,7 @@ def upload_ecg(page, base, *, pseudonym: str, age: str, sex: str, files, ready: 
     page.click("#submit-upload")
     page.wait_for_url("**/ecgs/*/")
     page.wait_for_selector("#job-status.state-done", timeout=60_000)
+    if evidence:
+        page.wait_for_selector('#job-status.state-done:not([data-evidence="pending"])', timeout=60_000)
+        page.wait_for_load_state("load")
     page.wait_for_selector(ready)

@@ -40,6 +40,8 @@ def test_upload_a_long_record_see_its_window_and_analyse_another(live_server, ce
     page.click("#reanalyse")
     page.wait_for_url(lambda url: url != first_url and "/ecgs/" in url)
     page.wait_for_selector("#job-status.state-done", timeout=60_000)
+    # The evidence follows the result and the page loads itself again when it is stored: wait for that first.
+    page.wait_for_selector('#job-status.state-done:not([data-evidence="pending"])', timeout=60_000)
     page.wait_for_selector("#ecg-plot .main-svg")
 
     new = EcgRecord.objects.get(reanalysis_of__patient__pseudonym="PT-STRIP")

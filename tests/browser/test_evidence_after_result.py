@@ -32,7 +32,7 @@ def test_findings_and_actions_show_before_the_evidence_then_its_overlay(live_ser
     base = live_server.url
     log_in(page, base, "dr-first")
     upload_ecg(page, base, pseudonym="PT-EVIDENCE", age="58", sex="M",
-               files=[str(tmp_path / "ev500.hea"), str(tmp_path / "ev500.dat")])
+               files=[str(tmp_path / "ev500.hea"), str(tmp_path / "ev500.dat")], evidence=False)
 
     # The result is there, its evidence is not.
     prediction = Prediction.objects.get(record__patient__pseudonym="PT-EVIDENCE")

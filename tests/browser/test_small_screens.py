@@ -59,6 +59,8 @@ def test_result_page_reads_on_a_phone_and_a_tablet(live_server, celery_worker_th
     page.click("#submit-upload")
     page.wait_for_url("**/ecgs/*/")
     page.wait_for_selector("#job-status.state-done", timeout=60_000)
+    # The evidence follows the result and the page loads itself again when it is stored: wait for that first.
+    page.wait_for_selector('#job-status.state-done:not([data-evidence="pending"])', timeout=60_000)
     page.wait_for_selector("#ecg-plot .main-svg")
 
     for viewport, name in ((PHONE, "result-390"), (TABLET, "result-768")):
