@@ -249,14 +249,38 @@
     window.setTimeout(poll, 300);
   }
   // The result came before its evidence: wait for it, then load the page again with the overlays (the findings and
-  // actions do not change; the browser keeps the scroll position).
+  // actions do not change; the browser keeps the scroll position). Not while the reader is in the middle of
+  // something a reload would lose (a note being typed, a form field changed, calipers on): then a button says the
+  // evidence is ready and loads it when they choose.
+  function busy() {
+    const typing = document.activeElement && /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+    const filled = Array.prototype.some.call(document.querySelectorAll("form textarea, form input[type=text]"),
+      function (el) { return el.value !== el.defaultValue; });
+    const ticked = Array.prototype.some.call(document.querySelectorAll("form input[type=checkbox], form input[type=radio]"),
+      function (el) { return el.checked !== el.defaultChecked; });
+    const measuring = document.querySelector(".caliper-toggle[aria-pressed=true]") !== null;
+    return typing || filled || ticked || measuring;
+  }
   if (status && status.dataset.state === "done" && status.dataset.evidence === "pending") {
     const url = status.dataset.statusUrl;
     const waitEvidence = function () {
       fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
         .then(function (r) { return r.json(); })
         .then(function (s) {
-          if (s.evidence_state && s.evidence_state !== "pending") { window.location.reload(); return; }
+          if (s.evidence_state && s.evidence_state !== "pending") {
+            if (!busy()) { window.location.reload(); return; }
+            const note = document.getElementById("evidence-status");
+            if (note) {
+              note.textContent = "Evidence on the leads is ready. ";
+              const show = document.createElement("button");
+              show.type = "button";
+              show.id = "evidence-show";
+              show.textContent = "Show the evidence (reloads the page)";
+              show.addEventListener("click", function () { window.location.reload(); });
+              note.appendChild(show);
+            }
+            return;
+          }
           window.setTimeout(waitEvidence, 1000);
         })
         .catch(function () { window.setTimeout(waitEvidence, 3000); });

@@ -64,3 +64,35 @@ def test_findings_and_actions_show_before_the_evidence_then_its_overlay(live_ser
     assert visible
     shot(page, "result-evidence-ready")
     assert not page.js_errors, page.js_errors
+
+
+def test_evidence_that_arrives_while_the_reader_measures_waits_for_their_click(live_server, celery_worker_thread,
+                                                                              page, tmp_path, monkeypatch):
+    """A reload would lose what the reader is doing (calipers on, a note typed): the page says the evidence is ready
+    and loads it only when asked."""
+    roles_ensure()
+    person("dr-busy", "clinician")
+    release = threading.Event()
+    compute = services.evidence_compute
+
+    def held(*, prediction_id: int):
+        assert release.wait(120), "the test never released the evidence"
+        return compute(prediction_id=prediction_id)
+
+    monkeypatch.setattr(services, "evidence_compute", held)
+    signal = demo.synthesize(demo.CASES[2], fs=500, seed=6)
+    demo.write_wfdb(signal, 500, "busy500", str(tmp_path))
+    base = live_server.url
+    log_in(page, base, "dr-busy")
+    upload_ecg(page, base, pseudonym="PT-BUSY", age="58", sex="M",
+               files=[str(tmp_path / "busy500.hea"), str(tmp_path / "busy500.dat")], evidence=False)
+    page.locator("#ecg-calipers .caliper-toggle").click()  # the reader starts measuring
+    page.evaluate("() => { window.notReloaded = true; }")
+    release.set()
+    page.wait_for_selector("#evidence-show", timeout=60_000)
+    assert page.evaluate("() => window.notReloaded === true")  # the same page: nothing was lost
+    assert "Evidence on the leads is ready" in page.locator("#evidence-status").inner_text()
+    page.click("#evidence-show")
+    page.wait_for_selector("#job-status[data-evidence=ready]", timeout=60_000)
+    assert page.locator("#findings .overlay-toggle:not([disabled])").count() >= 1
+    assert not page.js_errors, page.js_errors
