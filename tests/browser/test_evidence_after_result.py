@@ -14,19 +14,24 @@ from tests.browser.conftest import CHROMIUM, log_in, person, shot, upload_ecg
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason="no chromium")
 
 
-def test_findings_and_actions_show_before_the_evidence_then_its_overlay(live_server, celery_worker_thread, page,
-                                                                        tmp_path, monkeypatch):
-    roles_ensure()
-    person("dr-first", "clinician")
-    # The worker thread computes the evidence only when the test lets it: the page must work without it first.
-    release = threading.Event()
+@pytest.fixture
+def release(monkeypatch) -> threading.Event:
+    """The worker thread computes the evidence only when the test sets this: the page must work without it first."""
+    event = threading.Event()
     compute = services.evidence_compute
 
     def held(*, prediction_id: int):
-        assert release.wait(120), "the test never released the evidence"
+        assert event.wait(120), "the test never released the evidence"
         return compute(prediction_id=prediction_id)
 
     monkeypatch.setattr(services, "evidence_compute", held)
+    return event
+
+
+def test_findings_and_actions_show_before_the_evidence_then_its_overlay(live_server, celery_worker_thread, page,
+                                                                        tmp_path, release):
+    roles_ensure()
+    person("dr-first", "clinician")
     signal = demo.synthesize(demo.CASES[2], fs=500, seed=5)  # anterior ST elevation: findings with evidence
     demo.write_wfdb(signal, 500, "ev500", str(tmp_path))
     base = live_server.url
@@ -67,19 +72,11 @@ def test_findings_and_actions_show_before_the_evidence_then_its_overlay(live_ser
 
 
 def test_evidence_that_arrives_while_the_reader_measures_waits_for_their_click(live_server, celery_worker_thread,
-                                                                              page, tmp_path, monkeypatch):
+                                                                              page, tmp_path, release):
     """A reload would lose what the reader is doing (calipers on, a note typed): the page says the evidence is ready
     and loads it only when asked."""
     roles_ensure()
     person("dr-busy", "clinician")
-    release = threading.Event()
-    compute = services.evidence_compute
-
-    def held(*, prediction_id: int):
-        assert release.wait(120), "the test never released the evidence"
-        return compute(prediction_id=prediction_id)
-
-    monkeypatch.setattr(services, "evidence_compute", held)
     signal = demo.synthesize(demo.CASES[2], fs=500, seed=6)
     demo.write_wfdb(signal, 500, "busy500", str(tmp_path))
     base = live_server.url
