@@ -278,6 +278,69 @@ class Acknowledgement(models.Model):
     note = models.TextField()
 
 
+class Interpretation(models.Model):
+    """A reviewer's confirmed reading of an ECG: a version beside the computer's (the Prediction's findings, which
+    stay as they were), signed by re-authentication. Append-only: no code path updates or deletes a row (the
+    database refuses UPDATE, migration 0019); an amendment is a new row, one version up, that supersedes the last
+    and says why. The latest version is the one without a successor (``superseded_by``)."""
+
+    class Status(models.TextChoices):
+        FINAL = "final", "Final"
+        AMENDED = "amended", "Amended"
+
+    class Origin(models.TextChoices):
+        MODEL = "model", "The model"
+        MEASUREMENT = "measurement", "By measurement"
+        REVIEWER = "reviewer", "The reviewer"
+
+    class Action(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REMOVED = "removed", "Removed"
+        ADDED = "added", "Added"
+
+    record = models.ForeignKey(EcgRecord, on_delete=models.PROTECT, related_name="interpretations")
+    version = models.PositiveSmallIntegerField()  # 1: the first confirmation; each amendment one more
+    status = models.CharField(max_length=8, choices=Status.choices)
+    # Every computer statement with what the reviewer did with it, then the reviewer's own:
+    # [{"key": "statements:AFIB", "head", "code", "display", "origin", "action"}]; diffed against the computer's.
+    statements = models.JSONField(default=list)
+    free_text = models.TextField(blank=True)
+    # The scalar measurements as confirmed ({key: value}) and, apart, those the reviewer set by caliper
+    # ({key: {"reviewer": value, "computer": value or None}}): a reviewer's value is always recorded as theirs.
+    measurements = models.JSONField(default=dict)
+    measurement_overrides = models.JSONField(default=dict)
+    # The serial comparison with the prior ECG at confirmation (clinical.comparison.ecg_compare); {} without one.
+    comparison = models.JSONField(default=dict)
+    prior_record = models.ForeignKey(EcgRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The same structures as Acknowledgement's (clinical.reviews.review_outcomes), so that fairness monitoring and
+    # site calibration read a confirmed reading as they read an acknowledgement.
+    finding_verdicts = models.JSONField(default=dict)
+    outcomes = models.JSONField(default=dict)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    confirmed_at = models.DateTimeField(default=timezone.now)
+    signed_with = models.CharField(max_length=32)  # "password" or "api_token:<prefix>"
+    reason = models.TextField(blank=True)  # why an amendment was made; blank for version 1
+    supersedes = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="superseded_by")
+
+    class Meta:
+        ordering = ["record", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["record", "version"], name="one_interpretation_per_version"),
+            # Version 1 is final and supersedes nothing; every later one is an amendment with a reason.
+            models.CheckConstraint(
+                condition=(models.Q(version=1, status="final", supersedes__isnull=True, reason="")
+                           | (models.Q(version__gt=1, status="amended", supersedes__isnull=False)
+                              & ~models.Q(reason=""))),
+                name="interpretation_version_chain"),
+        ]
+
+    @property
+    def kept_statements(self) -> list[dict]:
+        """The statements of this reading (accepted and added), in order."""
+        return [s for s in self.statements if s["action"] != self.Action.REMOVED]
+
+
 class Alert(models.Model):
     """One escalation per result per level: an urgent result left unacknowledged past its limit."""
 

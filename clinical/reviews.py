@@ -51,6 +51,11 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
     with transaction.atomic():
         prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
         existing = Acknowledgement.objects.filter(prediction=prediction).select_related("reviewer").first()
+        confirmed = prediction.record.interpretations.select_related("reviewer").order_by("-version").first()
+        if confirmed and not existing:
+            # A confirmed reading locks the record (clinical.interpretations): its outcomes are the reading's.
+            raise ClinicalError(f"The reading of this ECG was confirmed by {confirmed.reviewer.username} (version "
+                                f"{confirmed.version}) and is locked: amend the reading to change it.", code="locked")
         if existing:
             raise ClinicalError(f"Already acknowledged by {existing.reviewer.username} at "
                                 f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.")

@@ -1,0 +1,179 @@
+"""Over-read and confirm (issue 19): signing, the lock, amendments, outcomes and the serial comparison."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from clinical import services
+from clinical.errors import ClinicalError
+from clinical.interpretations import interpretation_amend, interpretation_confirm, reading_state
+from clinical.models import Acknowledgement, AuditEvent, EcgRecord, Interpretation, Prediction
+from clinical.reviews import result_acknowledge
+from clinical.tokens import api_token_create
+from tests.clinical.conftest import make_result
+
+PW = "pw-for-tests-1"
+
+
+@pytest.fixture
+def prior_and_current(clinician, wfdb_pair):
+    """A patient's earlier ECG (QTc 420 ms, QRS 100 ms, routine) and today's (immediate, MI flagged)."""
+    prior = services.ecg_submit(actor=clinician, pseudonym="PT-SER", age=70, sex="M", files=wfdb_pair, fs=None)
+    make_result(prior, "routine")
+    EcgRecord.objects.filter(pk=prior.pk).update(
+        uploaded_at=timezone.now() - timedelta(days=30),
+        measurements={**prior.measurements, "qtc_bazett_ms": 420, "qrs_ms": 100, "pr_ms": 160, "qt_ms": 380,
+                      "heart_rate_bpm": 70})
+    current = services.ecg_submit(actor=clinician, pseudonym="PT-SER", age=70, sex="M", files=wfdb_pair, fs=None)
+    make_result(current, "immediate")
+    # Every diagnostic class scored, as a real result has them (make_result scores MI only).
+    Prediction.objects.filter(record=current).update(
+        superclass={"NORM": 0.05, "MI": 0.9, "STTC": 0.2, "CD": 0.3, "HYP": 0.1})
+    EcgRecord.objects.filter(pk=current.pk).update(
+        measurements={**current.measurements, "qtc_bazett_ms": 490, "qrs_ms": 132, "pr_ms": 170, "qt_ms": 420,
+                      "heart_rate_bpm": 82})
+    return EcgRecord.objects.get(pk=prior.pk), EcgRecord.objects.get(pk=current.pk)
+
+
+def test_confirm_stores_the_edited_reading_beside_the_computers_and_locks_it(prior_and_current, reviewer):
+    prior, record = prior_and_current
+    reading = interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"],
+                                     added=["statements:CLBBB", "measurement:WIDE_QRS"], free_text="Old LBBB?",
+                                     overrides={"qt_ms": 440}, password=PW)
+    assert (reading.version, reading.status, reading.signed_with) == (1, "final", "password")
+    actions = {s["key"]: (s["origin"], s["action"]) for s in reading.statements}
+    assert actions == {"superclass:MI": ("model", "removed"), "statements:CLBBB": ("reviewer", "added"),
+                       "measurement:WIDE_QRS": ("reviewer", "added")}
+    # The computer's result is untouched: both versions are kept.
+    assert list(record.prediction.findings.values_list("code", flat=True)) == ["MI"]
+    # A caliper QT is the reviewer's, and the QTc derived from it says so.
+    assert reading.measurement_overrides["qt_ms"] == {"reviewer": 440.0, "computer": 420}
+    assert reading.measurements["qt_ms"] == 440.0
+    assert reading.measurement_overrides["qtc_bazett_ms"]["derived_from"] == "the reviewer's QT and RR"
+    assert reading.prior_record == prior and reading.comparison["prior"]["id"] == str(prior.public_id)
+    event = AuditEvent.objects.get(action="interpretation.confirm")
+    assert event.actor == reviewer and event.details["removed"] == ["superclass:MI"]
+    assert reading_state(record)["status"] == "final"
+
+
+def test_outcomes_follow_the_acknowledgement_structure_and_acknowledge_the_urgent_result(prior_and_current, reviewer):
+    _, record = prior_and_current
+    reading = interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"],
+                                     added=["superclass:CD"], password=PW)
+    assert reading.finding_verdicts == {"superclass:MI": "disagree", "superclass:CD": "missed"}
+    assert reading.outcomes == {"MI": "fp", "CD": "fn", "NORM": "tn", "STTC": "tn", "HYP": "tn"}
+    # The immediate result leaves the urgent queue: it is acknowledged by its confirmation, with the same outcomes.
+    ack = Acknowledgement.objects.get(prediction=record.prediction)
+    assert ack.reviewer == reviewer and ack.outcomes == reading.outcomes and ack.verdict == "disagree"
+
+
+def test_a_wrong_password_stores_nothing_but_the_failed_signature(prior_and_current, reviewer):
+    _, record = prior_and_current
+    with pytest.raises(ClinicalError, match="password") as err:
+        interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"], password="wrong-one")
+    assert err.value.field == "password"
+    assert not Interpretation.objects.exists() and not Acknowledgement.objects.exists()
+    assert not AuditEvent.objects.filter(action="interpretation.confirm").exists()
+    assert AuditEvent.objects.filter(action="interpretation.sign_failed", actor=reviewer).count() == 1
+
+
+def test_bad_input_is_refused_before_anything_is_stored(prior_and_current, reviewer):
+    _, record = prior_and_current
+    cases = [({"removed": ["statements:AFIB"]}, "Only the computer's statements"),
+             ({"added": ["superclass:MI"]}, "already the computer's"),
+             ({"added": ["statements:NOPE"]}, "not in the label space"),
+             ({"overrides": {"qrs_ms": 5000}}, "outside"),
+             ({"overrides": {"st_j_uv": 1}}, "can be set by caliper")]
+    for kwargs, message in cases:
+        with pytest.raises(ClinicalError, match=message):
+            interpretation_confirm(record=record, reviewer=reviewer, password=PW, **kwargs)
+    assert not Interpretation.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="interpretation.").exists()
+
+
+def test_confirming_twice_is_refused_and_the_locked_record_refuses_acknowledgement(prior_and_current, reviewer,
+                                                                                   wfdb_pair):
+    _, record = prior_and_current
+    interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    with pytest.raises(ClinicalError, match="Already confirmed by rev-cy .* locked; amend") as err:
+        interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"], password=PW)
+    assert err.value.code == "already_confirmed"
+    assert Interpretation.objects.count() == 1
+    # A routine result confirmed (so not acknowledged by it): an acknowledgement afterwards is refused by the lock.
+    routine = _routine(reviewer, wfdb_pair)
+    interpretation_confirm(record=routine, reviewer=reviewer, password=PW)
+    with pytest.raises(ClinicalError, match="locked: amend the reading") as err:
+        result_acknowledge(prediction=routine.prediction, reviewer=reviewer, verdict="agree", note="late ack")
+    assert err.value.code == "locked" and not Acknowledgement.objects.filter(prediction=routine.prediction).exists()
+
+
+def _routine(uploader, files) -> EcgRecord:
+    record = services.ecg_submit(actor=uploader, pseudonym="PT-ROUT", age=50, sex="F", files=files, fs=None)
+    make_result(record, "routine")
+    return EcgRecord.objects.get(pk=record.pk)
+
+
+def test_the_database_refuses_to_change_a_confirmed_version(prior_and_current, reviewer):
+    _, record = prior_and_current
+    reading = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Interpretation.objects.filter(pk=reading.pk).update(free_text="rewritten")
+    assert Interpretation.objects.get(pk=reading.pk).free_text == ""
+
+
+def test_an_amendment_is_version_2_with_its_reason_and_keeps_version_1(prior_and_current, reviewer):
+    _, record = prior_and_current
+    with pytest.raises(ClinicalError, match="no confirmed reading to amend"):
+        interpretation_amend(record=record, reviewer=reviewer, reason="typo", password=PW)
+    first = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    for reason in ("", "  ", "no"):
+        with pytest.raises(ClinicalError, match="needs a reason"):
+            interpretation_amend(record=record, reviewer=reviewer, reason=reason, removed=["superclass:MI"],
+                                 password=PW)
+    with pytest.raises(ClinicalError, match="changes nothing"):
+        interpretation_amend(record=record, reviewer=reviewer, reason="Second look", password=PW)
+    second = interpretation_amend(record=record, reviewer=reviewer, reason="Q waves are old: not acute MI",
+                                  removed=["superclass:MI"], password=PW)
+    assert (second.version, second.status, second.supersedes) == (2, "amended", first)
+    assert second.outcomes["MI"] == "fp" and Interpretation.objects.get(pk=first.pk).outcomes["MI"] == "tp"
+    assert reading_state(record) | {"confirmed_at": None} == {"status": "amended", "version": 2,
+                                                               "reviewer": "rev-cy", "confirmed_at": None}
+    event = AuditEvent.objects.get(action="interpretation.amend")
+    assert event.details["reason"] == "Q waves are old: not acute MI" and event.details["version"] == 2
+
+
+def test_only_reviewers_confirm_and_a_token_signs_for_its_own_user_only(prior_and_current, reviewer, clinician):
+    _, record = prior_and_current
+    with pytest.raises(ClinicalError, match="Only reviewers"):
+        interpretation_confirm(record=record, reviewer=clinician, password=PW)
+    token, _ = api_token_create(user=clinician, name="ward")
+    with pytest.raises(ClinicalError, match="not this reviewer's"):
+        interpretation_confirm(record=record, reviewer=reviewer, api_token=token)
+    own, _ = api_token_create(user=reviewer, name="reader")
+    reading = interpretation_confirm(record=record, reviewer=reviewer, api_token=own)
+    assert reading.signed_with == f"api_token:{own.prefix}"
+
+
+def test_the_serial_comparison_lists_significant_changes_with_their_source(prior_and_current, reviewer):
+    _, record = prior_and_current
+    reading = interpretation_confirm(record=record, reviewer=reviewer, added=["statements:CLBBB"], password=PW)
+    rows = {r["key"]: r for r in reading.comparison["measurements"]}
+    assert rows["qtc_bazett_ms"]["significant"] and rows["qtc_bazett_ms"]["text"].startswith("QTc (Bazett) +70 ms")
+    assert "Drew" in rows["qtc_bazett_ms"]["source"]
+    assert rows["qrs_ms"]["significant"] and "new QRS widening" in rows["qrs_ms"]["rule"]
+    assert not rows["heart_rate_bpm"]["significant"] and rows["heart_rate_bpm"]["text"].startswith("HR +12/min")
+    lines = reading.comparison["lines"]
+    # The prior ECG's computer reading flagged MI too; the reviewer's CLBBB is new.
+    assert any(line.startswith("New: ") and "CLBBB" in line for line in lines)
+    # Significant changes lead the lines a report prints.
+    assert lines[0].startswith("QRS +32 ms") and lines[1].startswith("QTc (Bazett) +70 ms")
+
+
+def test_no_prior_ecg_means_no_comparison(clinician, reviewer, wfdb_pair):
+    record = _routine(clinician, wfdb_pair)
+    reading = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    assert reading.comparison == {} and reading.prior_record is None
+    assert not Acknowledgement.objects.exists()  # a routine result needs no acknowledgement
