@@ -7,6 +7,7 @@ from django import forms
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.forms.boundfield import BoundField
 
 from clinical.intake import (
     ACCEPTED_UPLOADS,
@@ -209,3 +210,70 @@ class AuditFilterForm(forms.Form):
         until = dt.datetime.combine(d["until"] + dt.timedelta(days=1), dt.time.min, tz) if d.get("until") else None
         return {"actor": d.get("actor", ""), "action": d.get("action", ""), "patient": d.get("patient", ""),
                 "since": since, "until": until}
+
+
+class ReadingForm(forms.Form):
+    """Over-read: keep or remove each computer statement, add statements, free text, caliper values, the password.
+
+    The service (clinical.interpretations) checks what is kept, added and measured, and the signature; the form
+    only turns the fields into its arguments, so that the page and the API are refused with the same messages."""
+
+    intent = forms.ChoiceField(choices=[("confirm", "Confirm"), ("amend", "Amend")], widget=forms.HiddenInput)
+    added = forms.MultipleChoiceField(required=False, label="Add statements",
+                                      widget=forms.SelectMultiple(attrs={"size": 8}))
+    free_text = forms.CharField(required=False, label="Free text", max_length=NOTE_MAX_LENGTH,
+                                widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(required=False, label="Reason for the amendment", max_length=NOTE_MAX_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 2}))
+    password = forms.CharField(required=False, label="Your password (signs the reading)", strip=False,
+                               widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+    def __init__(self, *args, statements=(), choices=None, editable=None, computer_values=None, **kwargs):
+        """statements: the computer's [{key, display, ...}]; choices: key -> display of what may be added;
+        editable: key -> clinical.interpretations.Editable; computer_values: key -> this system's value."""
+        super().__init__(*args, **kwargs)
+        self.keep_names = []
+        for s in statements:
+            name = "keep__" + s["key"].replace(":", "__")  # a form field name holds no ':'
+            self.fields[name] = forms.BooleanField(required=False, initial=True, label=s["display"])
+            self.keep_names.append((name, s["key"]))
+        self.fields["added"].choices = list((choices or {}).items())
+        self.measure_names = []
+        for key, spec in (editable or {}).items():
+            value = (computer_values or {}).get(key)
+            name = f"m__{key}"
+            self.fields[name] = forms.FloatField(
+                required=False, label=f"{spec.label} ({spec.unit})",
+                widget=forms.NumberInput(attrs={"step": "1", "placeholder": "—" if value is None else f"{value:g}"}))
+            self.measure_names.append((name, key, value))
+
+    def keep_fields(self) -> list[tuple[BoundField, str]]:
+        return [(self[name], key) for name, key in self.keep_names]
+
+    def measure_fields(self) -> list[BoundField]:
+        return [self[name] for name, _, _ in self.measure_names]
+
+    def service_arguments(self) -> dict:
+        d = self.cleaned_data
+        return {"removed": [key for name, key in self.keep_names if not d.get(name)],
+                "added": list(d.get("added") or []), "free_text": d.get("free_text", ""),
+                "overrides": {key: d[name] for name, key, _ in self.measure_names if d.get(name) is not None},
+                "password": d.get("password") or None}
+
+
+class WorklistFilterForm(forms.Form):
+    """The reviewers' worklist: ECGs analysed and not yet confirmed, filtered and sorted."""
+
+    SORTS = [("urgency", "Most urgent first, then longest waiting"), ("oldest", "Longest waiting first"),
+             ("newest", "Newest first"), ("patient", "Patient")]
+    AGES = [("", "Any age"), ("1h", "Waiting over 1 hour"), ("24h", "Waiting over 24 hours"),
+            ("7d", "Waiting over 7 days")]
+    urgency = forms.ChoiceField(required=False, choices=[("", "Any urgency"), ("immediate", "Immediate"),
+                                                         ("urgent", "Urgent"), ("routine", "Routine")])
+    waiting = forms.ChoiceField(required=False, choices=AGES, label="Age of result")
+    uploader = forms.CharField(required=False, max_length=150, label="Uploaded by")
+    finding = forms.CharField(required=False, max_length=16, label="Finding code",
+                              help_text="A code the computer flagged, e.g. MI, AFIB, WIDE_QRS")
+    site = forms.CharField(required=False, max_length=100, label="Device / site",
+                           help_text="Part of the recording device's name as the file gave it")
+    sort = forms.ChoiceField(required=False, choices=SORTS)

@@ -1,10 +1,22 @@
 """Clinical reads."""
 from __future__ import annotations
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from datetime import timedelta
+
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.utils import timezone
 
 from clinical import recommend
-from clinical.models import Alert, AuditEvent, EcgRecord, Finding, Prediction, ResultNotification
+from clinical.models import (
+    Alert,
+    AuditEvent,
+    EcgRecord,
+    Finding,
+    InferenceJob,
+    Interpretation,
+    Prediction,
+    ResultNotification,
+)
 
 HEADS = ("superclass", "statements")
 THRESHOLDS_NOT_KEPT = ("This result was stored before thresholds were kept with each result: the probabilities are "
@@ -23,7 +35,10 @@ def _visible(user) -> QuerySet[EcgRecord]:
 
 
 def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
-    return (_visible(user).select_related("prediction", "reanalysis_of").prefetch_related("prediction__recommendations")
+    readings = Prefetch("interpretations", queryset=Interpretation.objects.select_related("reviewer").only(
+        "record_id", "version", "status", "confirmed_at", "reviewer__username"))
+    return (_visible(user).select_related("prediction", "reanalysis_of")
+            .prefetch_related("prediction__recommendations", "prediction__findings", readings)
             .defer("signal", "reanalysis_of__signal").order_by("-uploaded_at"))
 
 
@@ -114,3 +129,45 @@ def audit_events(*, actor: str = "", action: str = "", patient: str = "", since=
     if cursor:
         qs = qs.filter(id__lt=cursor)
     return qs
+
+
+WAITING = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+def _urgency_rank() -> Case:
+    return Case(*(When(prediction__top_urgency=u, then=Value(i)) for i, u in enumerate(recommend.URGENCY_ORDER)),
+                default=Value(len(recommend.URGENCY_ORDER)), output_field=IntegerField())
+
+
+def worklist(*, urgency: str = "", waiting: str = "", uploader: str = "", finding: str = "", site: str = "",
+             sort: str = "") -> QuerySet[EcgRecord]:
+    """Analysed ECGs no reviewer has confirmed yet (clinical.interpretations), filtered: by the result's urgency,
+    how long it has waited, who uploaded it, a finding code the computer flagged, and the recording device's name
+    (the nearest thing to a site that a record holds: no upload carries a site or institution). Sorted by
+    urgency then waiting time (the default), oldest, newest or patient."""
+    qs = (EcgRecord.objects.filter(job__state=InferenceJob.State.DONE, prediction__isnull=False,
+                                   interpretations__isnull=True)
+          .select_related("patient", "uploaded_by", "prediction").defer("signal", "prediction__evidence")
+          .prefetch_related("prediction__findings"))
+    if urgency:
+        qs = qs.filter(prediction__top_urgency=urgency)
+    if waiting in WAITING:
+        qs = qs.filter(prediction__created_at__lt=timezone.now() - WAITING[waiting])
+    if uploader:
+        qs = qs.filter(uploaded_by__username=uploader)
+    if finding:
+        qs = qs.filter(prediction__findings__code__iexact=finding).distinct()
+    if site:
+        qs = qs.filter(device__device__icontains=site)
+    order = {"oldest": ("prediction__created_at", "pk"), "newest": ("-prediction__created_at", "-pk"),
+             "patient": ("patient__pseudonym", "prediction__created_at")}.get(sort)
+    return qs.order_by(*order) if order else qs.order_by(_urgency_rank(), "prediction__created_at", "pk")
+
+
+def worklist_counts(qs: QuerySet[EcgRecord]) -> dict[str, int]:
+    """How many ECGs a worklist holds, in all and per urgency: {"total", "immediate", "urgent", "routine"}."""
+    rows = qs.order_by().values("prediction__top_urgency").annotate(n=Count("pk", distinct=True))
+    counts = {u: 0 for u in recommend.URGENCY_ORDER}
+    for row in rows:
+        counts[row["prediction__top_urgency"]] = row["n"]
+    return {"total": sum(counts.values()), **counts}

@@ -13,14 +13,22 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from clinical import access, reviews, selectors, services
+from clinical import access, interpretations, reviews, selectors, services
 from clinical import measurements as ecg_measures
 from clinical.audit import audit_log
+from clinical.comparison import ecg_acquired_at, ecg_compare, latest_interpretation, prior_ecg
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
 from clinical.errors import ClinicalError
-from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
+from clinical.forms import (
+    AcknowledgeForm,
+    AuditFilterForm,
+    EcgUploadForm,
+    ReadingForm,
+    ReanalyseForm,
+    WorklistFilterForm,
+)
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, Finding
+from clinical.models import EcgRecord, Finding, Interpretation
 from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
@@ -43,6 +51,10 @@ def ecg_list(request: HttpRequest) -> HttpResponse:
         return _forbidden(request, "Your role has no access to ECGs.")
     records = list(selectors.ecg_list_for_user(user=request.user)[:100])
     access.ecg_list_audit(actor=request.user, records=records, via=access.PAGE, view="ecg_list")
+    for r in records:  # both prefetched: no query per row
+        prediction = getattr(r, "prediction", None)
+        r.top_finding = next(iter(prediction.findings.all()), None) if prediction else None
+        r.reading = max(r.interpretations.all(), key=lambda i: i.version, default=None)
     return render(request, "clinical/ecg_list.html", {"records": records})
 
 
@@ -233,13 +245,101 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
     return redirect("clinical:ecg-detail", public_id=record.public_id)
 
 
+WORKLIST_SHOWN = 200
+
+
 @login_required
 @permission_required("clinical.acknowledge_result", raise_exception=True)
 def review_queue(request: HttpRequest) -> HttpResponse:
-    items = list(selectors.review_queue()[:200])
-    access.ecg_list_audit(actor=request.user, records=[p.record for p in items], via=access.PAGE,
-                          view="review_queue")
-    return render(request, "clinical/review_queue.html", {"items": items})
+    """The reviewers' page: urgent results waiting for acknowledgement, or (?list=worklist) the worklist of every
+    analysed ECG waiting for a confirmed reading, filtered and sorted."""
+    if request.GET.get("list") != "worklist":
+        items = list(selectors.review_queue()[:200])
+        access.ecg_list_audit(actor=request.user, records=[p.record for p in items], via=access.PAGE,
+                              view="review_queue")
+        return render(request, "clinical/review_queue.html", {"items": items, "tab": "urgent",
+                                                              "worklist_total": selectors.worklist().count()})
+    form = WorklistFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, "clinical/review_queue.html", {"tab": "worklist", "form": form, "records": [],
+                                                              "counts": None}, status=400)
+    qs = selectors.worklist(**{k: v for k, v in form.cleaned_data.items() if v})
+    records = list(qs[:WORKLIST_SHOWN])
+    access.ecg_list_audit(actor=request.user, records=records, via=access.PAGE, view="worklist")
+    for r in records:
+        r.top_finding = next(iter(r.prediction.findings.all()), None)
+    return render(request, "clinical/review_queue.html", {
+        "tab": "worklist", "form": form, "records": records, "counts": selectors.worklist_counts(qs),
+        "shown_limit": WORKLIST_SHOWN, "urgent_total": selectors.review_queue().count()})
+
+
+def _reading_form(record: EcgRecord, data=None, latest: Interpretation | None = None) -> ReadingForm:
+    statements = interpretations.computer_statements(record)
+    initial = {"intent": "amend" if latest else "confirm"}
+    if latest is not None:  # an amendment starts from the confirmed reading
+        removed = {s["key"] for s in latest.statements if s["action"] == Interpretation.Action.REMOVED}
+        initial |= {"keep__" + s["key"].replace(":", "__"): s["key"] not in removed for s in statements}
+        initial |= {"added": [s["key"] for s in latest.statements if s["action"] == Interpretation.Action.ADDED],
+                    "free_text": latest.free_text}
+        initial |= {f"m__{k}": v["reviewer"] for k, v in latest.measurement_overrides.items()
+                    if "derived_from" not in v}
+    return ReadingForm(data, initial=initial, statements=statements,
+                       choices=interpretations.statement_choices(record), editable=interpretations.EDITABLE,
+                       computer_values=record.measurements or {})
+
+
+@login_required
+@permission_required("clinical.acknowledge_result", raise_exception=True)
+def ecg_read(request: HttpRequest, public_id) -> HttpResponse:
+    """Over-read and confirm (or amend) an ECG beside the patient's prior one."""
+    record = _record_or_404(request, public_id)
+    latest = latest_interpretation(record)
+    form = _reading_form(record, request.POST if request.method == "POST" else None, latest)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            args = form.service_arguments()
+            try:
+                if form.cleaned_data["intent"] == "amend":
+                    done = interpretations.interpretation_amend(record=record, reviewer=request.user,
+                                                                reason=form.cleaned_data["reason"], **args)
+                else:
+                    done = interpretations.interpretation_confirm(record=record, reviewer=request.user, **args)
+            except ClinicalError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Reading {'amended' if done.version > 1 else 'confirmed'}: version "
+                                          f"{done.version}, locked.")
+                return redirect("clinical:ecg-read", public_id=record.public_id)
+        status = 400
+    return _reading_page(request, record, form, latest, status)
+
+
+def _reading_page(request: HttpRequest, record: EcgRecord, form: ReadingForm, latest: Interpretation | None,
+                  status: int) -> HttpResponse:
+    access.ecg_view_audit(actor=request.user, record=record, via=access.PAGE, view="ecg_read")
+    prior = latest.prior_record if latest else prior_ecg(record=record)
+    prior = _visible_or_none(request, prior)
+    if latest is not None:
+        comparison = latest.comparison
+    else:  # what the computer's reading changes; the confirmed version stores the comparison of the edited one
+        comparison = ecg_compare(record=record, prior=prior,
+                                 statements={s["key"]: s["display"]
+                                             for s in interpretations.computer_statements(record)},
+                                 measurements={k: (record.measurements or {}).get(k)
+                                               for k in interpretations.CONFIRMED_KEYS})
+    versions = interpretations.interpretation_versions(record=record)
+    chain = [interpretations.computer_statements(record)] + [v.statements for v in reversed(versions)]
+    diffs = list(reversed([interpretations.interpretation_diff(a, b) for a, b in zip(chain, chain[1:])]))
+    return render(request, "clinical/ecg_read.html", {
+        "record": record, "prediction": getattr(record, "prediction", None), "prior": prior, "form": form,
+        "latest": latest, "versions": list(zip(versions, diffs)), "comparison": comparison,
+        "plot": ecg_paper_figure(record.window_array(), record.fs),
+        "prior_plot": ecg_paper_figure(prior.window_array(), prior.fs) if prior else None,
+        "acquired": ecg_acquired_at(record), "prior_acquired": ecg_acquired_at(prior) if prior else None,
+        "measurement_line": ecg_measures.display_line(record.measurements),
+        "prior_measurement_line": ecg_measures.display_line(prior.measurements) if prior else [],
+    }, status=status)
 
 
 @login_required
