@@ -1,6 +1,7 @@
 """Site calibration versions: propose a refit from this site's reviewed results, activate it, roll it back.
 
-The outcomes are the reviewers' acknowledgements. For a diagnostic class the review says it all
+The outcomes are the reviewers' acknowledgements and confirmed readings (the latest version of each, in the same
+terms: clinical.interpretations). For a diagnostic class the review says it all
 (Acknowledgement.outcomes, clinical.reviews.review_outcomes): a flagged class agreed with, or an unflagged one marked
 as missed, is a positive; a flagged class disagreed with, or an unflagged one left unmarked, a negative. For a
 dangerous statement (clinical.recommend.dangerous_keys) the same holds since the review form offers it as "missed"
@@ -15,17 +16,17 @@ Only results of the model now served are read: another model's scores say nothin
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
-from clinical.models import Acknowledgement
+from clinical.models import Acknowledgement, Interpretation, Prediction
 from clinical.recommend import dangerous_keys
 from clinical.reviews import MISSED
 from clinical.services import SUPERCLASS_NAMES
@@ -90,12 +91,43 @@ def _statement_outcome(key: str, flagged: set[str], verdict: str, given: dict[st
 _CLASS_OUTCOME = {"tp": POSITIVE, "fn": POSITIVE, "fp": NEGATIVE, "tn": NEGATIVE}
 
 
-def site_outcomes(*, ens: Ensemble, since: datetime | None = None) -> tuple[dict, dict, QuerySet]:
-    """(logits, outcomes, acknowledgements) of this model's reviewed results: per head (n, k) arrays."""
-    acks = (Acknowledgement.objects.filter(prediction__model_version=ens.version)
-            .select_related("prediction").prefetch_related("prediction__findings").order_by("at", "pk"))
+@dataclass(frozen=True)
+class ReviewedResult:
+    """One reviewed result, in an acknowledgement's terms: its acknowledgement, or the latest confirmed reading of
+    its ECG (clinical.interpretations), which wins over an acknowledgement of the same result."""
+
+    prediction: Prediction
+    at: datetime
+    verdict: str
+    finding_verdicts: dict
+    outcomes: dict
+
+    @property
+    def prediction_id(self) -> int:
+        return self.prediction.pk
+
+
+def reviewed_results(*, model_version: str, since: datetime | None = None) -> list[ReviewedResult]:
+    """This model's reviewed results, oldest first: acknowledgements of ECGs without a confirmed reading, and the
+    latest version of every confirmed reading (an amendment replaces the version it supersedes)."""
+    acks = (Acknowledgement.objects.filter(prediction__model_version=model_version,
+                                           prediction__record__interpretations__isnull=True)
+            .select_related("prediction").prefetch_related("prediction__findings"))
+    readings = (Interpretation.objects.filter(superseded_by__isnull=True,
+                                              record__prediction__model_version=model_version)
+                .select_related("record__prediction").prefetch_related("record__prediction__findings"))
     if since is not None:
-        acks = acks.filter(at__gte=since)
+        acks, readings = acks.filter(at__gte=since), readings.filter(confirmed_at__gte=since)
+    rows = [ReviewedResult(a.prediction, a.at, a.verdict, a.finding_verdicts, a.outcomes) for a in acks]
+    rows += [ReviewedResult(r.record.prediction, r.confirmed_at,
+                            "agree" if all(v == "agree" for v in r.finding_verdicts.values()) else "disagree",
+                            r.finding_verdicts, r.outcomes) for r in readings]
+    return sorted(rows, key=lambda r: (r.at, r.prediction.pk))
+
+
+def site_outcomes(*, ens: Ensemble, since: datetime | None = None) -> tuple[dict, dict, list[ReviewedResult]]:
+    """(logits, outcomes, reviewed results) of this model's reviewed results: per head (n, k) arrays."""
+    acks = reviewed_results(model_version=ens.version, since=since)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
     temperatures: dict[str, dict[str, np.ndarray]] = {}
     logits = {h: [] for h in HEADS}
@@ -145,7 +177,7 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     fitted = fit_site(logits, outcomes, current, codes, set(dangerous_keys()), min_count,
                       not_refittable={f"statements:{c}": STATEMENTS_KEPT for c in codes["statements"]
                                       if f"statement:{c}" not in dangerous_keys()})
-    span = acks.aggregate(first=Min("at"), last=Max("at"))
+    span = {"first": min(a.at for a in acks), "last": max(a.at for a in acks)}
     calibration = {
         **fitted["calibration"],
         "method": (f"site calibration on {n} reviewed results over {current.get('method') or 'the manifest'}: "

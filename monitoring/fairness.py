@@ -4,9 +4,11 @@ Groups are sex, age band and their intersection. Three sources, three kinds of r
 
 - every prediction in the window: the rate of urgent (immediate or urgent) recommendations, and the demographic
   parity ratio (lowest group rate / highest), judged against 0.8, the four-fifths rule;
-- results a reviewer acknowledged: true- and false-positive rates over the diagnostic classes, from the outcomes
-  fixed at acknowledgement (clinical.reviews.review_outcomes), and the equal-opportunity difference (highest TPR -
-  lowest). Only urgent results are reviewed, so these rates describe that population, not every ECG;
+- results a reviewer acknowledged or confirmed: true- and false-positive rates over the diagnostic classes, from the
+  outcomes fixed at acknowledgement (clinical.reviews.review_outcomes) or at confirmation of a reading (the latest
+  version of it, in the same terms: clinical.interpretations), and the equal-opportunity difference (highest TPR -
+  lowest). Only urgent results are acknowledged and reviewers choose which others to confirm, so these rates
+  describe the reviewed population, not every ECG;
 - the model's labelled validation data (fold 9, shipped with the model): macro AUC per group.
 
 Every rate carries a 95% interval (Wilson for proportions, bootstrap for AUC) and its group size; a group smaller
@@ -16,6 +18,7 @@ Counting happens in the database (urgent rates) or streams in chunks (review out
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from django.db.models import Case, CharField, Count, F, Q, Value, When
 from django.utils import timezone
 
 from clinical.audit import audit_log
-from clinical.models import Acknowledgement, Patient, Prediction
+from clinical.models import Acknowledgement, Interpretation, Patient, Prediction
 from mlcore.reference import SEXES, Reference
 from monitoring import metrics, stats
 from monitoring.alerts import alert_raise
@@ -111,9 +114,15 @@ def urgent_counts(start, end, bands) -> dict[tuple[str, str], Counts]:
 def outcome_counts(start, end, bands) -> tuple[int, dict[tuple[str, str], dict[str, int]]]:
     """Reviewed results and their tp/fn/fp/tn over the diagnostic classes per (dimension, group), streamed."""
     out: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"tp": 0, "fn": 0, "fp": 0, "tn": 0})
-    rows = (Acknowledgement.objects.filter(prediction__created_at__gte=start, prediction__created_at__lt=end)
+    # A confirmed reading's latest version stands for its ECG; an acknowledgement counts where there is none.
+    acks = (Acknowledgement.objects.filter(prediction__created_at__gte=start, prediction__created_at__lt=end,
+                                           prediction__record__interpretations__isnull=True)
             .values_list("prediction__record__age_at_ecg", "prediction__record__sex_at_ecg", "outcomes")
             .iterator(chunk_size=OUTCOME_CHUNK))
+    readings = (Interpretation.objects.filter(superseded_by__isnull=True, record__prediction__created_at__gte=start,
+                                              record__prediction__created_at__lt=end)
+                .values_list("record__age_at_ecg", "record__sex_at_ecg", "outcomes").iterator(chunk_size=OUTCOME_CHUNK))
+    rows = itertools.chain(acks, readings)
     n = 0
     for age, sex, outcomes in rows:
         n += 1

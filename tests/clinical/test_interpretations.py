@@ -177,3 +177,25 @@ def test_no_prior_ecg_means_no_comparison(clinician, reviewer, wfdb_pair):
     reading = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
     assert reading.comparison == {} and reading.prior_record is None
     assert not Acknowledgement.objects.exists()  # a routine result needs no acknowledgement
+
+
+def test_monitoring_reads_the_latest_confirmed_version_in_place_of_the_acknowledgement(prior_and_current, reviewer):
+    """Fairness counts and site calibration read a confirmed reading as they read an acknowledgement; the latest
+    version stands for the ECG (an amendment replaces version 1, and the acknowledgement its confirmation made)."""
+    from monitoring.calibration import reviewed_results
+    from monitoring.fairness import outcome_counts
+
+    prior, record = prior_and_current
+    result_acknowledge(prediction=prior.prediction, reviewer=reviewer, verdict="agree", note="Old ECG, agree")
+    interpretation_confirm(record=record, reviewer=reviewer, password=PW)  # MI kept: a true positive
+    interpretation_amend(record=record, reviewer=reviewer, reason="Old Q waves, not an infarct now",
+                         removed=["superclass:MI"], password=PW)
+    start, end = timezone.now() - timedelta(days=365), timezone.now() + timedelta(days=1)
+    n, counts = outcome_counts(start, end, [])
+    by_sex = next(v for k, v in counts.items() if k[0] == "sex")
+    # Two ECGs: the prior's acknowledgement (MI tp) and the amended reading (MI fp, four classes tn); the
+    # acknowledgement that version 1 made for the immediate result is not counted beside it.
+    assert n == 2 and by_sex == {"tp": 1, "fp": 1, "fn": 0, "tn": 4}
+    rows = reviewed_results(model_version="test")
+    assert [(r.prediction_id, r.outcomes.get("MI")) for r in rows] == [(prior.prediction.pk, "tp"),
+                                                                       (record.prediction.pk, "fp")]
