@@ -23,6 +23,17 @@ COMPARED: tuple[tuple[str, str, str], ...] = (
 # torsade de pointes (TDP_2010, "Prevention of Torsade de Pointes in Hospital Settings", 2010).
 QTC_INCREASE_MS = 60
 QTC_KEYS = ("qtc_bazett_ms", "qtc_fridericia_ms")
+# The criteria statements by measurement (mlcore.criteria codes), named without their values: a reviewer may add
+# one the measurement did not meet (e.g. a QRS they measured wider by caliper).
+MEASUREMENT_STATEMENTS = {
+    "BRADY": "Bradycardia (rate < 50/min)", "TACHY": "Tachycardia (rate > 100/min)",
+    "AVB1": "First-degree AV block (PR > 200 ms)", "WIDE_QRS": "Wide QRS (≥ 120 ms)",
+    "LONG_QTC": "Prolonged QTc", "LAD": "Left axis deviation", "RAD": "Right axis deviation",
+    "EXTREME_AXIS": "Extreme axis deviation", "STEMI": "ST elevation meeting the STEMI criteria",
+    "ST_DEPRESSION": "ST depression",
+}
+
+
 NO_SOURCE = "no guideline we know defines a significant serial change here; the difference is shown as it is"
 
 
@@ -108,9 +119,14 @@ def measurement_changes(prior: dict, current: dict) -> list[dict]:
 
 def statement_changes(prior: dict[str, str], current: dict[str, str]) -> list[dict]:
     """Statements new on this ECG, then those of the prior ECG no longer present: {key, display, change, text}."""
-    new = [{"key": k, "display": d, "change": "new", "text": f"New: {d}"}
+    # A statement by measurement is named without the value it was met with (the measurements are compared above).
+    def name(key: str, display: str) -> str:
+        head, _, code = key.partition(":")
+        return MEASUREMENT_STATEMENTS.get(code, display) if head == "measurement" else display
+
+    new = [{"key": k, "display": name(k, d), "change": "new", "text": f"New: {name(k, d)}"}
            for k, d in current.items() if k not in prior]
-    gone = [{"key": k, "display": d, "change": "no_longer", "text": f"{d}: no longer present"}
+    gone = [{"key": k, "display": name(k, d), "change": "no_longer", "text": f"{name(k, d)}: no longer present"}
             for k, d in prior.items() if k not in current]
     return new + gone
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clinical.audit import audit_log
-from clinical.comparison import COMPARED, ecg_compare, latest_interpretation, prior_ecg
+from clinical.comparison import COMPARED, MEASUREMENT_STATEMENTS, ecg_compare, latest_interpretation, prior_ecg
 from clinical.errors import ClinicalError
 from clinical.intake import shown
 from clinical.models import (
@@ -42,17 +42,6 @@ MIN_REASON = 3
 SIGN_FAILURES_ALLOWED = 5
 SIGN_FAILURE_WINDOW = timedelta(minutes=15)
 URGENT = ("immediate", "urgent")  # the urgencies that wait in the reviewers' queue (Prediction.awaits_review)
-
-# The criteria statements by measurement (mlcore.criteria codes), named without their values: a reviewer may add
-# one the measurement did not meet (e.g. a QRS they measured wider by caliper).
-MEASUREMENT_STATEMENTS = {
-    "BRADY": "Bradycardia (rate < 50/min)", "TACHY": "Tachycardia (rate > 100/min)",
-    "AVB1": "First-degree AV block (PR > 200 ms)", "WIDE_QRS": "Wide QRS (≥ 120 ms)",
-    "LONG_QTC": "Prolonged QTc", "LAD": "Left axis deviation", "RAD": "Right axis deviation",
-    "EXTREME_AXIS": "Extreme axis deviation", "STEMI": "ST elevation meeting the STEMI criteria",
-    "ST_DEPRESSION": "ST depression",
-}
-
 
 # The scalar measurements a confirmed version keeps (those compared, and the RR its QTc values were derived from).
 CONFIRMED_KEYS = ("rr_ms", *(k for k, _, _ in COMPARED))

@@ -128,6 +128,8 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
+        "reading": latest_interpretation(record),
+        "can_read": bool(prediction and request.user.has_perm("clinical.acknowledge_result")),
         "acknowledgement": ack,
         "ack_form": (ack_form or _ack_form(prediction)) if can_ack else None,
         "record": record,

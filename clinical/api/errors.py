@@ -14,7 +14,12 @@ _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_fo
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
           422: "unprocessable", 429: "throttled"}
 # Domain error codes whose status is not 400 (ClinicalError.code); each keeps its own code in the error body.
-CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY}
+CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
+                   # The reading workflow (clinical.interpretations): the record's state refuses the request, or the
+                   # signature (password or token) does not sign for this reviewer.
+                   "already_confirmed": status.HTTP_409_CONFLICT, "not_confirmed": status.HTTP_409_CONFLICT,
+                   "locked": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_409_CONFLICT,
+                   "signature": status.HTTP_403_FORBIDDEN, "forbidden": status.HTTP_403_FORBIDDEN}
 
 
 class PayloadTooLarge(exceptions.APIException):

@@ -15,6 +15,10 @@ urlpatterns = [
     path("ecgs/<uuid:public_id>/result/", views.EcgResultApi.as_view(), name="ecg-result"),
     path("ecgs/<uuid:public_id>/reanalyse/", views.EcgReanalyseApi.as_view(), name="ecg-reanalyse"),
     path("ecgs/<uuid:public_id>/acknowledge/", views.EcgAcknowledgeApi.as_view(), name="ecg-acknowledge"),
+    path("ecgs/<uuid:public_id>/interpretations/", views.EcgInterpretationListApi.as_view(),
+         name="ecg-interpretations"),
+    path("ecgs/<uuid:public_id>/confirm/", views.EcgConfirmApi.as_view(), name="ecg-confirm"),
+    path("ecgs/<uuid:public_id>/amend/", views.EcgAmendApi.as_view(), name="ecg-amend"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),
     # Authenticated users (session or token) and allowed addresses; the docs page is a shell that loads it.

@@ -20,16 +20,18 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinical import access, selectors, services
+from clinical import access, interpretations, selectors, services
 from clinical import measurements as ecg_measures
 from clinical.api.errors import body_too_large
 from clinical.api.parsers import BoundedJSONParser
+from clinical.comparison import latest_interpretation
 from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, MIN_SECONDS, shown
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, InferenceJob, Patient, Recommendation
+from clinical.models import ApiToken, EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.models import Finding as FindingRow
+from clinical.models import Interpretation as InterpretationRow
 from clinical.models import Prediction as PredictionRow
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
@@ -426,6 +428,66 @@ class NotAssessedOutput(serializers.Serializer):
         ref_name = "ResultNotAssessed"
 
 
+class InterpretationOutput(serializers.Serializer):
+    """One confirmed version of a reading (clinical.models.Interpretation)."""
+
+    class Statement(serializers.Serializer):
+        key = serializers.CharField(help_text="head:code, e.g. statements:CLBBB, measurement:WIDE_QRS")
+        head = serializers.CharField(help_text="superclass, statements or measurement")
+        code = serializers.CharField()
+        display = serializers.CharField()
+        origin = serializers.ChoiceField(choices=InterpretationRow.Origin.values,
+                                         help_text="model / measurement: the computer's; reviewer: added")
+        action = serializers.ChoiceField(choices=InterpretationRow.Action.values)
+
+        class Meta:
+            ref_name = "InterpretationStatement"
+
+    class Override(serializers.Serializer):
+        reviewer = serializers.FloatField(help_text="The reviewer's value (by caliper)")
+        computer = serializers.FloatField(allow_null=True, help_text="This system's value, null if not measured")
+        derived_from = serializers.CharField(required=False, help_text="Set when the value was derived (a QTc from "
+                                                                       "the reviewer's QT and RR)")
+
+        class Meta:
+            ref_name = "InterpretationOverride"
+
+    version = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=InterpretationRow.Status.values)
+    statements = Statement(many=True, help_text="Every computer statement with what the reviewer did, then theirs")
+    free_text = serializers.CharField(allow_blank=True)
+    measurements = serializers.DictField(child=serializers.FloatField(allow_null=True),
+                                         help_text="The scalar measurements as confirmed (ms, /min, degrees)")
+    measurement_overrides = serializers.DictField(child=Override())
+    comparison = serializers.DictField(help_text=(
+        "The serial comparison with the prior ECG stored at confirmation: prior, measurements (each with "
+        "significant, rule, source), statements (new / no_longer) and lines (what a report prints); {} without a "
+        "prior ECG"))
+    prior_ecg = serializers.UUIDField(source="prior_record.public_id", allow_null=True, default=None)
+    reviewer = serializers.CharField(source="reviewer.username")
+    confirmed_at = serializers.DateTimeField()
+    signed_with = serializers.CharField(help_text="password, or api_token:<prefix>")
+    reason = serializers.CharField(allow_blank=True, help_text="Why an amendment was made; blank for version 1")
+    supersedes = serializers.IntegerField(source="supersedes.version", allow_null=True, default=None)
+
+    class Meta:
+        ref_name = "Interpretation"
+
+
+EX_INTERPRETATION = OpenApiExample("Confirmed", response_only=True, value={
+    "version": 2, "status": "amended",
+    "statements": [{"key": "superclass:MI", "head": "superclass", "code": "MI", "display": "Myocardial infarction",
+                    "origin": "model", "action": "removed"},
+                   {"key": "statements:CLBBB", "head": "statements", "code": "CLBBB",
+                    "display": "Complete left bundle branch block (CLBBB)", "origin": "reviewer", "action": "added"}],
+    "free_text": "LBBB, new since 2026-11.", "measurements": {"qrs_ms": 150.0, "qtc_bazett_ms": 470},
+    "measurement_overrides": {"qrs_ms": {"reviewer": 150.0, "computer": 138}},
+    "comparison": {"lines": ["QRS +40 ms (110 → 150 ms): new QRS widening (now ≥ 120 ms)",
+                             "New: Complete left bundle branch block (CLBBB)"]},
+    "prior_ecg": _ID, "reviewer": "rev-ward-3", "confirmed_at": "2026-12-01T17:02:00Z", "signed_with":
+    "api_token:1a2b3c4d5e", "reason": "QRS re-measured in V1", "supersedes": 1})
+
+
 class EcgResultApi(APIView):
     class Output(Timings):
         class Finding(serializers.Serializer):
@@ -523,6 +585,10 @@ class EcgResultApi(APIView):
         not_assessed = NotAssessedOutput(many=True, help_text=(
             "What this system cannot detect (always given), then the statements of this result without a "
             "validated operating point"))
+        interpretation_status = serializers.ChoiceField(choices=["preliminary", "final", "amended"], help_text=(
+            "preliminary: the computer's reading, not confirmed; final / amended: a reviewer's signed reading"))
+        interpretation = InterpretationOutput(allow_null=True, help_text=(
+            "The latest confirmed version of the reading, or null; all versions at .../interpretations/"))
 
         class Meta:
             ref_name = "Result"
@@ -593,7 +659,8 @@ class EcgResultApi(APIView):
                 "measurements": ecg_measures.api_values(record.measurements), "findings": [],
                 "recommendations": [], "acknowledged_by": None, "acknowledged_at": None, "probabilities": None,
                 **_timings(record.job), "evidence_state": None, "evidence_ms": None,
-                "not_assessed": [_not_assessed(i) for i in selectors.result_not_assessed(prediction=prediction)]}
+                "not_assessed": [_not_assessed(i) for i in selectors.result_not_assessed(prediction=prediction)],
+                **_interpretation(record)}
         if prediction is None:
             return Response(body)
         findings = []
@@ -624,6 +691,12 @@ class EcgResultApi(APIView):
             "probabilities": selectors.prediction_probabilities(prediction=prediction),
         })
         return Response(body)
+
+
+def _interpretation(record: EcgRecord) -> dict:
+    latest = latest_interpretation(record)
+    return {"interpretation_status": latest.status if latest else "preliminary",
+            "interpretation": InterpretationOutput(latest).data if latest else None}
 
 
 class _Newest(CursorPagination):
@@ -743,6 +816,79 @@ class EcgAcknowledgeApi(APIView):
                 return Response({"error": {"code": "conflict", "message": exc.message, "fields": {}}}, status=409)
             raise
         return Response({"acknowledged_by": ack.reviewer.username, "acknowledged_at": ack.at})
+
+
+class _ReadingInput(serializers.Serializer):
+    removed = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=100,
+                                    help_text="Keys of the computer's statements to remove (the rest are accepted)")
+    added = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=100,
+                                  help_text="Keys to add from the label space: superclass:CD, statements:CLBBB, "
+                                            "measurement:WIDE_QRS")
+    free_text = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    measurements = serializers.DictField(child=serializers.FloatField(), required=False, help_text=(
+        f"Caliper values that replace the computer's: {', '.join(interpretations.EDITABLE)}"))
+    password = serializers.CharField(required=False, write_only=True, help_text=(
+        "Only for a browser session: a request with a reviewer's API token is signed by the token"))
+
+
+def _reading_arguments(request, data: dict) -> dict:
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    return {"removed": data.get("removed", []), "added": data.get("added", []), "free_text": data["free_text"],
+            "overrides": data.get("measurements") or {}, "api_token": token,
+            "password": None if token else data.get("password")}
+
+
+class EcgInterpretationListApi(APIView):
+    @extend_schema(operation_id="ecg_interpretation_list", summary="Every confirmed version of an ECG's reading",
+                   responses={200: InterpretationOutput(many=True), **ERRORS}, examples=[EX_INTERPRETATION])
+    def get(self, request, public_id):
+        record = _record(request, public_id)
+        access.ecg_view_audit(actor=request.user, record=record, via=access.API, view="ecg_interpretations")
+        return Response(InterpretationOutput(interpretations.interpretation_versions(record=record), many=True).data)
+
+
+class EcgConfirmApi(APIView):
+    class Input(_ReadingInput):
+        class Meta:
+            ref_name = "ConfirmInput"
+
+    @extend_schema(operation_id="ecg_confirm", summary="Confirm the reading of an ECG (reviewers; signed by the token)",
+                   request=Input, responses={201: InterpretationOutput, **ERRORS, 409: ErrorSerializer},
+                   examples=[OpenApiExample("Confirm", request_only=True, value={
+                       "removed": ["superclass:MI"], "added": ["statements:CLBBB"], "free_text": "LBBB",
+                       "measurements": {"qrs_ms": 150}}), EX_INTERPRETATION])
+    def post(self, request, public_id):
+        _require(request, "acknowledge_result")
+        record = _record(request, public_id)
+        s = self.Input(data=request.data)
+        s.is_valid(raise_exception=True)
+        done = interpretations.interpretation_confirm(record=record, reviewer=request.user,
+                                                      **_reading_arguments(request, s.validated_data))
+        return Response(InterpretationOutput(done).data, status=status.HTTP_201_CREATED)
+
+
+class EcgAmendApi(APIView):
+    class Input(_ReadingInput):
+        reason = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="",
+                                       help_text="Required: why the confirmed reading is amended")
+
+        class Meta:
+            ref_name = "AmendInput"
+
+    @extend_schema(operation_id="ecg_amend", summary="Amend a confirmed reading: a new version with its reason",
+                   request=Input, responses={201: InterpretationOutput, **ERRORS, 409: ErrorSerializer},
+                   examples=[OpenApiExample("Amend", request_only=True, value={
+                       "reason": "QRS re-measured in V1", "removed": ["superclass:MI"],
+                       "added": ["statements:CLBBB"], "measurements": {"qrs_ms": 160}}), EX_INTERPRETATION])
+    def post(self, request, public_id):
+        _require(request, "acknowledge_result")
+        record = _record(request, public_id)
+        s = self.Input(data=request.data)
+        s.is_valid(raise_exception=True)
+        done = interpretations.interpretation_amend(record=record, reviewer=request.user,
+                                                    reason=s.validated_data["reason"],
+                                                    **_reading_arguments(request, s.validated_data))
+        return Response(InterpretationOutput(done).data, status=status.HTTP_201_CREATED)
 
 
 class ModelInfoApi(APIView):
