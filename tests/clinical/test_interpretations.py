@@ -199,3 +199,22 @@ def test_monitoring_reads_the_latest_confirmed_version_in_place_of_the_acknowled
     rows = reviewed_results(model_version="test")
     assert [(r.prediction_id, r.outcomes.get("MI")) for r in rows] == [(prior.prediction.pk, "tp"),
                                                                        (record.prediction.pk, "fp")]
+
+
+def test_repeated_wrong_passwords_make_the_reviewer_wait(prior_and_current, reviewer):
+    """The confirmation form is no way around the login throttle: after 5 wrong passwords in 15 minutes even the
+    right one is refused for a while."""
+    _, record = prior_and_current
+    for _ in range(5):
+        with pytest.raises(ClinicalError, match="not correct"):
+            interpretation_confirm(record=record, reviewer=reviewer, password="guess-again")
+    with pytest.raises(ClinicalError, match="5 wrong passwords in the last 15 minutes"):
+        interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    assert not Interpretation.objects.exists()
+
+
+def test_a_record_without_a_result_cannot_be_confirmed(clinician, reviewer, wfdb_pair):
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-WAIT", age=40, sex="F", files=wfdb_pair, fs=None)
+    with pytest.raises(ClinicalError, match="no result yet") as err:
+        interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    assert err.value.code == "not_ready" and not AuditEvent.objects.filter(action="interpretation.sign_failed")

@@ -72,8 +72,10 @@ def test_reading_page_confirms_with_the_password_and_shows_the_locked_version(cl
     assert "Final reading, version 1" in page and "Locked" in page and 'id="amend-reading"' in page
     again = client.post(url, form | {"password": PW})
     assert again.status_code == 400 and "Already confirmed" in again.content.decode()
-    # The confirmed ECG leaves the worklist.
+    # The confirmed ECG leaves the worklist, and its result page says it is confirmed, by whom.
     assert "PT-W-IMM" not in _worklist(client)
+    summary = client.get(reverse("clinical:ecg-detail", args=[record.public_id])).content.decode()
+    assert 'id="reading-summary"' in summary and "Final reading, version 1</strong> by rev-cy" in summary
 
 
 def test_a_clinician_cannot_open_the_reading_page(client, clinician, worklist_ecgs):
