@@ -237,7 +237,9 @@ class ReadingForm(forms.Form):
             name = "keep__" + s["key"].replace(":", "__")  # a form field name holds no ':'
             self.fields[name] = forms.BooleanField(required=False, initial=True, label=s["display"])
             self.keep_names.append((name, s["key"]))
-        self.fields["added"].choices = list((choices or {}).items())
+        # The statement's code beside its name: several names differ by a word only.
+        self.fields["added"].choices = [(k, f"{v} ({k.split(':', 1)[1]})" if k.startswith("statements:") else v)
+                                        for k, v in (choices or {}).items()]
         self.measure_names = []
         for key, spec in (editable or {}).items():
             value = (computer_values or {}).get(key)

@@ -85,7 +85,7 @@ def statement_choices(record: EcgRecord) -> dict[str, str]:
 
     taken = {s["key"] for s in computer_statements(record)}
     choices = {f"superclass:{c}": n for c, n in SUPERCLASS_NAMES.items()}
-    choices |= {f"statements:{c}": f"{n} ({c})" for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
+    choices |= {f"statements:{c}": n for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
     choices |= {f"measurement:{c}": n for c, n in MEASUREMENT_STATEMENTS.items()}
     return {k: v for k, v in choices.items() if k not in taken}
 
@@ -314,3 +314,18 @@ def reading_state(record: EcgRecord) -> dict:
         return {"status": "preliminary", "version": None, "reviewer": None, "confirmed_at": None}
     return {"status": latest.status, "version": latest.version, "reviewer": latest.reviewer.username,
             "confirmed_at": latest.confirmed_at}
+
+
+def reading_for_report(record: EcgRecord) -> dict | None:
+    """What a report prints of the confirmed reading (clinical.reports wires it as ``_confirmed``): the latest
+    version, or None while the reading is preliminary (the report then prints the computer's statements)."""
+    latest = latest_interpretation(record)
+    if latest is None:
+        return None
+    return {"confirmed_statements": [s["display"] for s in latest.kept_statements], "free_text": latest.free_text,
+            "status": latest.status, "version": latest.version, "reviewer": latest.reviewer.username,
+            "confirmed_at": latest.confirmed_at, "amendment_reason": latest.reason or None,
+            "comparison": list(latest.comparison.get("lines", [])),
+            "measurements": dict(latest.measurements), "measurement_overrides": dict(latest.measurement_overrides),
+            "prior_ecg": str(latest.prior_record.public_id) if latest.prior_record_id else None,
+            "signed_with": latest.signed_with}

@@ -479,11 +479,11 @@ EX_INTERPRETATION = OpenApiExample("Confirmed", response_only=True, value={
     "statements": [{"key": "superclass:MI", "head": "superclass", "code": "MI", "display": "Myocardial infarction",
                     "origin": "model", "action": "removed"},
                    {"key": "statements:CLBBB", "head": "statements", "code": "CLBBB",
-                    "display": "Complete left bundle branch block (CLBBB)", "origin": "reviewer", "action": "added"}],
+                    "display": "Complete left bundle branch block", "origin": "reviewer", "action": "added"}],
     "free_text": "LBBB, new since 2026-11.", "measurements": {"qrs_ms": 150.0, "qtc_bazett_ms": 470},
     "measurement_overrides": {"qrs_ms": {"reviewer": 150.0, "computer": 138}},
     "comparison": {"lines": ["QRS +40 ms (110 → 150 ms): new QRS widening (now ≥ 120 ms)",
-                             "New: Complete left bundle branch block (CLBBB)"]},
+                             "New: Complete left bundle branch block"]},
     "prior_ecg": _ID, "reviewer": "rev-ward-3", "confirmed_at": "2026-12-01T17:02:00Z", "signed_with":
     "api_token:1a2b3c4d5e", "reason": "QRS re-measured in V1", "supersedes": 1})
 

@@ -167,7 +167,7 @@ def test_the_serial_comparison_lists_significant_changes_with_their_source(prior
     assert not rows["heart_rate_bpm"]["significant"] and rows["heart_rate_bpm"]["text"].startswith("HR +12/min")
     lines = reading.comparison["lines"]
     # The prior ECG's computer reading flagged MI too; the reviewer's CLBBB is new.
-    assert any(line.startswith("New: ") and "CLBBB" in line for line in lines)
+    assert "New: Complete left bundle branch block" in lines
     # Significant changes lead the lines a report prints.
     assert lines[0].startswith("QRS +32 ms") and lines[1].startswith("QTc (Bazett) +70 ms")
 
@@ -218,3 +218,18 @@ def test_a_record_without_a_result_cannot_be_confirmed(clinician, reviewer, wfdb
     with pytest.raises(ClinicalError, match="no result yet") as err:
         interpretation_confirm(record=record, reviewer=reviewer, password=PW)
     assert err.value.code == "not_ready" and not AuditEvent.objects.filter(action="interpretation.sign_failed")
+
+
+def test_what_a_report_prints_is_the_latest_version(prior_and_current, reviewer):
+    from clinical.interpretations import reading_for_report
+
+    prior, record = prior_and_current
+    assert reading_for_report(record) is None  # preliminary
+    interpretation_confirm(record=record, reviewer=reviewer, added=["statements:CLBBB"], password=PW)
+    interpretation_amend(record=record, reviewer=reviewer, reason="MI removed: old Q waves",
+                         removed=["superclass:MI"], added=["statements:CLBBB"], password=PW)
+    report = reading_for_report(record)
+    assert report["status"] == "amended" and report["version"] == 2 and report["reviewer"] == "rev-cy"
+    assert report["confirmed_statements"] == ["Complete left bundle branch block"]
+    assert report["amendment_reason"] == "MI removed: old Q waves" and report["prior_ecg"] == str(prior.public_id)
+    assert report["comparison"] and report["comparison"][0].startswith("QRS +32 ms")
