@@ -233,3 +233,26 @@ def test_what_a_report_prints_is_the_latest_version(prior_and_current, reviewer)
     assert report["confirmed_statements"] == ["Complete left bundle branch block"]
     assert report["amendment_reason"] == "MI removed: old Q waves" and report["prior_ecg"] == str(prior.public_id)
     assert report["comparison"] and report["comparison"][0].startswith("QRS +32 ms")
+
+
+def test_a_reanalysis_after_confirmation_leaves_the_confirmed_version_as_it_was(clinician, reviewer):
+    """Another window of a confirmed ECG is a new record with its own (preliminary) reading; the confirmed one, its
+    statements and measurements, stay as signed."""
+    from clinical import demo
+
+    signal = demo.synthesize(demo.CASES[0], fs=500, seconds=20, seed=3)
+    record = services.ecg_submit(actor=clinician, pseudonym="PT-LONG", age=50, sex="M",
+                                 files={"json": ("long.json", demo.as_json(signal, 500))}, fs=None)
+    make_result(record, "routine")
+    record = EcgRecord.objects.get(pk=record.pk)
+    signed = interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"], password=PW)
+    again = services.ecg_reanalyse(actor=clinician, record=record, window_start_s=8.0)
+    make_result(again, "urgent")
+    kept = Interpretation.objects.get(record=record)
+    assert (kept.pk, kept.version, kept.statements, kept.measurements) == (signed.pk, 1, signed.statements,
+                                                                           signed.measurements)
+    assert reading_state(EcgRecord.objects.get(pk=again.pk))["status"] == "preliminary"
+    # Another window of the same recording is not a prior ECG: there is nothing to compare it with.
+    from clinical.comparison import prior_ecg
+
+    assert prior_ecg(record=EcgRecord.objects.get(pk=again.pk)) is None
