@@ -21,6 +21,9 @@ MATRIX = {
     "retry":           ["login",   "ok",      "hidden",    "ok",      "forbidden", "forbidden", "ok"],
     "acknowledge":     ["login",   "forbidden", "forbidden", "ok",    "forbidden", "forbidden", "ok"],
     "review_queue":    ["login",   "forbidden", "forbidden", "ok",    "forbidden", "forbidden", "ok"],
+    "worklist":        ["login",   "forbidden", "forbidden", "ok",    "forbidden", "forbidden", "ok"],
+    "read_page":       ["login",   "forbidden", "forbidden", "ok",    "forbidden", "forbidden", "ok"],
+    "confirm":         ["login",   "forbidden", "forbidden", "ok",    "forbidden", "forbidden", "ok"],
     "audit_list":      ["login",   "forbidden", "forbidden", "forbidden", "ok",   "forbidden", "ok"],
     "audit_export":    ["login",   "forbidden", "forbidden", "forbidden", "ok",   "forbidden", "ok"],
 }
@@ -56,6 +59,13 @@ def _request(client, action, record, csv_upload):
         return client.post(reverse("clinical:ecg-acknowledge", args=[pid]), {"verdict": "agree", "note": "seen it"})
     if action == "review_queue":
         return client.get(reverse("clinical:review-queue"))
+    if action == "worklist":
+        return client.get(reverse("clinical:review-queue"), {"list": "worklist"})
+    if action == "read_page":
+        return client.get(reverse("clinical:ecg-read", args=[pid]))
+    if action == "confirm":  # every persona's password is the fixtures' (tests.clinical.conftest)
+        return client.post(reverse("clinical:ecg-read", args=[pid]), {"intent": "confirm",
+                                                                      "password": "pw-for-tests-1"})
     if action == "audit_list":
         return client.get(reverse("clinical:audit-list"))
     if action == "audit_export":
