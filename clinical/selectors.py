@@ -147,7 +147,8 @@ def worklist(*, urgency: str = "", waiting: str = "", uploader: str = "", findin
     urgency then waiting time (the default), oldest, newest or patient."""
     qs = (EcgRecord.objects.filter(job__state=InferenceJob.State.DONE, prediction__isnull=False,
                                    interpretations__isnull=True)
-          .select_related("patient", "uploaded_by", "prediction").defer("signal", "prediction__evidence")
+          .select_related("patient", "uploaded_by", "prediction__acknowledgement")
+          .defer("signal", "prediction__evidence")
           .prefetch_related("prediction__findings"))
     if urgency:
         qs = qs.filter(prediction__top_urgency=urgency)

@@ -99,3 +99,19 @@ def test_the_clinicians_list_shows_top_finding_urgency_and_confirmation(client, 
 def _row(html: str, text: str) -> str:
     at = html.index(text)
     return html[html.rindex("<tr", 0, at):html.index("</tr>", at)]
+
+
+def test_the_worklist_reads_a_fixed_number_of_queries_whatever_its_length(client, reviewer, clinician, wfdb_pair,
+                                                                          django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(reviewer)
+    _result(clinician, wfdb_pair, "PT-Q-1", "urgent", 5)
+    with CaptureQueriesContext(connection) as one:
+        client.get(reverse("clinical:review-queue"), {"list": "worklist"})
+    for i in range(5):
+        _result(clinician, wfdb_pair, f"PT-Q-{i + 2}", "urgent", 10 + i)  # urgent: each row asks if acknowledged
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        html = client.get(reverse("clinical:review-queue"), {"list": "worklist"}).content.decode()
+    assert "PT-Q-6" in html
