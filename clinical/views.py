@@ -333,6 +333,10 @@ def _reading_page(request: HttpRequest, record: EcgRecord, form: ReadingForm, la
     versions = interpretations.interpretation_versions(record=record)
     chain = [interpretations.computer_statements(record)] + [v.statements for v in reversed(versions)]
     diffs = list(reversed([interpretations.interpretation_diff(a, b) for a, b in zip(chain, chain[1:])]))
+    for v in versions:  # the reviewer's values by name, for the page
+        v.override_rows = [{"label": interpretations.EDITABLE[k].label if k in interpretations.EDITABLE else k,
+                            "unit": interpretations.EDITABLE[k].unit if k in interpretations.EDITABLE else "", **o}
+                           for k, o in v.measurement_overrides.items()]
     return render(request, "clinical/ecg_read.html", {
         "record": record, "prediction": getattr(record, "prediction", None), "prior": prior, "form": form,
         "latest": latest, "versions": list(zip(versions, diffs)), "comparison": comparison,

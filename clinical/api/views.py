@@ -645,7 +645,8 @@ class EcgResultApi(APIView):
                                          "pattern": "Change from the patient's earlier ECGs",
                                          "reason": "Each ECG is read alone: nothing is compared with a prior ECG.",
                                          "source": "Fourth Universal Definition of Myocardial Infarction (2018)",
-                                         "labels": []}]})])
+                                         "labels": []}],
+                       "interpretation_status": "preliminary", "interpretation": None})])
     def get(self, request, public_id):
         record = _record(request, public_id)
         want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
