@@ -79,7 +79,7 @@ def upload_sha256(files: dict[str, tuple[str, bytes]]) -> str:
 
 def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
                fs: float | None, idempotency_key: str = "", window_start_s: float | None = None,
-               evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
+               evidence: bool = True, queue_inference: bool = True, document: object = None) -> EcgRecord:
     """Parse, quality-check and store an upload, then queue its inference.
 
     The model reads 10 s: of a longer record, the cleanest 10 s by signal quality (mlcore.window), or the 10 s
@@ -93,7 +93,8 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
     ``evidence=False`` stores a job whose analysis computes no Grad-CAM evidence (a bulk import: evidence costs
     several times the prediction and nobody is looking at an archive's ECG now). ``queue_inference=False`` sends
     no message to the workers: the caller runs ``inference_run`` itself (an inline import); should it die first,
-    the sweeper sends the still-queued job (jobs_requeue_stale).
+    the sweeper sends the still-queued job (jobs_requeue_stale). ``document``: the one .json file of ``files``
+    already parsed (the API's JSON body), read instead of parsing its bytes again.
     """
     digest = upload_sha256(files)
     request_sha256 = (submission_sha256(pseudonym=pseudonym, age=age, sex=sex, fs=fs, files=files,
@@ -107,7 +108,8 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
         try:
             return _ecg_submit(actor=actor, pseudonym=pseudonym, age=age, sex=sex, files=files, fs=fs,
                                digest=digest, idempotency_key=idempotency_key, request_sha256=request_sha256,
-                               window_start_s=window_start_s, evidence=evidence, queue_inference=queue_inference)
+                               window_start_s=window_start_s, evidence=evidence, queue_inference=queue_inference,
+                               document=document)
         except IntegrityError:
             if not idempotency_key:
                 raise
@@ -168,7 +170,8 @@ def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str | None = N
 
 def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[str, tuple[str, bytes]],
                 fs: float | None, digest: str, idempotency_key: str, request_sha256: str,
-                window_start_s: float | None, evidence: bool = True, queue_inference: bool = True) -> EcgRecord:
+                window_start_s: float | None, evidence: bool = True, queue_inference: bool = True,
+                document: object = None) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
         raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
@@ -178,7 +181,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
     if sex not in Patient.Sex.values:
         raise ClinicalError("Choose male, female or unknown.", "sex")
     try:
-        parsed = parse_upload(files=files, fs=fs)
+        parsed = parse_upload(files=files, fs=fs, document=document)
     except IntakeError as exc:
         raise ClinicalError(exc.message, exc.field) from exc
     window, quality, features, measured = _analyse_window(parsed.signal, parsed.fs, window_start_s)
