@@ -15,12 +15,12 @@ bench_measure compares both with LUDB; P and T are delineated the same way in bo
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
-from scipy.signal import butter, find_peaks, sosfiltfilt
+from scipy.signal import find_peaks, sosfiltfilt
 
+from mlcore.filters import butter_sos
 from mlcore.preprocess import LEADS
 
 VERSION = "measure-1"
@@ -136,19 +136,10 @@ P_KEYS = ("pr_ms", "p_ms", "p_axis_deg")
 
 
 def _sos(fs: float, low: float | None, high: float | None) -> np.ndarray:
-    # A copy of the cached design: scipy's filters want a writable array, and no caller may change the cache's.
-    return _sos_design(fs, low, high).copy()
-
-
-@functools.lru_cache(maxsize=64)
-def _sos_design(fs: float, low: float | None, high: float | None) -> np.ndarray:
-    # Cached: designing the filters took an eighth of a measurement, and uploads come at a few rates.
     high = None if high is None else min(high, 0.45 * fs)
     if low and high:
-        sos = butter(2, (low, high), btype="band", fs=fs, output="sos")
-    else:
-        sos = butter(2, low or high, btype="high" if low else "low", fs=fs, output="sos")
-    return sos
+        return butter_sos(2, (low, high), btype="band", fs=fs)
+    return butter_sos(2, low or high, btype="high" if low else "low", fs=fs)
 
 
 def filtered(signal: np.ndarray, fs: float, lowpass: float) -> np.ndarray:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt, welch
+from scipy.signal import sosfiltfilt, welch
 
+from mlcore.filters import butter_sos
 from mlcore.preprocess import LEADS
 
 # Flat line / lead off: a connected lead shows QRS complexes of a few tenths of a mV at least, so a lead whose
@@ -188,7 +189,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
     readable = np.array([lead not in flat and lead not in clipped for lead in LEADS])
 
     # Wander and the detrended signal for the polarity and Einthoven checks.
-    sos = butter(2, WANDER_CUTOFF_HZ, btype="low", fs=fs, output="sos")
+    sos = butter_sos(2, WANDER_CUTOFF_HZ, btype="low", fs=fs)
     centred = x - np.median(x, axis=1, keepdims=True)
     baseline = sosfiltfilt(sos, centred, axis=-1)  # (12, n) mV, < 0.7 Hz
     detrended = centred - baseline
@@ -223,7 +224,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
             message = f"Lead {lead} has baseline wander of {wander[i]:.1f} mV (breathing or movement?)."
             issues.append(QualityIssue("baseline_wander", "warn", lead, message))
 
-    smooth = sosfiltfilt(butter(4, min(LIMB_LOWPASS_HZ, 0.8 * fs / 2), fs=fs, output="sos"), detrended, axis=-1)
+    smooth = sosfiltfilt(butter_sos(4, min(LIMB_LOWPASS_HZ, 0.8 * fs / 2), fs=fs), detrended, axis=-1)
     limb = {lead: smooth[i] for i, lead in enumerate(LEADS) if readable[i]}
     if "I" in limb and "aVR" in limb and _polarity(limb["I"]) < -REVERSAL_POLARITY and (
         _polarity(limb["aVR"]) > REVERSAL_POLARITY
