@@ -494,6 +494,24 @@ def _send_evidence(prediction_id: int) -> None:
         log.exception("could not send the evidence of prediction %s; the sweeper will send it", prediction_id)
 
 
+def evidence_request(*, prediction: Prediction, actor) -> Prediction:
+    """Evidence on demand: a result stored without it (an API submission that did not ask for it, an imported
+    archive) gets it when someone first opens it, or when the API asks; then it is kept (issue 17: evidence on
+    its own queue "or on first view, then cached"). Pending, ready or a stored failure: nothing to do, so a
+    reload or a second reader never queues it twice (a failure is not retried by looking again: the sweeper
+    and the task's retries already tried)."""
+    with transaction.atomic():
+        locked = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
+        if locked.evidence_state != Prediction.EvidenceState.OFF:
+            return locked
+        locked.evidence_state, locked.evidence_queued_at = Prediction.EvidenceState.PENDING, timezone.now()
+        locked.save(update_fields=["evidence_state", "evidence_queued_at"])
+        audit_log(actor=actor, action="inference.evidence_requested", object_type="EcgRecord",
+                  object_id=locked.record.public_id, details={"model_version": locked.model_version})
+        transaction.on_commit(lambda: _send_evidence(locked.pk))
+    return locked
+
+
 def evidence_compute(*, prediction_id: int) -> Prediction:
     """Grad-CAM and per-lead evidence for a stored result's top findings (the first MAX_EXPLAINED of the model's,
     in the result's own order), on the same window and ensemble. Idempotent: only a pending result is computed,

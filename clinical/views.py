@@ -20,7 +20,7 @@ from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_
 from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, Finding
+from clinical.models import EcgRecord, Finding, Prediction
 from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
@@ -113,6 +113,8 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
     prediction = getattr(record, "prediction", None)
     if prediction is not None:
         notification_opened(prediction=prediction, user=request.user)
+        if prediction.evidence_state == Prediction.EvidenceState.OFF:  # first view: its evidence is computed now
+            prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {

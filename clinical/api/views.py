@@ -35,6 +35,10 @@ from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
 EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EHR thumbnail
+EVIDENCE_HELP = ("Compute the per-lead evidence (Grad-CAM) right after the result (true), or only when it is "
+                 "first asked for (false, the default): by the result page's first view, or GET result with "
+                 "evidence=1. Either way the findings and actions do not wait for it; evidence costs about twice "
+                 "the analysis, and most results sent through the API are never looked at that way.")
 # An Idempotency-Key is stored as sent, so one that would not fit or that carries invisible characters is refused
 # rather than cut or rewritten: two different keys must never become the same one.
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,100}$")
@@ -220,6 +224,7 @@ class EcgSubmitApi(APIView):
         leads = _LeadsField(help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
         patient = Patient()
         window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
+        evidence = serializers.BooleanField(required=False, default=False, help_text=EVIDENCE_HELP)
 
         class Meta:
             ref_name = "SubmitJson"
@@ -238,6 +243,7 @@ class EcgSubmitApi(APIView):
         sex = serializers.ChoiceField(choices=["M", "F", "U"])
         fs = serializers.FloatField(required=False, min_value=50, max_value=2000, help_text="Required for CSV.")
         window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
+        evidence = serializers.BooleanField(required=False, default=False, help_text=EVIDENCE_HELP)
 
         class Meta:
             ref_name = "SubmitMultipart"
@@ -278,7 +284,7 @@ class EcgSubmitApi(APIView):
             d = s.validated_data
             files = {f"f{i}": (f.name, f.read()) for i, f in enumerate(d["files"])}
             args = {"pseudonym": d["pseudonym"], "age": d["age"], "sex": d["sex"], "fs": d.get("fs"),
-                    "window_start_s": d.get("window_start_s")}
+                    "window_start_s": d.get("window_start_s"), "evidence": d["evidence"]}
         else:
             # The raw body (its bytes: the idempotency and upload hashes) and DRF's parse of it (request.data) go to
             # the same reader as a .json file uploaded in the browser, which reads "fs", "units" and "leads" from
@@ -292,7 +298,7 @@ class EcgSubmitApi(APIView):
             files = {"json": ("api.json", body)}
             p = d["patient"]
             args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None,
-                    "window_start_s": d.get("window_start_s"), "document": request.data}
+                    "window_start_s": d.get("window_start_s"), "evidence": d["evidence"], "document": request.data}
         try:
             record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
         except ClinicalError as exc:
@@ -517,8 +523,9 @@ class EcgResultApi(APIView):
         evidence_state = serializers.ChoiceField(
             choices=PredictionRow.EvidenceState.values, allow_null=True, help_text=(
                 "The per-lead evidence of the findings, computed after the result is stored: pending (findings "
-                "and actions are final, evidence=1 gives maps once ready), ready, off (the job asked for none, e.g. "
-                "a bulk import), failed (the result stands without it); null until the analysis is done"))
+                "and actions are final, evidence=1 gives maps once ready), ready, off (not computed yet: the "
+                "submission did not ask for it, e.g. a bulk import; evidence=1, or the result page's first "
+                "view, computes it), failed (the result stands without it); null until the analysis is done"))
         evidence_ms = serializers.FloatField(allow_null=True, help_text="How long the evidence took on its worker")
         not_assessed = NotAssessedOutput(many=True, help_text=(
             "What this system cannot detect (always given), then the statements of this result without a "
@@ -529,7 +536,9 @@ class EcgResultApi(APIView):
 
     @extend_schema(operation_id="ecg_result", summary="Findings, ranked actions and (optionally) evidence",
                    parameters=[OpenApiParameter("evidence", bool, description=f"Include per-lead evidence maps "
-                                                f"({EVIDENCE_POINTS} points per lead).")],
+                                                f"({EVIDENCE_POINTS} points per lead). Of a result whose "
+                                                "evidence_state is off, this asks for them: they are computed "
+                                                "(pending) and given by a later request.")],
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127",
                        "calibration_version": "manifest", "needs_review": False, "top_urgency": "routine",
@@ -585,6 +594,9 @@ class EcgResultApi(APIView):
         want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
         access.ecg_view_audit(actor=request.user, record=record, via=access.API, view="ecg_result", evidence=want)
         prediction = getattr(record, "prediction", None)
+        if want and prediction is not None and prediction.evidence_state == PredictionRow.EvidenceState.OFF:
+            # Asked for and never computed: computed now (evidence_state "pending"; ask again for the maps).
+            prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None,
                 "calibration_version": None, "needs_review": False,
