@@ -26,9 +26,10 @@ from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
 
 
-def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
+def _record_or_404(request: HttpRequest, public_id, state_only: bool = False) -> EcgRecord:
+    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
     try:
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id)
+        return select(user=request.user, public_id=public_id)
     except EcgRecord.DoesNotExist as exc:
         raise Http404("No such ECG, or it is not yours to see.") from exc
 
@@ -173,7 +174,7 @@ def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
 @login_required
 def ecg_status(request: HttpRequest, public_id) -> JsonResponse:
     # Not audited: the page polls it, and it holds the analysis state only (see clinical.access).
-    record = _record_or_404(request, public_id)
+    record = _record_or_404(request, public_id, state_only=True)
     job, prediction = record.job, getattr(record, "prediction", None)
     return JsonResponse({"state": job.state, "progress": job.progress, "stage": job.stage, "error": job.error,
                          "attempts": job.attempts,

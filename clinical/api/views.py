@@ -52,9 +52,11 @@ def _device_reading(record: EcgRecord) -> dict:
     return reading
 
 
-def _record(request, public_id) -> EcgRecord:
+def _record(request, public_id, state_only: bool = False) -> EcgRecord:
+    """The ECG ``request.user`` may see (NotFound otherwise); ``state_only``: for its analysis state only."""
+    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
     try:
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id)
+        return select(user=request.user, public_id=public_id)
     except EcgRecord.DoesNotExist as exc:
         raise NotFound("No such ECG, or it is not yours to see.") from exc
 
@@ -305,7 +307,7 @@ class EcgSubmitApi(APIView):
             if json_body and exc.field == "json":  # the parser's name for the document; here the fault is in "leads"
                 raise ClinicalError(exc.message, "leads") from exc
             raise
-        record.refresh_from_db()
+        record = selectors.ecg_state_for_user(user=request.user, public_id=record.public_id)
         return Response(_job_payload(record), status=status.HTTP_202_ACCEPTED)
 
 
@@ -314,7 +316,7 @@ class EcgJobApi(APIView):
                    responses={200: JobOutput, **ERRORS}, examples=[EX_JOB])
     def get(self, request, public_id):
         # Not audited: the analysis state only, no patient data (see clinical.access); the result read is.
-        return Response(_job_payload(_record(request, public_id)))
+        return Response(_job_payload(_record(request, public_id, state_only=True)))
 
 
 class EcgReanalyseApi(APIView):
