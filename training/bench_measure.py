@@ -3,7 +3,9 @@
 Prints, per quantity, n, the median and 75th-percentile absolute error and the bias (ours minus reference), the
 records where only one side has a value, and the time per ECG. The reference is derived per annotated beat (earliest
 onset, latest offset across the 12 leads; training.ludb), then the median over the record's beats; the QRS axis
-reference uses the same net-area method on the annotated QRS in I and aVF.
+reference uses the same net-area method on the annotated QRS in I and aVF. Then each global fiducial's error (P onset,
+QRS onset and offset, T offset: which end of an interval its error comes from) and PR, QRS, QT and the false wide
+QRS per half of the records (1-50, 51-100), for cross-checks.
 
 A second table compares ours with the devices' own measurements (heart rate, PR, QRS, QT, QRS axis) on every real
 export in ../shared/ecg_samples that states them, read through clinical.intake.parse_upload (no Django) and measured
