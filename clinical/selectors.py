@@ -27,8 +27,10 @@ def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
             .defer("signal", "reanalysis_of__signal").order_by("-uploaded_at"))
 
 
-def ecg_get_for_user(*, user, public_id) -> EcgRecord:
-    return _visible(user).get(public_id=public_id)
+def ecg_get_for_user(*, user, public_id, with_signal: bool = True) -> EcgRecord:
+    """The ECG ``user`` may see; ``with_signal=False`` leaves the samples in the database (read on access)."""
+    qs = _visible(user)
+    return (qs if with_signal else qs.defer("signal")).get(public_id=public_id)
 
 
 # What an analysis-state poll needs is a few columns; the signal and the measurements (median beats: tens of

@@ -53,10 +53,12 @@ def _device_reading(record: EcgRecord) -> dict:
 
 
 def _record(request, public_id, state_only: bool = False) -> EcgRecord:
-    """The ECG ``request.user`` may see (NotFound otherwise); ``state_only``: for its analysis state only."""
-    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
+    """The ECG ``request.user`` may see (NotFound otherwise), without its samples (no API response carries them;
+    the reader that needs them reads them); ``state_only``: for its analysis state only."""
     try:
-        return select(user=request.user, public_id=public_id)
+        if state_only:
+            return selectors.ecg_state_for_user(user=request.user, public_id=public_id)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=False)
     except EcgRecord.DoesNotExist as exc:
         raise NotFound("No such ECG, or it is not yours to see.") from exc
 
