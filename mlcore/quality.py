@@ -7,7 +7,7 @@ artefact. Thresholds are named constants below, each with the reason for its val
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import sosfiltfilt, welch
@@ -101,6 +101,9 @@ class QualityIssue:
 class QualityReport:
     usable: bool
     issues: tuple[QualityIssue, ...]
+    # Per lead HF / ECG power (hf_noise_ratio) as the check computed it, or None below HF_MIN_FS: the window
+    # choice ranks candidates by it, so it is not computed twice. Not part of the stored report.
+    hf_ratio: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def warnings(self) -> list[QualityIssue]:
         return [i for i in self.issues if i.severity == "warn"]
@@ -197,6 +200,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
     wander = np.ptp(baseline[:, edge:n - edge], axis=1)
 
     noisy: dict[str, bool] = {}  # lead -> severe
+    ratio = None
     if fs >= HF_MIN_FS:
         ratio, hf_rms = hf_noise_ratio(x, fs)
         for i, lead in enumerate(LEADS):
@@ -247,7 +251,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
                 f"per-lead calibration looks wrong, so limb-lead amplitudes and the axis may be off. Check the "
                 f"export's gain settings."))
 
-    return QualityReport(usable=not any(i.severity == "refuse" for i in issues), issues=tuple(issues))
+    return QualityReport(usable=not any(i.severity == "refuse" for i in issues), issues=tuple(issues), hf_ratio=ratio)
 
 
 def _broken_limb_identity(limb: dict[str, np.ndarray]) -> tuple[str, dict[str, float] | None] | None:
