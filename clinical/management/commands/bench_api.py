@@ -52,9 +52,12 @@ class Command(BaseCommand):
         parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
         parser.add_argument("--poll", type=float, default=0.1, help="seconds between an integrator's job polls")
         parser.add_argument("--redis-db", type=int, default=15, help="the Redis database the run flushes and uses")
+        parser.add_argument("--evidence", action="store_true",
+                            help="submit with \"evidence\": true (computed after each result, as a page upload "
+                                 "does) instead of the API's default, evidence when first asked for")
 
     def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
-               **options):
+               evidence: bool = False, **options):
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -80,6 +83,7 @@ class Command(BaseCommand):
 
             # Each upload's leads encoded once: the clients share these 2 cores with the system they measure.
             encoded = [json.dumps(b)[:-1].encode() for b in bodies]
+            asked = ', "evidence": true' if evidence else ""
 
             def call(method: str, path: str, body: bytes | None = None) -> dict:
                 req = urllib.request.Request(f"{base}{path}", method=method, data=body,
@@ -95,7 +99,7 @@ class Command(BaseCommand):
                     if i is None:
                         return
                     patient = json.dumps({"id": f"BENCH-{i}", "age": 60, "sex": "F"})
-                    body = encoded[i % len(encoded)] + f', "patient": {patient}}}'.encode()
+                    body = encoded[i % len(encoded)] + f', "patient": {patient}{asked}}}'.encode()
                     t0 = time.perf_counter()
                     try:
                         job = call("POST", "/api/v1/ecgs/", body)
@@ -162,7 +166,8 @@ class Command(BaseCommand):
         broker = "Redis" if settings.ENV.redis_url else "filesystem broker"
         self.stdout.write(
             f"API, {clients} concurrent clients, {requests} uploads ({server}, {connection.vendor}, {broker}, "
-            f"{workers} worker{'s' if workers > 1 else ''}): {len(errors)} errors; "
+            f"{workers} worker{'s' if workers > 1 else ''}, evidence "
+            f"{'after each result' if evidence else 'when asked for (none asked)'}): {len(errors)} errors; "
             f"submit request p50 {statistics.median(sub):.0f} / p95 {np.percentile(sub, 95):.0f} / "
             f"p99 {np.percentile(sub, 99):.0f} ms; submit -> result p50 {statistics.median(lat):.0f} / "
             f"p95 {np.percentile(lat, 95):.0f} / p99 {np.percentile(lat, 99):.0f} ms; "
