@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from clinical import measurements as ecg_measures
 from clinical import selectors
+from clinical.errors import ClinicalError
 from clinical.models import AuditEvent, EcgRecord, Finding, Prediction
 from clinical.reports.data import PRELIMINARY, Confirmation, ReportData, ReportStatement
 from mlcore.preprocess import LEADS, WINDOW_S
@@ -16,8 +17,14 @@ from mlcore.preprocess import LEADS, WINDOW_S
 RESULT_EVENT = "inference.complete"
 
 
-class ReportNotReady(Exception):
+NOT_READY = "result_not_ready"  # ClinicalError.code: the API answers 409 (clinical.api.errors.CLINICAL_STATUS)
+
+
+class ReportNotReady(ClinicalError):
     """The ECG has no result yet (queued, running or failed): there is nothing to report."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=NOT_READY)
 
 
 def _confirmed(record: EcgRecord) -> Confirmation | None:
