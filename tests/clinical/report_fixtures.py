@@ -10,13 +10,14 @@ from clinical.reports.data import ReportData, ReportStatement
 from mlcore.preprocess import LEADS
 
 
-def spikes_signal(fs: float = 500, seconds: float = 10.0) -> np.ndarray:
-    """Flat leads, and in lead II a 1 mV triangular spike (20 ms wide) at each whole second from 1 s."""
+def spikes_signal(fs: float = 500, seconds: float = 10.0, phase_s: float = 0.0) -> np.ndarray:
+    """Flat leads, and in lead II a 1 mV triangular spike (20 ms wide) at each whole second from 1 s (+ phase_s,
+    which puts the peaks off any regular subsampling of the samples)."""
     n = int(round(seconds * fs))
     sig = np.zeros((12, n), dtype=np.float32)
     half = int(0.01 * fs)
     for t in range(1, int(np.ceil(seconds))):
-        i = int(t * fs)
+        i = int((t + phase_s) * fs)
         if i + half < n:
             sig[1, i - half:i + half + 1] = 1.0 - np.abs(np.arange(-half, half + 1)) / half
     return sig

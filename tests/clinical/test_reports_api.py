@@ -7,6 +7,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -93,8 +95,12 @@ def test_api_pdf_download_is_audited_with_what_was_sent(analysed, clinician):
     assert event.actor_label == clinician.username
     assert event.details == {"format": "pdf", "via": "api", "paper": "A4", "status": "preliminary", "version": 1,
                              "bytes": len(resp.content), "sha256": hashlib.sha256(resp.content).hexdigest()}
+    # The page as paper, for people to look at: var/screenshots/report-pdf.png (300 dpi).
     SHOTS.mkdir(parents=True, exist_ok=True)
-    (SHOTS / "report-analysed.pdf").write_bytes(resp.content)
+    (SHOTS / "report-pdf.pdf").write_bytes(resp.content)
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-r", "300", "-png", "-singlefile", str(SHOTS / "report-pdf.pdf"),
+                        str(SHOTS / "report-pdf")], check=True)
 
 
 def test_api_fhir_bundle_validates_and_carries_the_measurements(analysed, reviewer):

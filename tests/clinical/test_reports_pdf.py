@@ -108,7 +108,11 @@ def pulses_and_spikes(page: Page) -> list[dict]:
             else:
                 clusters.append((a, b))
         spikes = [(a + b) / 2 for a, b in clusters]
-        out.append({"x_rise": x_rise, "x_fall": x_fall, "top": top, "base": base, "spikes": spikes})
+        # The highest dark pixel of each spike, and the line's thickness (the pulse's top stroke, measured).
+        spike_tops = [lo + int(np.flatnonzero(page.dark[lo:hi, a - 3:b + 4].any(axis=1))[0]) for a, b in clusters]
+        line = max(b - a for a, b in runs(page.dark[lo:hi, mid]))
+        out.append({"x_rise": x_rise, "x_fall": x_fall, "top": top, "base": base, "spikes": spikes,
+                    "spike_tops": spike_tops, "line": line})
     return out
 
 
@@ -135,6 +139,18 @@ def test_one_second_of_trace_is_25_mm(a4_page):
     assert (strip["spikes"][0] - strip["x_fall"]) / PX_PER_MM == pytest.approx(2.5 + 25.0, abs=0.3)
     # In the first row's first column (lead I, flat) there is no spike; in the second (II, 0-2.5 s) two.
     assert [len(r["spikes"]) for r in pulses_and_spikes(a4_page)[:3]] == [0, 2, 0]
+
+
+@pytest.mark.parametrize("fs", [250, 1000, 2000])
+def test_any_rate_draws_at_the_same_scale_and_keeps_every_peak(fs, tmp_path):
+    """Above 500 Hz the trace is drawn as a min/max envelope of 4 ms bins: the spikes keep their 1 mV height."""
+    pdf = report_pdf(report(spikes_signal(fs=fs, phase_s=0.0013), fs=fs))
+    strip = pulses_and_spikes(Page(render(pdf, tmp_path)))[-1]
+    assert len(strip["spikes"]) == 9
+    assert np.diff(strip["spikes"]) / PX_PER_MM == pytest.approx(np.full(8, 25.0), abs=0.3)
+    for top in strip["spike_tops"]:
+        # From the baseline's centre to the apex's centre (the round join reaches half a line above it).
+        assert (strip["base"] - top - strip["line"] / 2) / PX_PER_MM == pytest.approx(10.0, abs=0.2)
 
 
 def test_the_grid_has_1_mm_minor_and_5_mm_major_lines_25_mm_to_the_second(a4_page):
