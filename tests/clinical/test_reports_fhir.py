@@ -102,3 +102,14 @@ def test_a_broken_bundle_is_refused_saying_what_is_wrong(pdf, where, change, mes
 def test_something_that_is_not_a_pdf_is_refused():
     with pytest.raises(FhirBundleError, match="presentedForm must be the report's PDF"):
         report_fhir(report(spikes_signal()), b"<html>")
+
+
+def test_an_ecg_without_measurements_or_statements_is_still_a_valid_bundle(pdf):
+    from clinical.measurements import api_values
+
+    data = report(spikes_signal(), measurements=api_values({}), computer_statements=())
+    bundle = report_fhir(data, pdf)
+    assert resources(bundle, "Observation") == []
+    (dr,) = resources(bundle, "DiagnosticReport")
+    assert "result" not in dr and "conclusionCode" not in dr
+    assert dr["conclusion"] == "PRELIMINARY, not confirmed by a clinician. Computer statements: nothing flagged."

@@ -88,3 +88,10 @@ def test_a_message_that_breaks_the_structure_does_not_parse_strictly(pdf):
     assert broken != er7
     with pytest.raises(HL7apyException, match="OBR_4"):
         parse(broken)
+
+
+def test_an_ecg_without_measurements_or_statements_sends_only_the_pdf(pdf):
+    from clinical.measurements import api_values
+
+    msg = parse(report_oru(report(spikes_signal(), measurements=api_values({}), computer_statements=()), pdf))
+    assert [o.obx_2.to_er7() for o in observations(msg)] == ["ED"]
