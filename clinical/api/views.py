@@ -57,13 +57,14 @@ def _device_reading(record: EcgRecord) -> dict:
     return reading
 
 
-def _record(request, public_id, state_only: bool = False) -> EcgRecord:
+def _record(request, public_id, state_only: bool = False, with_signal: bool = False) -> EcgRecord:
     """The ECG ``request.user`` may see (NotFound otherwise), without its samples (no API response carries them;
-    the reader that needs them reads them); ``state_only``: for its analysis state only."""
+    the reader that needs them reads them); ``state_only``: for its analysis state only; ``with_signal``: with
+    them, for a report, which draws them."""
     try:
         if state_only:
             return selectors.ecg_state_for_user(user=request.user, public_id=public_id)
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=False)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=with_signal)
     except EcgRecord.DoesNotExist as exc:
         raise NotFound("No such ECG, or it is not yours to see.") from exc
 
@@ -804,7 +805,7 @@ class _ReportApi(APIView):
         return renderer, renderer.media_type
 
     def _download(self, request, public_id) -> HttpResponse:
-        record = _record(request, public_id)
+        record = _record(request, public_id, with_signal=True)
         out = report_export(actor=request.user, record=record, fmt=self.fmt, via=access.API,
                             paper=request.query_params.get("paper", "A4"))
         response = HttpResponse(out.content, content_type=out.content_type)
