@@ -61,6 +61,9 @@ class ReportData:
     # Where the drawn window lies in the whole recording, e.g. "Analysed 12.0-22.0 s of 38.0 s"; "" when the
     # record is the window. Added after the contract above, with a default, so callers that omit it still work.
     window_note: str = field(default="")
+    # Keys of ``measurements`` whose value the reviewer set (calipers) or that were derived from theirs; printed as
+    # the reviewer's. Empty until confirmation.
+    reviewer_measured: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         # A report is a signed document: one that would misstate its status or draw a wrong signal is refused whole.
@@ -86,6 +89,11 @@ class ReportData:
             raise ReportDataError("an amended report needs amendment_reason")
         if self.version < 1:
             raise ReportDataError(f"version starts at 1; got {self.version}")
+        if self.reviewer_measured and self.status == PRELIMINARY:
+            raise ReportDataError("a preliminary report has no reviewer's measurements")
+        unknown = [k for k in self.reviewer_measured if k not in self.measurements]
+        if unknown:
+            raise ReportDataError(f"reviewer_measured names measurements the report does not have: {unknown}")
 
     @property
     def duration_s(self) -> float:
@@ -104,3 +112,7 @@ class Confirmation:
     free_text: str = ""
     comparison: tuple[str, ...] = ()
     amendment_reason: str = ""
+    # The confirmed scalar measurements {API key: value} (the computer's where the reviewer kept them), which replace
+    # the computer's in the report; None: the computer's stand. ``reviewer_measured``: the keys the reviewer set.
+    measurements: dict | None = None
+    reviewer_measured: tuple[str, ...] = ()

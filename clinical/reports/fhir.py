@@ -143,8 +143,13 @@ def report_fhir(data: ReportData, pdf: bytes, *, issued: datetime | None = None)
                "category": [{"coding": [{"system": OBS_CATEGORY, "code": "procedure", "display": "Procedure"}]}],
                "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
                "subject": {"reference": patient_url}, **effective, "issued": _instant(issued),
-               "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
-               "device": {"display": f"ECG-DS measurements (model {data.model_version})"}}
+               "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+        if key in data.reviewer_measured:
+            obs["performer"] = [{"display": data.reviewer}]
+            method = "; ".join(m for m in ("measured by the reviewer (calipers) or derived from their values",
+                                           method) if m)
+        else:
+            obs["device"] = {"display": f"ECG-DS measurements (model {data.model_version})"}
         if method:
             obs["method"] = {"text": method}
         observations.append((_urn(data, key), obs))

@@ -36,6 +36,7 @@ IMPRESSION = "8601-7^EKG impression^LN"  # LOINC, verified in the US Core STU5 c
 COMPARISON = "COMPARISON^Comparison with prior ECG^99ECGDS"
 AMENDMENT = "AMENDMENT^Reason for amendment^99ECGDS"
 EKG_STUDY = "11524-6^EKG study^LN"
+REVIEWER_METHOD = "CALIPER^Measured by the reviewer (calipers) or derived from their values^99ECGDS"
 
 
 class Hl7MessageError(ValueError):
@@ -62,7 +63,8 @@ class _Obx:
     def __init__(self, group, status: str, when: str) -> None:
         self.group, self.status, self.when, self.n = group, status, when, 0
 
-    def add(self, value_type: str, identifier: str, value: str, *, sub_id: str = "", units: str = "") -> None:
+    def add(self, value_type: str, identifier: str, value: str, *, sub_id: str = "", units: str = "",
+            observer: str = "", method: str = "") -> None:
         self.n += 1
         obx = self.group.add_group("ORU_R01_OBSERVATION").obx
         obx.obx_1 = str(self.n)
@@ -76,6 +78,10 @@ class _Obx:
         obx.obx_11 = self.status
         if self.when:
             obx.obx_14 = self.when
+        if observer:
+            obx.obx_16 = observer  # responsible observer (XCN): who measured it
+        if method:
+            obx.obx_17 = method  # observation method (CE)
 
 
 def _statement(obx: _Obx, s: ReportStatement, sub_id: str) -> None:
@@ -129,7 +135,10 @@ def report_oru(data: ReportData, pdf: bytes, *, sent_at: datetime | None = None)
             value = data.measurements.get(key)
             if value is not None:
                 name = display + (f" ({method.split(':')[0]})" if method else "")
-                obx.add("NM", f"{code}^{escape(name)}^LN", str(value), units=f"{unit}^{unit}^UCUM")
+                by_reviewer = key in data.reviewer_measured
+                obx.add("NM", f"{code}^{escape(name)}^LN", f"{value:g}" if isinstance(value, float) else str(value),
+                        units=f"{unit}^{unit}^UCUM", observer=escape(data.reviewer or "") if by_reviewer else "",
+                        method=REVIEWER_METHOD if by_reviewer else "")
         for s in data.confirmed_statements or ():
             _statement(obx, s, "confirmed")
         if data.free_text.strip():

@@ -55,12 +55,17 @@ def mm(v: float) -> float:
     return v * PT_PER_MM
 
 
-def measurement_line(measurements: dict) -> str:
+def _number(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def measurement_line(measurements: dict, reviewer_measured: tuple[str, ...] = ()) -> str:
     """ "HR 72/min  PR 160 ms  QRS 92 ms  QT/QTc 380/416 ms (Bazett)  P/QRS/T axes 60/45/40°", "—" where a value
-    was not measured."""
+    was not measured, "*" after a value the reviewer measured."""
     parts = []
     for label, keys, unit in LINE:
-        values = "/".join("\u2014" if measurements.get(k) is None else str(measurements[k]) for k in keys)
+        values = "/".join("\u2014" if measurements.get(k) is None
+                          else _number(measurements[k]) + ("*" if k in reviewer_measured else "") for k in keys)
         parts.append(f"{label} {values}{unit}")
     return "   ".join(parts)
 
@@ -249,8 +254,10 @@ def report_pdf(data: ReportData, *, paper: str = "A4") -> bytes:
     c.drawString(x0, top - 27, f"Patient {data.patient_pseudonym}   {age}, {SEX.get(data.sex, data.sex)}   "
                                f"Acquired {acquired}   Uploaded {_when(data.uploaded_at)}   ECG {data.record_id}")
     c.setFont("Helvetica-Bold", 10)
-    c.drawString(x0, top - 40, measurement_line(data.measurements))
+    c.drawString(x0, top - 40, measurement_line(data.measurements, data.reviewer_measured))
     notes = []
+    if any(k in data.reviewer_measured for _, keys, _ in LINE for k in keys):
+        notes.append(f"* measured by the reviewer ({data.reviewer})")
     if data.window_note:
         notes.append(data.window_note)
     if data.duration_s < STRIP_S - 1e-9:

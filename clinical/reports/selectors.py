@@ -11,7 +11,7 @@ from clinical import measurements as ecg_measures
 from clinical import selectors
 from clinical.errors import ClinicalError
 from clinical.models import AuditEvent, EcgRecord, Finding, Prediction
-from clinical.reports.data import PRELIMINARY, Confirmation, ReportData, ReportStatement
+from clinical.reports.data import ORIGINS, PRELIMINARY, Confirmation, ReportData, ReportDataError, ReportStatement
 from mlcore.preprocess import LEADS, WINDOW_S
 
 RESULT_EVENT = "inference.complete"
@@ -30,8 +30,9 @@ class ReportNotReady(ClinicalError):
 def _confirmed(record: EcgRecord) -> Confirmation | None:
     """THE HOOK for the reading workflow: the latest confirmation (or amendment) of this ECG's reading, or None.
 
-    Returns None today: no confirmation is stored anywhere yet. The reading branch replaces the body with a read
-    of its own models (the newest signed version), returning a Confirmation; report_data does the rest.
+    Returns None today: no confirmation is stored anywhere yet. The reading workflow replaces the body with a read
+    of its own models (the newest signed version), returning a Confirmation; report_data does the rest. With the
+    reading branch's summary that is ``return confirmation_from_reading(reading_for_report(record))``.
     """
     return None
 
@@ -80,9 +81,45 @@ def report_data(*, record: EcgRecord) -> ReportData:
     confirmation = _confirmed(record)
     if confirmation is None:
         return data
+    measurements = data.measurements
+    if confirmation.measurements is not None:
+        values = {k: v for k, v in confirmation.measurements.items() if k in measurements and k != "reasons"}
+        reasons = {k: r for k, r in (measurements.get("reasons") or {}).items() if values.get(k) is None}
+        measurements = {**measurements, **values, "reasons": reasons}
     # replace() runs ReportData's checks again, so an incomplete confirmation is refused here, not printed.
     return dataclasses.replace(
         data, confirmed_statements=confirmation.statements, free_text=confirmation.free_text,
         comparison=confirmation.comparison, status=confirmation.status, version=confirmation.version,
         reviewer=confirmation.reviewer, confirmed_at=confirmation.confirmed_at,
-        amendment_reason=confirmation.amendment_reason)
+        amendment_reason=confirmation.amendment_reason, measurements=measurements,
+        reviewer_measured=tuple(confirmation.reviewer_measured))
+
+
+def confirmation_from_reading(reading: dict | None) -> Confirmation | None:
+    """A Confirmation from the reading workflow's summary of its latest version (a dict with confirmed_statements,
+    free_text, status, version, reviewer, confirmed_at, amendment_reason, comparison, measurements,
+    measurement_overrides), or None for None. Statements may be display strings or dicts with "display" and
+    optionally "key" ("statements:AFIB") / "code" and "origin"; a string is the reviewer's, uncoded.
+
+    Raises ReportDataError when a required item is missing, rather than printing a report without it.
+    """
+    if reading is None:
+        return None
+    missing = [k for k in ("confirmed_statements", "status", "version", "reviewer", "confirmed_at") if
+               reading.get(k) is None]
+    if missing:
+        raise ReportDataError(f"the confirmed reading lacks {', '.join(missing)}")
+    statements = []
+    for s in reading["confirmed_statements"]:
+        if isinstance(s, str):
+            statements.append(ReportStatement(code="", display=s, origin="reviewer"))
+        else:
+            code = s.get("code") or str(s.get("key") or "").rsplit(":", 1)[-1]
+            origin = s.get("origin") if s.get("origin") in ORIGINS else "reviewer"
+            statements.append(ReportStatement(code=code, display=s["display"], origin=origin))
+    return Confirmation(
+        statements=tuple(statements), reviewer=reading["reviewer"], confirmed_at=reading["confirmed_at"],
+        version=int(reading["version"]), status=reading["status"], free_text=reading.get("free_text") or "",
+        comparison=tuple(reading.get("comparison") or ()), amendment_reason=reading.get("amendment_reason") or "",
+        measurements=reading.get("measurements"),
+        reviewer_measured=tuple(sorted(reading.get("measurement_overrides") or {})))

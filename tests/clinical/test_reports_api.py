@@ -181,3 +181,61 @@ def test_the_page_download_keeps_the_result_access_rules(analysed, client, other
     assert resp.redirect_chain[-1][0] == f"/ecgs/{pending.public_id}/"
     assert "no result yet" in resp.content.decode()
     assert downloads(analysed) == [] and downloads(pending) == []
+
+
+def reading_summary(**changes) -> dict:
+    """The reading workflow's summary of its latest confirmed version, as its reading_for_report returns it."""
+    return {"confirmed_statements": ["ST elevation meeting STEMI criteria, anterior (V2, V3, V4)", "Sinus rhythm"],
+            "free_text": "Cath lab called.", "status": "amended", "version": 2, "reviewer": "rev-cy",
+            "confirmed_at": dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC), "amendment_reason": "PR re-measured",
+            "comparison": ["New ST elevation in V2-V4 since 2026-11-02"],
+            "measurements": {"pr_ms": 216.0, "qrs_ms": None, "heart_rate_bpm": 75},
+            "measurement_overrides": {"pr_ms": {"reviewer": 216.0, "computer": 158}}, "prior_ecg": None,
+            "signed_with": "password"} | changes
+
+
+def test_a_confirmed_reading_reaches_every_format_with_the_reviewers_measurements(analysed, clinician, monkeypatch,
+                                                                                  tmp_path):
+    monkeypatch.setattr(report_selectors, "_confirmed",
+                        lambda record: report_selectors.confirmation_from_reading(reading_summary()))
+    data = report_data(record=analysed)
+    assert (data.status, data.version, data.reviewer, data.reviewer_measured) == ("amended", 2, "rev-cy", ("pr_ms",))
+    assert data.measurements["pr_ms"] == 216.0 and "pr_ms" not in data.measurements["reasons"]
+    assert data.measurements["qrs_ms"] is None  # the reviewer's confirmed value, printed as not measured
+    assert [s.origin for s in data.confirmed_statements] == ["reviewer", "reviewer"]
+
+    client = api(clinician)
+    pdf = client.get(f"/api/v1/ecgs/{analysed.public_id}/report.pdf")
+    assert pdf["X-Report-Status"] == "amended"
+    (tmp_path / "r.pdf").write_bytes(pdf.content)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "r.pdf"), "-"], check=True, capture_output=True,
+                          text=True).stdout if shutil.which("pdftotext") else ""
+    if text:
+        assert "PR 216* ms" in text and "* measured by the reviewer (rev-cy)" in text
+        assert "AMENDED (version 2)" in text and "Amendment: PR re-measured" in text
+        assert "New ST elevation in V2-V4 since 2026-11-02" in text and "UNCONFIRMED" not in text
+    bundle = json.loads(client.get(f"/api/v1/ecgs/{analysed.public_id}/report/fhir/").content)
+    check_bundle(bundle)
+    pr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+              and e["resource"]["code"]["coding"][0]["code"] == "8625-6")
+    assert pr["valueQuantity"]["value"] == 216.0 and pr["performer"] == [{"display": "rev-cy"}]
+    assert pr["status"] == "amended" and "device" not in pr
+    er7 = client.get(f"/api/v1/ecgs/{analysed.public_id}/report/hl7/").content.decode()
+    msg = parse_message(er7, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=True)
+    msg.validate()
+    obx = {o.obx.obx_3.to_er7().split("^")[0]: o.obx
+           for o in msg.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION.ORU_R01_OBSERVATION
+           if o.obx.obx_2.to_er7() == "NM"}
+    assert obx["8625-6"].obx_5.to_er7() == "216" and obx["8625-6"].obx_16.to_er7() == "rev-cy"
+    assert obx["8625-6"].obx_17.to_er7().startswith("CALIPER^") and obx["8867-4"].obx_16.to_er7() == ""
+    assert [e.details["status"] for e in downloads(analysed)] == ["amended"] * 3
+
+
+def test_a_reading_summary_without_what_a_signed_report_needs_is_refused(analysed, monkeypatch):
+    with pytest.raises(ReportDataError, match="lacks reviewer, confirmed_at"):
+        report_selectors.confirmation_from_reading(reading_summary(reviewer=None, confirmed_at=None))
+    monkeypatch.setattr(report_selectors, "_confirmed", lambda record: report_selectors.confirmation_from_reading(
+        reading_summary(measurement_overrides={"qtc_hodges_ms": {}})))
+    with pytest.raises(ReportDataError, match="reviewer_measured names measurements"):
+        report_data(record=analysed)
+    assert report_selectors.confirmation_from_reading(None) is None
