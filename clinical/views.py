@@ -21,6 +21,7 @@ from clinical.errors import ClinicalError
 from clinical.forms import AcknowledgeForm, AuditFilterForm, EcgUploadForm, ReanalyseForm
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, Finding, Prediction
+from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
@@ -191,6 +192,22 @@ def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
     except ClinicalError as exc:
         messages.error(request, exc.message)
     return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
+
+
+@login_required
+def ecg_report_pdf(request: HttpRequest, public_id) -> HttpResponse:
+    """The report of this ECG as a one-page PDF (?paper=Letter for US Letter), audited as report.downloaded."""
+    record = _record_or_404(request, public_id)
+    try:
+        out = report_export(actor=request.user, record=record, fmt=PDF, via=access.PAGE,
+                            paper=request.GET.get("paper", "A4"))
+    except ClinicalError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
+    response = HttpResponse(out.content, content_type=out.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{out.filename}"'
+    response["Cache-Control"] = "no-store"  # patient data: never kept by a shared cache or the browser's
+    return response
 
 
 @cache_control(max_age=86400, public=True)

@@ -14,7 +14,9 @@ _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_fo
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
           422: "unprocessable", 429: "throttled"}
 # Domain error codes whose status is not 400 (ClinicalError.code); each keeps its own code in the error body.
-CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY}
+CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
+                   # A report asked for before the analysis has a result (clinical.reports.selectors.NOT_READY).
+                   "result_not_ready": status.HTTP_409_CONFLICT}
 
 
 class PayloadTooLarge(exceptions.APIException):

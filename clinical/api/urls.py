@@ -15,6 +15,9 @@ urlpatterns = [
     path("ecgs/<uuid:public_id>/result/", views.EcgResultApi.as_view(), name="ecg-result"),
     path("ecgs/<uuid:public_id>/reanalyse/", views.EcgReanalyseApi.as_view(), name="ecg-reanalyse"),
     path("ecgs/<uuid:public_id>/acknowledge/", views.EcgAcknowledgeApi.as_view(), name="ecg-acknowledge"),
+    path("ecgs/<uuid:public_id>/report.pdf", views.EcgReportPdfApi.as_view(), name="ecg-report-pdf"),
+    path("ecgs/<uuid:public_id>/report/fhir/", views.EcgReportFhirApi.as_view(), name="ecg-report-fhir"),
+    path("ecgs/<uuid:public_id>/report/hl7/", views.EcgReportHl7Api.as_view(), name="ecg-report-hl7"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),
     # Authenticated users (session or token) and allowed addresses; the docs page is a shell that loads it.
