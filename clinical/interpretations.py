@@ -322,7 +322,11 @@ def reading_for_report(record: EcgRecord) -> dict | None:
     latest = latest_interpretation(record)
     if latest is None:
         return None
-    return {"confirmed_statements": [s["display"] for s in latest.kept_statements], "free_text": latest.free_text,
+    # Each kept statement with its code and origin, so that a report says which are the computer's and which the
+    # reviewer's (clinical.reports.selectors.confirmation_from_reading reads these keys).
+    statements = [{"key": s["key"], "code": s["code"], "display": s["display"], "origin": s["origin"]}
+                  for s in latest.kept_statements]
+    return {"confirmed_statements": statements, "free_text": latest.free_text,
             "status": latest.status, "version": latest.version, "reviewer": latest.reviewer.username,
             "confirmed_at": latest.confirmed_at, "amendment_reason": latest.reason or None,
             "comparison": list(latest.comparison.get("lines", [])),

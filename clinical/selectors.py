@@ -42,8 +42,21 @@ def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
             .defer("signal", "reanalysis_of__signal").order_by("-uploaded_at"))
 
 
-def ecg_get_for_user(*, user, public_id) -> EcgRecord:
-    return _visible(user).get(public_id=public_id)
+def ecg_get_for_user(*, user, public_id, with_signal: bool = True) -> EcgRecord:
+    """The ECG ``user`` may see; ``with_signal=False`` leaves the samples in the database (read on access)."""
+    qs = _visible(user)
+    return (qs if with_signal else qs.defer("signal")).get(public_id=public_id)
+
+
+# What an analysis-state poll needs is a few columns; the signal and the measurements (median beats: tens of
+# kilobytes of JSON) were read and decoded on every poll of every integrator.
+_HEAVY = ("signal", "quality", "features", "measurements", "device", "intake_notes")
+
+
+def ecg_state_for_user(*, user, public_id) -> EcgRecord:
+    """The record for its analysis state (job, window, re-analysis link) without its heavy columns; reading one
+    of those still works, at the cost of a query."""
+    return _visible(user).defer(*_HEAVY).get(public_id=public_id)
 
 
 def ecg_reanalyses_for_user(*, user, record: EcgRecord) -> list[EcgRecord]:

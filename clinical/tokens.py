@@ -45,6 +45,11 @@ def api_token_revoke(*, prefix: str, actor=None) -> ApiToken:
     return token
 
 
+# "Last used" is kept to the minute: a write on every request (an integrator polls a job every half second) cost
+# more PostgreSQL time under load than the reads it served.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def api_token_check(secret: str) -> ApiToken | None:
     """The active token for a presented secret, or None (unknown, wrong, expired or revoked)."""
     parts = secret.split("_", 2)  # the secret part may itself contain "_"
@@ -55,5 +60,7 @@ def api_token_check(secret: str) -> ApiToken | None:
         return None
     if not token.active or not token.user.is_active:
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

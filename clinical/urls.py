@@ -13,6 +13,7 @@ urlpatterns = [
     path("<uuid:public_id>/retry/", views.ecg_retry, name="ecg-retry"),
     path("<uuid:public_id>/reanalyse/", views.ecg_reanalyse, name="ecg-reanalyse"),
     path("<uuid:public_id>/read/", views.ecg_read, name="ecg-read"),
+    path("<uuid:public_id>/report.pdf", views.ecg_report_pdf, name="ecg-report-pdf"),
     path("<uuid:public_id>/acknowledge/", views.ecg_acknowledge, name="ecg-acknowledge"),
     path("<uuid:public_id>/overlay-viewed/", views.ecg_overlay_viewed, name="ecg-overlay-viewed"),
     path("review/", views.review_queue, name="review-queue"),

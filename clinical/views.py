@@ -28,15 +28,17 @@ from clinical.forms import (
     WorklistFilterForm,
 )
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, Finding, Interpretation
+from clinical.models import EcgRecord, Finding, Interpretation, Prediction
+from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
 
 
-def _record_or_404(request: HttpRequest, public_id) -> EcgRecord:
+def _record_or_404(request: HttpRequest, public_id, state_only: bool = False) -> EcgRecord:
+    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
     try:
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id)
+        return select(user=request.user, public_id=public_id)
     except EcgRecord.DoesNotExist as exc:
         raise Http404("No such ECG, or it is not yours to see.") from exc
 
@@ -125,6 +127,8 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
     prediction = getattr(record, "prediction", None)
     if prediction is not None:
         notification_opened(prediction=prediction, user=request.user)
+        if prediction.evidence_state == Prediction.EvidenceState.OFF:  # first view: its evidence is computed now
+            prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
     ack = getattr(prediction, "acknowledgement", None) if prediction else None
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
@@ -185,7 +189,7 @@ def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
 @login_required
 def ecg_status(request: HttpRequest, public_id) -> JsonResponse:
     # Not audited: the page polls it, and it holds the analysis state only (see clinical.access).
-    record = _record_or_404(request, public_id)
+    record = _record_or_404(request, public_id, state_only=True)
     job, prediction = record.job, getattr(record, "prediction", None)
     return JsonResponse({"state": job.state, "progress": job.progress, "stage": job.stage, "error": job.error,
                          "attempts": job.attempts,
@@ -202,6 +206,22 @@ def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
     except ClinicalError as exc:
         messages.error(request, exc.message)
     return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
+
+
+@login_required
+def ecg_report_pdf(request: HttpRequest, public_id) -> HttpResponse:
+    """The report of this ECG as a one-page PDF (?paper=Letter for US Letter), audited as report.downloaded."""
+    record = _record_or_404(request, public_id)
+    try:
+        out = report_export(actor=request.user, record=record, fmt=PDF, via=access.PAGE,
+                            paper=request.GET.get("paper", "A4"))
+    except ClinicalError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
+    response = HttpResponse(out.content, content_type=out.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{out.filename}"'
+    response["Cache-Control"] = "no-store"  # patient data: never kept by a shared cache or the browser's
+    return response
 
 
 @cache_control(max_age=86400, public=True)

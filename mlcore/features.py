@@ -6,8 +6,9 @@ PTB-XL record at 100 Hz are measured alike and production can be compared with t
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, find_peaks, sosfiltfilt
+from scipy.signal import find_peaks, sosfiltfilt
 
+from mlcore.filters import butter_sos
 from mlcore.preprocess import LEADS, TARGET_FS, to_model_rate
 from mlcore.quality import QualityReport, hf_noise_ratio
 
@@ -29,7 +30,7 @@ def heart_rate(x: np.ndarray, fs: float = TARGET_FS) -> float | None:
     """Beats per minute from the median R-R interval, over all leads together; None if no rhythm is found."""
     if x.shape[-1] < 2 * fs:
         return None
-    band = sosfiltfilt(butter(2, QRS_BAND_HZ, btype="band", fs=fs, output="sos"), x, axis=-1)
+    band = sosfiltfilt(butter_sos(2, QRS_BAND_HZ, btype="band", fs=fs), x, axis=-1)
     envelope = np.abs(band).sum(axis=0)  # (n,) summed over leads, so one bad lead cannot hide the beats
     win = max(1, int(0.05 * fs))
     envelope = np.convolve(envelope, np.ones(win) / win, mode="same")
@@ -45,7 +46,7 @@ def heart_rate(x: np.ndarray, fs: float = TARGET_FS) -> float | None:
 
 def qrs_amplitudes(x: np.ndarray, fs: float = TARGET_FS) -> np.ndarray:
     """(12,) mV: 1st-99th percentile range per lead after removing the baseline."""
-    detrended = x - sosfiltfilt(butter(2, BASELINE_HZ, btype="low", fs=fs, output="sos"), x, axis=-1)
+    detrended = x - sosfiltfilt(butter_sos(2, BASELINE_HZ, btype="low", fs=fs), x, axis=-1)
     hi, lo = np.percentile(detrended, [99, 1], axis=-1)
     return hi - lo
 

@@ -7,11 +7,12 @@ artefact. Thresholds are named constants below, each with the reason for its val
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt, welch
+from scipy.signal import sosfiltfilt, welch
 
+from mlcore.filters import butter_sos
 from mlcore.preprocess import LEADS
 
 # Flat line / lead off: a connected lead shows QRS complexes of a few tenths of a mV at least, so a lead whose
@@ -100,6 +101,9 @@ class QualityIssue:
 class QualityReport:
     usable: bool
     issues: tuple[QualityIssue, ...]
+    # Per lead HF / ECG power (hf_noise_ratio) as the check computed it, or None below HF_MIN_FS: the window
+    # choice ranks candidates by it, so it is not computed twice. Not part of the stored report.
+    hf_ratio: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def warnings(self) -> list[QualityIssue]:
         return [i for i in self.issues if i.severity == "warn"]
@@ -188,7 +192,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
     readable = np.array([lead not in flat and lead not in clipped for lead in LEADS])
 
     # Wander and the detrended signal for the polarity and Einthoven checks.
-    sos = butter(2, WANDER_CUTOFF_HZ, btype="low", fs=fs, output="sos")
+    sos = butter_sos(2, WANDER_CUTOFF_HZ, btype="low", fs=fs)
     centred = x - np.median(x, axis=1, keepdims=True)
     baseline = sosfiltfilt(sos, centred, axis=-1)  # (12, n) mV, < 0.7 Hz
     detrended = centred - baseline
@@ -196,6 +200,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
     wander = np.ptp(baseline[:, edge:n - edge], axis=1)
 
     noisy: dict[str, bool] = {}  # lead -> severe
+    ratio = None
     if fs >= HF_MIN_FS:
         ratio, hf_rms = hf_noise_ratio(x, fs)
         for i, lead in enumerate(LEADS):
@@ -223,7 +228,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
             message = f"Lead {lead} has baseline wander of {wander[i]:.1f} mV (breathing or movement?)."
             issues.append(QualityIssue("baseline_wander", "warn", lead, message))
 
-    smooth = sosfiltfilt(butter(4, min(LIMB_LOWPASS_HZ, 0.8 * fs / 2), fs=fs, output="sos"), detrended, axis=-1)
+    smooth = sosfiltfilt(butter_sos(4, min(LIMB_LOWPASS_HZ, 0.8 * fs / 2), fs=fs), detrended, axis=-1)
     limb = {lead: smooth[i] for i, lead in enumerate(LEADS) if readable[i]}
     if "I" in limb and "aVR" in limb and _polarity(limb["I"]) < -REVERSAL_POLARITY and (
         _polarity(limb["aVR"]) > REVERSAL_POLARITY
@@ -246,7 +251,7 @@ def assess(signal: np.ndarray, fs: float) -> QualityReport:
                 f"per-lead calibration looks wrong, so limb-lead amplitudes and the axis may be off. Check the "
                 f"export's gain settings."))
 
-    return QualityReport(usable=not any(i.severity == "refuse" for i in issues), issues=tuple(issues))
+    return QualityReport(usable=not any(i.severity == "refuse" for i in issues), issues=tuple(issues), hf_ratio=ratio)
 
 
 def _broken_limb_identity(limb: dict[str, np.ndarray]) -> tuple[str, dict[str, float] | None] | None:

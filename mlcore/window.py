@@ -86,7 +86,7 @@ def _score(signal: np.ndarray, fs: float, start_s: float, seconds: float) -> tup
     report = assess(x, fs)
     noise = 0.0
     if fs >= HF_MIN_FS:
-        ratio, _ = hf_noise_ratio(np.asarray(x, dtype=np.float64), fs)
+        ratio = report.hf_ratio if report.hf_ratio is not None else hf_noise_ratio(np.asarray(x, np.float64), fs)[0]
         noise = float(np.mean(np.minimum(ratio, NOISE_CAP)))
     return CandidateScore(start_s, len(report.refusals()), len(report.warnings()), noise), report
 

@@ -3,7 +3,9 @@
 Prints, per quantity, n, the median and 75th-percentile absolute error and the bias (ours minus reference), the
 records where only one side has a value, and the time per ECG. The reference is derived per annotated beat (earliest
 onset, latest offset across the 12 leads; training.ludb), then the median over the record's beats; the QRS axis
-reference uses the same net-area method on the annotated QRS in I and aVF.
+reference uses the same net-area method on the annotated QRS in I and aVF. Then each global fiducial's error (P onset,
+QRS onset and offset, T offset: which end of an interval its error comes from) and PR, QRS, QT and the false wide
+QRS per half of the records (1-50, 51-100), for cross-checks.
 
 A second table compares ours with the devices' own measurements (heart rate, PR, QRS, QT, QRS axis) on every real
 export in ../shared/ecg_samples that states them, read through clinical.intake.parse_upload (no Django) and measured
@@ -37,6 +39,12 @@ from mlcore.window import choose_window, crop
 from training.ludb import DEFAULT_DIR, LudbRecord, load_record, record_ids, reference_fiducials
 
 QUANTITIES = ("pr_ms", "qrs_ms", "qt_ms", "heart_rate_bpm", "qrs_axis_deg")
+# The global fiducials behind PR, QRS and QT, compared one by one: whether an interval's error comes from its onset,
+# its offset or both.
+FIDUCIALS = ("p_on", "qrs_on", "qrs_off", "t_off")
+# Records 1-100 split in two for cross-checks: a constant chosen on one half is reported on the other (the held-back
+# records 101-200 judge the result).
+HALVES = (("records 1-50", lambda rid: rid <= 50), ("records 51-100", lambda rid: rid > 50))
 WIDE_QRS_MS = QRS_WIDE_MS
 # The criteria against LUDB's own diagnoses (ludb.csv, the cardiologists' reading of each ECG): a QRS >= 120 ms
 # against a complete bundle-branch block, a non-specific intraventricular conduction delay or pacing; a PR > 200 ms
@@ -50,6 +58,7 @@ SAMPLES_DIR = Path(__file__).resolve().parents[2] / "shared" / "ecg_samples"
 DEVICE_KEYS = {"heart_rate_bpm": "VentricularRate", "pr_ms": "PRInterval", "qrs_ms": "QRSDuration",
                "qt_ms": "QTInterval", "qrs_axis_deg": "RAxis"}
 WFDB_PARTS = (".dat", ".mat", ".xyz")
+ALIGN_MATCH_S = 0.1  # an annotated beat and one of ours are the same beat when their QRS lie this close
 
 
 def reference(rec: LudbRecord) -> dict[str, float | None]:
@@ -81,6 +90,29 @@ def reference(rec: LudbRecord) -> dict[str, float | None]:
     return out
 
 
+def fiducial_errors(rec: LudbRecord, m: dict) -> dict[str, float | None]:
+    """Ours minus the annotators' global fiducial (ms), per fiducial: the median over the annotated beats.
+
+    Our fiducials are indices into the median beats; each is placed on every dominant beat (the median beat's
+    alignment point on the beat's aligned position) and compared with the annotated beat whose QRS peak lies
+    within ALIGN_MATCH_S of it.
+    """
+    out: dict[str, float | None] = {k: None for k in FIDUCIALS}
+    if m["fiducials"] is None:
+        return out
+    ms, r = 1000 / rec.fs, m["median_beats"]["r"]
+    dominant = np.array(m["beats"]["dominant"])
+    diffs: dict[str, list[float]] = {k: [] for k in FIDUCIALS}
+    for b in reference_fiducials(rec):
+        j = int(np.argmin(np.abs(dominant - b["r"])))
+        if abs(dominant[j] - b["r"]) > ALIGN_MATCH_S * rec.fs:
+            continue
+        for k in FIDUCIALS:
+            if m["fiducials"][k] is not None and not math.isnan(b[k]):
+                diffs[k].append((dominant[j] - r + m["fiducials"][k] - b[k]) * ms)
+    return {k: float(np.median(v)) if v else None for k, v in diffs.items()}
+
+
 def _error(key: str, ours: float, ref: float) -> float:
     if key.endswith("axis_deg"):
         return (ours - ref + 180) % 360 - 180  # the short way round the circle
@@ -100,7 +132,8 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
         rows.append({"id": rid, "rhythm": rec.rhythm, "plain_conduction": rec.plain_conduction,
                      "wide_dx": rec.paced or any(d in rec.conduction for d in WIDE_DIAGNOSES),
                      "avb1_dx": AVB1_DIAGNOSIS in rec.conduction,
-                     "ours": {k: m[k] for k in QUANTITIES}, "ref": ref, "reasons": m["reasons"]})
+                     "ours": {k: m[k] for k in QUANTITIES}, "ref": ref, "reasons": m["reasons"],
+                     "fiducial_error_ms": fiducial_errors(rec, m)})
     summary: dict = {"records": len(ids), "convention": convention,
                      "ms_per_ecg_median": round(1000 * float(np.median(elapsed)), 1),
                      "ms_per_ecg_max": round(1000 * max(elapsed), 1), "quantities": {}}
@@ -121,6 +154,32 @@ def bench(data_dir: Path = DEFAULT_DIR, out: str | None = None, verbose: bool = 
         goal = "" if q["goal"] is None else f"<={q['goal']}"
         print(f"  {k:<15}{q['n']:>4}{q['median_abs']:>14.1f}{q['p75_abs']:>11.1f}{q['bias']:>8.1f}{goal:>7}"
               f"{len(only_ours):>11}{len(only_ref):>10}")
+    print(f"  {'fiducial':<15}{'n':>4}{'median |err|':>14}{'median':>8}{'bias':>8}   (ours - annotators' global, ms)")
+    summary["fiducials"] = {}
+    for k in FIDUCIALS:
+        errs = [r["fiducial_error_ms"][k] for r in rows if r["fiducial_error_ms"][k] is not None]
+        f = {"n": len(errs), "median_abs": round(float(np.median(np.abs(errs))), 1) if errs else None,
+             "median": round(float(np.median(errs)), 1) if errs else None,
+             "bias": round(float(np.mean(errs)), 1) if errs else None}
+        summary["fiducials"][k] = f
+        if errs:
+            print(f"  {k:<15}{f['n']:>4}{f['median_abs']:>14.1f}{f['median']:>8.1f}{f['bias']:>8.1f}")
+    summary["halves"] = {}
+    for name, part in HALVES:
+        sel = [r for r in rows if part(r["id"])]
+        h: dict = {}
+        for k in ("pr_ms", "qrs_ms", "qt_ms"):
+            errs = [r["ours"][k] - r["ref"][k] for r in sel if r["ours"][k] is not None and r["ref"][k] is not None]
+            h[k] = round(float(np.median(np.abs(errs))), 1) if errs else None
+        h["false_wide_qrs"] = sum(not r["wide_dx"] and r["ours"]["qrs_ms"] is not None
+                                  and r["ours"]["qrs_ms"] >= WIDE_QRS_MS for r in sel)
+        h["without_wide_dx"] = sum(not r["wide_dx"] and r["ours"]["qrs_ms"] is not None for r in sel)
+        h["false_wide_qrs_annotators"] = sum(not r["wide_dx"] and (r["ref"]["qrs_ms"] or 0) >= WIDE_QRS_MS
+                                             for r in sel)
+        summary["halves"][name] = h
+        print(f"  {name}: median |err| PR {h['pr_ms']}, QRS {h['qrs_ms']}, QT {h['qt_ms']} ms; QRS >= {WIDE_QRS_MS} ms "
+              f"in {h['false_wide_qrs']} of {h['without_wide_dx']} without a complete BBB, IVCD or pacing "
+              f"(annotators' union: {h['false_wide_qrs_annotators']})")
     # QRS-duration criteria were set on the global QRS of interpretation programs: how many records without any
     # conduction abnormality or pacing would read as wide.
     plain = [r for r in rows if r["plain_conduction"] and r["ours"]["qrs_ms"] is not None]

@@ -19,7 +19,9 @@ CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
                    # signature (password or token) does not sign for this reviewer.
                    "already_confirmed": status.HTTP_409_CONFLICT, "not_confirmed": status.HTTP_409_CONFLICT,
                    "locked": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_409_CONFLICT,
-                   "signature": status.HTTP_403_FORBIDDEN, "forbidden": status.HTTP_403_FORBIDDEN}
+                   "signature": status.HTTP_403_FORBIDDEN, "forbidden": status.HTTP_403_FORBIDDEN,
+                   # A report asked for before the analysis has a result (clinical.reports.selectors.NOT_READY).
+                   "result_not_ready": status.HTTP_409_CONFLICT}
 
 
 class PayloadTooLarge(exceptions.APIException):

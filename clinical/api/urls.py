@@ -19,6 +19,9 @@ urlpatterns = [
          name="ecg-interpretations"),
     path("ecgs/<uuid:public_id>/confirm/", views.EcgConfirmApi.as_view(), name="ecg-confirm"),
     path("ecgs/<uuid:public_id>/amend/", views.EcgAmendApi.as_view(), name="ecg-amend"),
+    path("ecgs/<uuid:public_id>/report.pdf", views.EcgReportPdfApi.as_view(), name="ecg-report-pdf"),
+    path("ecgs/<uuid:public_id>/report/fhir/", views.EcgReportFhirApi.as_view(), name="ecg-report-fhir"),
+    path("ecgs/<uuid:public_id>/report/hl7/", views.EcgReportHl7Api.as_view(), name="ecg-report-hl7"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),
     # Authenticated users (session or token) and allowed addresses; the docs page is a shell that loads it.

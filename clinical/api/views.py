@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -17,6 +19,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,10 +36,16 @@ from clinical.models import ApiToken, EcgRecord, InferenceJob, Patient, Recommen
 from clinical.models import Finding as FindingRow
 from clinical.models import Interpretation as InterpretationRow
 from clinical.models import Prediction as PredictionRow
+from clinical.reports.pdf import PAPERS
+from clinical.reports.services import report_export
 from clinical.reviews import MISSED, result_acknowledge
 from mlcore.preprocess import LEADS
 
 EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EHR thumbnail
+EVIDENCE_HELP = ("Compute the per-lead evidence (Grad-CAM) right after the result (true), or only when it is "
+                 "first asked for (false, the default): by the result page's first view, or GET result with "
+                 "evidence=1. Either way the findings and actions do not wait for it; evidence costs about twice "
+                 "the analysis, and most results sent through the API are never looked at that way.")
 # An Idempotency-Key is stored as sent, so one that would not fit or that carries invisible characters is refused
 # rather than cut or rewritten: two different keys must never become the same one.
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,100}$")
@@ -50,9 +59,14 @@ def _device_reading(record: EcgRecord) -> dict:
     return reading
 
 
-def _record(request, public_id) -> EcgRecord:
+def _record(request, public_id, state_only: bool = False, with_signal: bool = False) -> EcgRecord:
+    """The ECG ``request.user`` may see (NotFound otherwise), without its samples (no API response carries them;
+    the reader that needs them reads them); ``state_only``: for its analysis state only; ``with_signal``: with
+    them, for a report, which draws them."""
     try:
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id)
+        if state_only:
+            return selectors.ecg_state_for_user(user=request.user, public_id=public_id)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=with_signal)
     except EcgRecord.DoesNotExist as exc:
         raise NotFound("No such ECG, or it is not yours to see.") from exc
 
@@ -222,6 +236,7 @@ class EcgSubmitApi(APIView):
         leads = _LeadsField(help_text="Lead name -> samples; the 12 standard leads, any common spelling.")
         patient = Patient()
         window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
+        evidence = serializers.BooleanField(required=False, default=False, help_text=EVIDENCE_HELP)
 
         class Meta:
             ref_name = "SubmitJson"
@@ -240,6 +255,7 @@ class EcgSubmitApi(APIView):
         sex = serializers.ChoiceField(choices=["M", "F", "U"])
         fs = serializers.FloatField(required=False, min_value=50, max_value=2000, help_text="Required for CSV.")
         window_start_s = serializers.FloatField(required=False, allow_null=True, help_text=WINDOW_HELP)
+        evidence = serializers.BooleanField(required=False, default=False, help_text=EVIDENCE_HELP)
 
         class Meta:
             ref_name = "SubmitMultipart"
@@ -280,11 +296,11 @@ class EcgSubmitApi(APIView):
             d = s.validated_data
             files = {f"f{i}": (f.name, f.read()) for i, f in enumerate(d["files"])}
             args = {"pseudonym": d["pseudonym"], "age": d["age"], "sex": d["sex"], "fs": d.get("fs"),
-                    "window_start_s": d.get("window_start_s")}
+                    "window_start_s": d.get("window_start_s"), "evidence": d["evidence"]}
         else:
-            # The raw body is kept (read before DRF parses it, so DRF parses this copy) and handed to the same
-            # parser as a .json file uploaded in the browser: it reads "fs", "units" and "leads" and ignores
-            # "patient". Re-serialising the validated data cost more than parsing.
+            # The raw body (its bytes: the idempotency and upload hashes) and DRF's parse of it (request.data) go to
+            # the same reader as a .json file uploaded in the browser, which reads "fs", "units" and "leads" from
+            # the parsed document instead of parsing 1 MB again, and ignores "patient".
             body = request.body
             if len(body) > MAX_UPLOAD_BYTES:  # the body is the ECG document: refused as the body, never as a file
                 raise body_too_large(len(body))
@@ -294,14 +310,14 @@ class EcgSubmitApi(APIView):
             files = {"json": ("api.json", body)}
             p = d["patient"]
             args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None,
-                    "window_start_s": d.get("window_start_s")}
+                    "window_start_s": d.get("window_start_s"), "evidence": d["evidence"], "document": request.data}
         try:
             record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
         except ClinicalError as exc:
             if json_body and exc.field == "json":  # the parser's name for the document; here the fault is in "leads"
                 raise ClinicalError(exc.message, "leads") from exc
             raise
-        record.refresh_from_db()
+        record = selectors.ecg_state_for_user(user=request.user, public_id=record.public_id)
         return Response(_job_payload(record), status=status.HTTP_202_ACCEPTED)
 
 
@@ -310,7 +326,7 @@ class EcgJobApi(APIView):
                    responses={200: JobOutput, **ERRORS}, examples=[EX_JOB])
     def get(self, request, public_id):
         # Not audited: the analysis state only, no patient data (see clinical.access); the result read is.
-        return Response(_job_payload(_record(request, public_id)))
+        return Response(_job_payload(_record(request, public_id, state_only=True)))
 
 
 class EcgReanalyseApi(APIView):
@@ -579,8 +595,9 @@ class EcgResultApi(APIView):
         evidence_state = serializers.ChoiceField(
             choices=PredictionRow.EvidenceState.values, allow_null=True, help_text=(
                 "The per-lead evidence of the findings, computed after the result is stored: pending (findings "
-                "and actions are final, evidence=1 gives maps once ready), ready, off (the job asked for none, e.g. "
-                "a bulk import), failed (the result stands without it); null until the analysis is done"))
+                "and actions are final, evidence=1 gives maps once ready), ready, off (not computed yet: the "
+                "submission did not ask for it, e.g. a bulk import; evidence=1, or the result page's first "
+                "view, computes it), failed (the result stands without it); null until the analysis is done"))
         evidence_ms = serializers.FloatField(allow_null=True, help_text="How long the evidence took on its worker")
         not_assessed = NotAssessedOutput(many=True, help_text=(
             "What this system cannot detect (always given), then the statements of this result without a "
@@ -595,7 +612,9 @@ class EcgResultApi(APIView):
 
     @extend_schema(operation_id="ecg_result", summary="Findings, ranked actions and (optionally) evidence",
                    parameters=[OpenApiParameter("evidence", bool, description=f"Include per-lead evidence maps "
-                                                f"({EVIDENCE_POINTS} points per lead).")],
+                                                f"({EVIDENCE_POINTS} points per lead). Of a result whose "
+                                                "evidence_state is off, this asks for them: they are computed "
+                                                "(pending) and given by a later request.")],
                    responses={200: Output, **ERRORS}, examples=[OpenApiExample("Result", response_only=True, value={
                        "id": _ID, "state": "done", "model_version": "resnet1d-ens3-20261127",
                        "calibration_version": "manifest", "needs_review": False, "top_urgency": "routine",
@@ -652,6 +671,9 @@ class EcgResultApi(APIView):
         want = str(request.query_params.get("evidence", "")).lower() in ("1", "true", "yes")
         access.ecg_view_audit(actor=request.user, record=record, via=access.API, view="ecg_result", evidence=want)
         prediction = getattr(record, "prediction", None)
+        if want and prediction is not None and prediction.evidence_state == PredictionRow.EvidenceState.OFF:
+            # Asked for and never computed: computed now (evidence_state "pending"; ask again for the maps).
+            prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
         warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
         body = {"id": record.public_id, "state": record.job.state, "model_version": None,
                 "calibration_version": None, "needs_review": False,
@@ -914,3 +936,115 @@ class ModelInfoApi(APIView):
                          "statements": dict(ens.labels.descriptions), "metrics_fold9": m.get("metrics_fold9", {}),
                          "input": m.get("input", {})})
 
+
+
+class _ReportApi(APIView):
+    """A report download: the document itself on success, the API's JSON error shape otherwise.
+
+    Content negotiation always picks JSON: the success response is a plain HttpResponse in the document's own type
+    (so an Accept of application/pdf is not refused with 406), and errors keep the one error shape.
+    """
+
+    fmt = ""
+
+    def perform_content_negotiation(self, request, force=False):
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
+
+    def _download(self, request, public_id) -> HttpResponse:
+        record = _record(request, public_id, with_signal=True)
+        out = report_export(actor=request.user, record=record, fmt=self.fmt, via=access.API,
+                            paper=request.query_params.get("paper", "A4"))
+        response = HttpResponse(out.content, content_type=out.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{out.filename}"'
+        response["Cache-Control"] = "no-store"
+        response["X-Report-Status"] = out.status
+        return response
+
+
+REPORT_PAPER = OpenApiParameter("paper", str, enum=list(PAPERS), description=(
+    "Paper of the PDF (and of the PDF inside the FHIR bundle and the HL7 message): A4 (default) or Letter, "
+    "landscape; printed at 100 % it is at true scale (25 mm/s, 10 mm/mV)."))
+REPORT_DESCRIPTION = (
+    "The same access as the result: the ECG's uploader, or a role that sees every ECG (404 otherwise). 409, code "
+    "\"result_not_ready\", while the analysis has no result. Each download is audited (report.downloaded, with "
+    "format, paper, report status and version, and the sha256 of the bytes sent). The report is preliminary "
+    "(computer statements, unconfirmed) until a reviewer confirms it; header X-Report-Status says which.")
+REPORT_ERRORS = {**ERRORS, 409: ErrorSerializer}
+EX_NOT_READY = OpenApiExample("Not ready", response_only=True, status_codes=["409"], value={
+    "error": {"code": "result_not_ready", "message": "This ECG has no result yet; a report can be made once the "
+              "analysis is done.", "fields": {"non_field_errors": ["This ECG has no result yet; a report can be "
+                                                                   "made once the analysis is done."]}}})
+
+
+class EcgReportPdfApi(_ReportApi):
+    fmt = "pdf"
+
+    @extend_schema(operation_id="ecg_report_pdf", summary="The report as a one-page PDF (12-lead at paper scale)",
+                   description=REPORT_DESCRIPTION, parameters=[REPORT_PAPER],
+                   responses={(200, "application/pdf"): OpenApiTypes.BINARY, **REPORT_ERRORS},
+                   examples=[EX_NOT_READY])
+    def get(self, request, public_id):
+        return self._download(request, public_id)
+
+
+class EcgReportFhirApi(_ReportApi):
+    fmt = "fhir"
+
+    @extend_schema(
+        operation_id="ecg_report_fhir", summary="The report as a FHIR R4 Bundle (collection)",
+        description=REPORT_DESCRIPTION + " The bundle: Patient (pseudonym identifier only), DiagnosticReport "
+        "(LOINC 11524-6, category v2-0074 EC, status preliminary/final/amended, conclusion, conclusionCode, the PDF "
+        "as presentedForm) and one Observation per measured value (LOINC, UCUM). Validated before it is sent.",
+        parameters=[REPORT_PAPER], responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT, **REPORT_ERRORS},
+        examples=[EX_NOT_READY, OpenApiExample("Bundle", response_only=True, media_type="application/fhir+json",
+                                               value={
+            "resourceType": "Bundle", "type": "collection", "timestamp": "2026-12-01T09:31:00+00:00", "entry": [
+                {"fullUrl": "urn:uuid:a281c8b4-23ef-5552-9478-176548b82dad", "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:ecgapp:patient-pseudonym", "value": "PT-0042"}]}},
+                {"fullUrl": "urn:uuid:8d8026b2-d7fb-5e69-b8c3-fc30add93c90", "resource": {
+                    "resourceType": "DiagnosticReport", "status": "preliminary",
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                              "code": "EC"}]}],
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "11524-6",
+                                         "display": "EKG study"}]},
+                    "subject": {"reference": "urn:uuid:a281c8b4-23ef-5552-9478-176548b82dad"},
+                    "issued": "2026-12-01T09:31:00+00:00",
+                    "result": [{"reference": "urn:uuid:e26ac5f5-1401-5bc8-a848-47996afd3c9a"}],
+                    "conclusion": "PRELIMINARY, not confirmed by a clinician. Computer statements: ST/T change.",
+                    "conclusionCode": [{"coding": [{"system": "urn:ecgapp:statement:ptbxl-scp", "code": "STTC",
+                                                    "display": "ST/T change"}], "text": "ST/T change"}],
+                    "presentedForm": [{"contentType": "application/pdf", "data": "JVBERi0xLjQK...",
+                                       "size": 174092}]}},
+                {"fullUrl": "urn:uuid:e26ac5f5-1401-5bc8-a848-47996afd3c9a", "resource": {
+                    "resourceType": "Observation", "status": "preliminary",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+                    "subject": {"reference": "urn:uuid:a281c8b4-23ef-5552-9478-176548b82dad"},
+                    "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org",
+                                      "code": "/min"}}}]})])
+    def get(self, request, public_id):
+        return self._download(request, public_id)
+
+
+class EcgReportHl7Api(_ReportApi):
+    fmt = "hl7"
+
+    @extend_schema(
+        operation_id="ecg_report_hl7", summary="The report as an HL7 v2.5 ORU^R01 message (ER7)",
+        description=REPORT_DESCRIPTION + " MSH, PID (pseudonym only), OBR (LOINC 11524-6; OBR-25 P/F/C), NTE, OBX "
+        "NM per measured value with UCUM units, OBX CE/TX per statement (LOINC 8601-7), OBX ED with the PDF in "
+        "Base64. Segments end with CR.",
+        parameters=[REPORT_PAPER], responses={(200, "x-application/hl7-v2+er7"): OpenApiTypes.STR, **REPORT_ERRORS},
+        examples=[EX_NOT_READY, OpenApiExample("ORU^R01", response_only=True, media_type="x-application/hl7-v2+er7",
+                                               value="\r".join((
+            "MSH|^~\\&|ECG-DS||||20261201093100+0000||ORU^R01^ORU_R01|14a32603a1724945bf5e|P|2.5",
+            "PID|1||PT-0042^^^ECG-DS^PI||PT-0042^^^^^^S",
+            "OBR|1||3f2b6a51-8c1e-4b7a-9d0e-2a7f5c9e1b44^ECG-DS|11524-6^EKG study^LN||||||||||||||||||"
+            "20261201093100+0000|||P",
+            "NTE|1||Preliminary: not confirmed by a clinician. Decision support only: ...",
+            "OBX|1|NM|8867-4^Heart rate^LN||72|/min^/min^UCUM|||||P",
+            "OBX|2|CE|8601-7^EKG impression^LN|computer|STTC^ST/T change^99ECGSCP||||||P",
+            "OBX|3|ED|11524-6^EKG study^LN||ECG-DS^AP^PDF^Base64^JVBERi0xLjQK...||||||P")))])
+    def get(self, request, public_id):
+        return self._download(request, public_id)

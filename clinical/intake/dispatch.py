@@ -16,13 +16,13 @@ ACCEPTED_UPLOADS = ("either a WFDB record (a .hea header and its .dat signal fil
                                                            sorted(registry.DESCRIPTIONS.items())))
 
 
-def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> ParsedEcg:
+def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None, document: object = None) -> ParsedEcg:
     """Pick the parser from the uploaded files' extensions.
 
     ``files`` maps a form field to ``(file name, content)``; the file name's extension decides (the key is used
     only for a name without one). A .hea with a .dat is WFDB, one .csv or .txt is CSV/text
     (``fs`` unless the file gives it), one .json is
-    JSON (its own "fs" is used).
+    JSON (its own "fs" is used). ``document``: that one .json file already parsed (see parse_json).
     """
     by_ext: dict[str, list[tuple[str, bytes]]] = {}
     for key, (name, content) in files.items():
@@ -48,7 +48,7 @@ def parse_upload(*, files: dict[str, tuple[str, bytes]], fs: float | None) -> Pa
         ext = next(iter(counts))
         return parse_csv(by_ext[ext][0][1], fs=fs, label=f".{ext}")
     if counts == {"json": 1}:
-        return parse_json(by_ext["json"][0][1])
+        return parse_json(by_ext["json"][0][1], document)
     if len(counts) == 1 and next(iter(counts.values())) == 1 and next(iter(counts)) in registry.READERS:
         ext = next(iter(counts))
         name, content = by_ext[ext][0]

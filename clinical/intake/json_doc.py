@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 
 from clinical.intake.errors import IntakeError, json_shown, shown
 from clinical.intake.leads import LEAD_LIST, canonical_names, complete_leads
@@ -11,15 +12,30 @@ from clinical.intake.limits import MAX_COLUMNS, MAX_SECONDS
 from clinical.intake.record import ParsedEcg, assemble, check_content_size, check_duration, check_fs, mv_per_unit
 
 _SAMPLES_IN_MV = "Write every sample as a number in mV, such as 0.125."
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def loads(data: bytes | str) -> object:
+    """``json.loads`` with its exact results and errors, at orjson's speed for a well-formed document.
+
+    orjson (about 4x faster on a 1.3 MB 12-lead body) refuses a few documents that the standard library reads
+    (NaN and Infinity, integers beyond 64 bits, nesting over 1024 levels) and words its errors differently, so
+    any document orjson refuses is read again by ``json``, which decides and explains."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _json_number_list(lead: str, values: object) -> np.ndarray:
     if not isinstance(values, list):
         raise IntakeError(f"Lead {lead} must be a list of numbers; got {type(values).__name__}. Write each lead as "
                           'a list of samples in mV, like "I": [0.1, 0.12, ...].', "json")
-    for i, v in enumerate(values):
-        # bool is an int subclass and would silently become 0/1.
-        if type(v) not in (int, float):
+    # bool is an int subclass and would silently become 0/1. The set of the samples' types, taken in C, is the
+    # check; the loop that names the first bad sample runs only when there is one (it was 40% of a submit's parse).
+    kinds = set(map(type, values))
+    for i, v in enumerate(values if not kinds <= _NUMBER_TYPES else ()):
+        if type(v) not in _NUMBER_TYPES:
             shown_value = "null" if v is None else json_shown(v)
             raise IntakeError(f"Lead {lead}, sample {i + 1}: {shown_value} is not a number. {_SAMPLES_IN_MV}",
                               "json")
@@ -34,12 +50,15 @@ def _json_number_list(lead: str, values: object) -> np.ndarray:
         ) from None
 
 
-def parse_json(data: bytes) -> ParsedEcg:
-    """Read ``{"fs": 500, "units": "mV" | "uV", "leads": {"I": [...], ...}}`` (units default to mV)."""
+def parse_json(data: bytes, document: object = None) -> ParsedEcg:
+    """Read ``{"fs": 500, "units": "mV" | "uV", "leads": {"I": [...], ...}}`` (units default to mV).
+
+    ``document``: ``data`` already parsed (the API's body, which DRF parsed to validate the patient), so that a
+    1 MB body is not parsed twice."""
     check_content_size(data, ".json", "json")
     example = '{"fs": 500, "units": "mV", "leads": {"I": [...], "II": [...], ...}}'
     try:
-        doc = json.loads(data)
+        doc = loads(data) if document is None else document
     except UnicodeDecodeError as exc:
         raise IntakeError(f"The .json file is not UTF-8 text. Save it as UTF-8, a JSON document like {example}.",
                           "json") from exc

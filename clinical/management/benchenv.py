@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.test.utils import setup_test_environment
+from django.test.utils import setup_test_environment, teardown_test_environment
 
 
 def free_port() -> int:
@@ -28,12 +28,16 @@ def free_port() -> int:
 def throwaway_database():
     """Django's test database machinery outside the test runner: created, yielded (its name), destroyed."""
     setup_test_environment()
+    name = connection.settings_dict["NAME"]
     test_db = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         yield test_db
     finally:
         connection.close()
-        connection.creation.destroy_test_db(test_db, verbosity=0)
+        # The settings' database name back, and the test environment torn down: a second run in the same
+        # process (bench_api --workers 1,2,4) starts as the first did.
+        connection.creation.destroy_test_db(name, verbosity=0)
+        teardown_test_environment()
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

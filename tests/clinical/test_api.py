@@ -229,3 +229,30 @@ def test_an_age_left_out_is_refused_not_taken_for_unknown(clinician_token):
     resp = api(clinician_token).post("/api/v1/ecgs/", body, format="json")
     assert resp.status_code == 400 and "patient.sex" in resp.json()["error"]["fields"]
     assert not EcgRecord.objects.exists()
+
+
+def test_a_token_records_its_last_use_to_the_minute_not_on_every_request(clinician, clinician_token):
+    client = api(clinician_token)
+    assert client.get("/api/v1/model/").status_code == 200
+    token = ApiToken.objects.get(user=clinician)
+    first = token.last_used_at
+    assert first is not None
+    client.get("/api/v1/model/")  # a poll half a second later writes nothing
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    client.get("/api/v1/model/")
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first
+
+
+def test_a_job_poll_reads_the_state_not_the_signal_or_the_measurements(clinician_token):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api(clinician_token)
+    job_id = client.post("/api/v1/ecgs/", json_body(), format="json").json()["id"]
+    with CaptureQueriesContext(connection) as queries:
+        job = client.get(f"/api/v1/ecgs/{job_id}/job/").json()
+    assert job["state"] == "queued" and job["analysed_window"]["record_s"] == 10.0
+    record_reads = [q["sql"] for q in queries.captured_queries if 'FROM "clinical_ecgrecord"' in q["sql"]]
+    assert record_reads and not any('"clinical_ecgrecord"."signal"' in q or '"clinical_ecgrecord"."measurements"' in q
+                                    for q in record_reads)

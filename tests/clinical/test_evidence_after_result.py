@@ -144,3 +144,53 @@ def test_evidence_whose_message_was_lost_is_sent_again_once_it_is_old(clinician,
         services.jobs_requeue_stale()
         services.jobs_requeue_stale()  # sent again once, not at every sweep
     assert [c.args[0] for c in send.call_args_list] == [(prediction.pk,)]
+
+
+# Evidence on demand (issue 17: "or on first view, then cached"): a result stored without it gets it when first
+# opened in the page or asked for through the API, once.
+
+def test_the_first_view_of_a_result_without_evidence_computes_it_once(client, clinician, reviewer, wfdb_pair,
+                                                                      weights_dir,
+                                                                      django_capture_on_commit_callbacks):
+    record = submit(clinician, wfdb_pair, evidence=False)
+    analyse(record, django_capture_on_commit_callbacks)
+    client.force_login(reviewer)
+    url = reverse("clinical:ecg-detail", args=[record.public_id])
+    with mock.patch.object(tasks.compute_evidence, "apply_async") as send, \
+            django_capture_on_commit_callbacks(execute=True):
+        page = client.get(url).content.decode()
+        again = client.get(url).content.decode()  # a reload, or a second reader: not queued twice
+    prediction = Prediction.objects.get(record=record)
+    assert [c.args[0] for c in send.call_args_list] == [(prediction.pk,)]
+    assert prediction.evidence_state == Prediction.EvidenceState.PENDING and prediction.evidence_queued_at
+    assert "Evidence on the leads: being computed" in page and "being computed" in again
+    event = AuditEvent.objects.get(action="inference.evidence_requested")
+    assert event.actor == reviewer and event.object_id == str(record.public_id)
+    assert tasks.compute_evidence(prediction.pk) == Prediction.EvidenceState.READY
+    assert "being computed" not in client.get(url).content.decode()
+
+
+def test_the_api_computes_evidence_when_asked_for_it_not_by_default(integrator, ecg_500hz, weights_dir,
+                                                                   django_capture_on_commit_callbacks):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=integrator, name='t')[1]}")
+    body = {"fs": 500, "patient": {"id": "PT-API-EV", "age": 50, "sex": "F"},
+            "leads": {lead: ecg_500hz[i].tolist() for i, lead in enumerate(LEADS)}}
+    later = client.post("/api/v1/ecgs/", body, format="json").json()
+    now = client.post("/api/v1/ecgs/", {**body, "evidence": True}, format="json").json()
+    records = {k: InferenceJob.objects.get(record__public_id=v["id"]).record for k, v in
+               (("later", later), ("now", now))}
+    for record in records.values():
+        analyse(record, django_capture_on_commit_callbacks)
+    states = {k: Prediction.objects.get(record=r).evidence_state for k, r in records.items()}
+    assert states == {"later": "off", "now": "pending"}
+    url = f"/api/v1/ecgs/{later['id']}/result/"
+    assert client.get(url).json()["evidence_state"] == "off"  # a plain read asks for nothing
+    assert not AuditEvent.objects.filter(action="inference.evidence_requested").exists()
+    with mock.patch.object(tasks.compute_evidence, "apply_async") as send, \
+            django_capture_on_commit_callbacks(execute=True):
+        assert client.get(f"{url}?evidence=1").json()["evidence_state"] == "pending"
+    assert len(send.call_args_list) == 1
+    tasks.compute_evidence(records["later"].prediction.pk)
+    result = client.get(f"{url}?evidence=1").json()
+    assert result["evidence_state"] == "ready" and set(result["findings"][0]["evidence"]) == set(LEADS)

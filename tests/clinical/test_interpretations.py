@@ -230,7 +230,8 @@ def test_what_a_report_prints_is_the_latest_version(prior_and_current, reviewer)
                          removed=["superclass:MI"], added=["statements:CLBBB"], password=PW)
     report = reading_for_report(record)
     assert report["status"] == "amended" and report["version"] == 2 and report["reviewer"] == "rev-cy"
-    assert report["confirmed_statements"] == ["Complete left bundle branch block"]
+    assert report["confirmed_statements"] == [{"key": "statements:CLBBB", "code": "CLBBB", "origin": "reviewer",
+                                               "display": "Complete left bundle branch block"}]
     assert report["amendment_reason"] == "MI removed: old Q waves" and report["prior_ecg"] == str(prior.public_id)
     assert report["comparison"] and report["comparison"][0].startswith("QRS +32 ms")
 
@@ -256,3 +257,29 @@ def test_a_reanalysis_after_confirmation_leaves_the_confirmed_version_as_it_was(
     from clinical.comparison import prior_ecg
 
     assert prior_ecg(record=EcgRecord.objects.get(pk=again.pk)) is None
+
+
+def test_the_reports_hook_builds_a_valid_amended_report_from_the_reading(prior_and_current, reviewer):
+    """clinical.reports' _confirmed is to return confirmation_from_reading(reading_for_report(record)): applied as
+    report_data applies it, ReportData's own checks accept the amended report (reviewer's measurement included)."""
+    import dataclasses
+
+    from clinical.interpretations import reading_for_report
+    from clinical.reports.selectors import confirmation_from_reading, report_data
+
+    _, record = prior_and_current
+    interpretation_confirm(record=record, reviewer=reviewer, overrides={"qrs_ms": 150}, password=PW)
+    interpretation_amend(record=record, reviewer=reviewer, reason="MI removed: old Q waves",
+                         removed=["superclass:MI"], overrides={"qrs_ms": 150}, password=PW)
+    confirmation = confirmation_from_reading(reading_for_report(record))
+    assert confirmation.status == "amended" and confirmation.version == 2 and confirmation.statements == ()
+    assert confirmation.reviewer_measured == ("qrs_ms",) and confirmation.measurements["qrs_ms"] == 150.0
+    preliminary = report_data(record=record)
+    amended = dataclasses.replace(
+        preliminary, confirmed_statements=confirmation.statements, free_text=confirmation.free_text,
+        comparison=confirmation.comparison, status=confirmation.status, version=confirmation.version,
+        reviewer=confirmation.reviewer, confirmed_at=confirmation.confirmed_at,
+        amendment_reason=confirmation.amendment_reason,
+        measurements={**preliminary.measurements, "qrs_ms": confirmation.measurements["qrs_ms"]},
+        reviewer_measured=confirmation.reviewer_measured)
+    assert amended.comparison[0].startswith("QRS +50 ms") and amended.amendment_reason.startswith("MI removed")

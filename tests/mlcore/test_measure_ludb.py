@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from mlcore.measure import measure
-from training.bench_measure import reference
+from training.bench_measure import fiducial_errors, reference
 from training.ludb import DEFAULT_DIR, load_record
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_DIR / "ludb.csv").is_file(),
@@ -48,6 +48,24 @@ def test_default_qrs_convention_agrees_with_the_cardiologists_diagnoses(capsys):
     wide. Figures from training.bench_measure on the 96 records here: exact 12/15 and 3 of 80, ludb 14/15 and 42."""
     from training.bench_measure import bench
 
-    wide = {conv: bench(convention=conv)["criteria_vs_diagnoses"]["qrs_ms"] for conv in ("exact", "ludb")}
+    summaries = {conv: bench(convention=conv) for conv in ("exact", "ludb")}
+    wide = {conv: s["criteria_vs_diagnoses"]["qrs_ms"] for conv, s in summaries.items()}
     assert wide["exact"]["tp"] >= 11 and wide["exact"]["fp"] <= 5, wide["exact"]
+    # The two halves (for cross-checks) count the same false positives as the whole.
+    assert sum(h["false_wide_qrs"] for h in summaries["exact"]["halves"].values()) == wide["exact"]["fp"]
     assert wide["ludb"]["fp"] >= 25, wide["ludb"]  # the convention that matches the reference's union over-calls
+
+
+def test_fiducial_errors_say_which_boundary_an_interval_error_comes_from():
+    """The benchmark's per-fiducial errors place our median-beat fiducials on the annotated beats: on a sinus
+    record they add up to the interval errors, and moving one fiducial moves its error alone, by as much."""
+    rec = load_record(1)
+    ours, ref = measure(rec.signal, rec.fs), reference(rec)
+    err = fiducial_errors(rec, ours)
+    assert all(abs(e) <= 40 for e in err.values()), err  # beats matched, not a beat or a window off
+    assert abs(err["qrs_off"] - err["qrs_on"] - (ours["qrs_ms"] - ref["qrs_ms"])) <= 4, err
+    assert abs(err["t_off"] - err["qrs_on"] - (ours["qt_ms"] - ref["qt_ms"])) <= 4, err
+    ours["fiducials"]["qrs_on"] -= 3  # three samples earlier at 500 Hz
+    moved = fiducial_errors(rec, ours)
+    assert moved["qrs_on"] == pytest.approx(err["qrs_on"] - 6)
+    assert {k: v for k, v in moved.items() if k != "qrs_on"} == {k: v for k, v in err.items() if k != "qrs_on"}

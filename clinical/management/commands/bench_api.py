@@ -48,13 +48,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--clients", type=int, default=10)
         parser.add_argument("--requests", type=int, default=200)
-        parser.add_argument("--workers", type=int, default=1, help="Celery inference worker processes")
+        parser.add_argument("--workers", default="1", help="Celery inference worker processes; a list (1,2,4) runs "
+                                                           "the load once per count and prints the curve")
         parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
+        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument("--poll", type=float, default=0.1, help="seconds between an integrator's job polls")
         parser.add_argument("--redis-db", type=int, default=15, help="the Redis database the run flushes and uses")
+        parser.add_argument("--evidence", action="store_true",
+                            help="submit with \"evidence\": true (computed after each result, as a page upload "
+                                 "does) instead of the API's default, evidence when first asked for")
 
-    def handle(self, *args, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
-               **options):
+    def handle(self, *args, workers: str, **options):
+        counts = [int(w) for w in str(workers).split(",") if w.strip()]
+        curve = [self.run_load(workers=w, **options) for w in counts]
+        if len(curve) > 1:
+            self.stdout.write("Scale-out on this machine (same load, one run per worker count):")
+            self.stdout.write("  workers  results/s  submit->result p50 / p95 ms  errors  machine CPU per result ms")
+            for c in curve:
+                self.stdout.write(f"  {c['workers']:>7}  {c['results_per_s']:>9.1f}  {c['p50_ms']:>12.0f} / "
+                                  f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {c['machine_ms']:>10.0f}")
+
+    def run_load(self, *, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
+                 evidence: bool = False, web_workers: int = 2, **options) -> dict:
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -66,7 +81,7 @@ class Command(BaseCommand):
             bodies.append({"fs": 500, "leads": {lead: np.round(sig[j], 4).tolist() for j, lead in enumerate(LEADS)}})
         pids: dict = {}
         with bench_stack(web=True, workers=workers, server=server, redis_db=redis_db, queues="inference,evidence",
-                         pids=pids) as (base, env):
+                         pids=pids, web_workers=web_workers) as (base, env):
             roles_ensure()
             user = User.objects.create_user("bench-api", password="bench-password-1")
             user.groups.add(Group.objects.get(name="integrator"))
@@ -80,6 +95,7 @@ class Command(BaseCommand):
 
             # Each upload's leads encoded once: the clients share these 2 cores with the system they measure.
             encoded = [json.dumps(b)[:-1].encode() for b in bodies]
+            asked = ', "evidence": true' if evidence else ""
 
             def call(method: str, path: str, body: bytes | None = None) -> dict:
                 req = urllib.request.Request(f"{base}{path}", method=method, data=body,
@@ -95,7 +111,7 @@ class Command(BaseCommand):
                     if i is None:
                         return
                     patient = json.dumps({"id": f"BENCH-{i}", "age": 60, "sex": "F"})
-                    body = encoded[i % len(encoded)] + f', "patient": {patient}}}'.encode()
+                    body = encoded[i % len(encoded)] + f', "patient": {patient}{asked}}}'.encode()
                     t0 = time.perf_counter()
                     try:
                         job = call("POST", "/api/v1/ecgs/", body)
@@ -162,7 +178,9 @@ class Command(BaseCommand):
         broker = "Redis" if settings.ENV.redis_url else "filesystem broker"
         self.stdout.write(
             f"API, {clients} concurrent clients, {requests} uploads ({server}, {connection.vendor}, {broker}, "
-            f"{workers} worker{'s' if workers > 1 else ''}): {len(errors)} errors; "
+            f"{workers} worker{'s' if workers > 1 else ''}"
+            f"{f', {web_workers} web processes' if server == 'gunicorn' else ''}, evidence "
+            f"{'after each result' if evidence else 'when asked for (none asked)'}): {len(errors)} errors; "
             f"submit request p50 {statistics.median(sub):.0f} / p95 {np.percentile(sub, 95):.0f} / "
             f"p99 {np.percentile(sub, 99):.0f} ms; submit -> result p50 {statistics.median(lat):.0f} / "
             f"p95 {np.percentile(lat, 95):.0f} / p99 {np.percentile(lat, 99):.0f} ms; "
@@ -194,6 +212,9 @@ class Command(BaseCommand):
             f"{steps['evidence'] * 1000:.1f} ms (= {steps['evidence'] / forward_s:.1f}x)")
         if errors:
             self.stderr.write(f"first error: {errors[0]}")
+        return {"workers": workers, "results_per_s": len(lat) / wall, "p50_ms": float(np.median(lat)) if n else 0.0,
+                "p95_ms": float(np.percentile(lat, 95)) if len(lat) else 0.0, "errors": len(errors),
+                "machine_ms": per["machine"] * 1000}
 
     def forward_pass_seconds(self, bodies: list[dict]) -> float:
         """Median seconds of one ensemble forward pass (preprocessing included) on the uploads' signals, one torch
