@@ -201,3 +201,28 @@ def test_bad_input_starts_no_run(tmp_path, label_space, monkeypatch):
     with pytest.raises(FileNotFoundError, match="PhysioNet PTB-XL layout"):
         main(["evaluate", "--data-dir", str(tmp_path), "--weights", str(weights)])
     assert not store.exists()
+
+
+def test_operating_points_log_every_labels_threshold_support_and_validation(ptbxl_dir, tmp_path, label_space,
+                                                                          monkeypatch):
+    from training.operating_points import main as operating_points
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    weights = write_tiny_weights(tmp_path / "w", label_space)
+    manifest = json.loads((weights / "manifest.json").read_text())
+    (weights / "manifest.json").write_text(json.dumps(manifest | {"training_data": {"train_folds": list(range(1, 9))}}))
+    assert operating_points(["--data-dir", str(ptbxl_dir), "--weights", str(weights), "--min-support", "2"]) == 0
+
+    client, (run,) = runs_in(store)
+    assert run.data.tags["kind"] == "operating_points" and run.data.params["min_support"] == "2"
+    fitted = json.loads(Path(client.download_artifacts(run.info.run_id, "operating_points.json",
+                                                       str(tmp_path))).read_text())
+    m = run.data.metrics
+    codes = {"superclass": label_space.superclasses, "statements": label_space.statements}
+    for head, names in codes.items():
+        for code, t, rec in zip(names, fitted[head]["threshold"], fitted[head]["operating_points"]):
+            assert m[f"{head}/threshold/{code}"] == pytest.approx(t)
+            assert m[f"{head}/support/{code}"] == rec["support"]
+            assert m[f"{head}/validated/{code}"] == int(rec["validated"])
+    assert {m[f"statements/validated/{c}"] for c in label_space.statements} == {0.0, 1.0}
