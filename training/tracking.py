@@ -129,6 +129,20 @@ class TrackedRun:
             self._call("closing the run", lambda: self._client.set_terminated(self.run_id, status))
 
 
+def _experiment_id(client: Any, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        # The tag makes the MLflow 3 UI open the experiment as model training, not as a GenAI app.
+        return client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
+    except Exception:
+        found = client.get_experiment_by_name(name)  # members trained in parallel: another one created it first
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 def _start(name: str, params: Mapping[str, Any], tags: Mapping[str, str | None]) -> TrackedRun:
     run = TrackedRun(name)
     try:
@@ -150,8 +164,7 @@ def _start(name: str, params: Mapping[str, Any], tags: Mapping[str, str | None])
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         client = MlflowClient(tracking_uri=uri)
         experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip() or DEFAULT_EXPERIMENT
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = _experiment_id(client, experiment)
         all_tags = {k: str(v) for k, v in tags.items() if v is not None}
         if all_tags.get("git_commit"):
             # The UI shows this one; "+dirty" stays on our own tag only.

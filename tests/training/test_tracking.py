@@ -49,6 +49,8 @@ def test_train_logs_config_provenance_epochs_and_the_run_record_to_the_embedded_
 
     client, runs = runs_in(embedded_default)
     assert len(runs) == 1
+    # opens as "Training runs" in the MLflow 3 UI, not as a GenAI app
+    assert client.get_experiment_by_name(DEFAULT_EXPERIMENT).tags["mlflow.experimentKind"] == "custom_model_development"
     run = runs[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "train member-3"
     p = run.data.params
