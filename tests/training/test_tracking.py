@@ -196,13 +196,17 @@ def test_a_failing_command_is_a_failed_run_and_its_error_is_unchanged(tmp_path, 
     assert run.info.status == "FAILED"
 
 
-def test_bad_input_starts_no_run(tmp_path, label_space, monkeypatch):
+def test_bad_input_starts_no_run(ptbxl_dir, tmp_path, label_space, monkeypatch):
     store = tmp_path / "store"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
     weights = write_tiny_weights(tmp_path / "w", label_space)
     with pytest.raises(FileNotFoundError, match="PhysioNet PTB-XL layout"):
         main(["evaluate", "--data-dir", str(tmp_path), "--weights", str(weights)])
-    assert not store.exists()
+    assert not store.exists()  # refused before a run was opened: nothing half-way in the store
+    assert main(["evaluate", "--data-dir", str(ptbxl_dir), "--weights", str(weights), "--cache-dir", "",
+                 "--bootstrap", "5"]) == 0
+    _, runs = runs_in(store)
+    assert [(r.data.tags["kind"], r.info.status) for r in runs] == [("evaluate", "FINISHED")]
 
 
 def test_operating_points_log_every_labels_threshold_support_and_validation(ptbxl_dir, tmp_path, label_space,
