@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,8 @@ class TrackedRun:
         self._client = None
 
     def metrics(self, values: Mapping[str, float | int | None], step: int | None = None) -> None:
-        """Log numbers (None is skipped: a subgroup without a scorable label has no AUC, not an AUC of 0)."""
+        """Log numbers. None is skipped (a subgroup without a scorable label has no AUC, not an AUC of 0), and so is
+        a bool, which MLflow refuses as a metric (pass int(flag) to log one)."""
         if not self.active:
             return
         from mlflow.entities import Metric
@@ -173,6 +174,9 @@ def _start(name: str, params: Mapping[str, Any], tags: Mapping[str, str | None])
         run = TrackedRun(name, client, created.info.run_id)
         client.log_batch(run.run_id, params=[Param(k, v) for k, v in flatten(params).items()])
     except Exception as exc:
+        if run.active:  # created but half set up: say so in the store too, if it still answers
+            with suppress(Exception):
+                client.set_terminated(run.run_id, "FAILED")
         run.off(f"the store at {uri} failed: {_one_line(exc)}")
     return run
 
