@@ -170,8 +170,16 @@ class Env:
     audit_checkpoints: Path
 
 
+def app_data_dir() -> Path:
+    """Where the app keeps its state (SQLite, broker, media, the MLflow store): ECGAPP_DATA_DIR, default var/.
+
+    Its own function so the training CLI (no Django) finds the same directory without reading the app's settings.
+    """
+    return Path(env_str("ECGAPP_DATA_DIR", str(BASE_DIR / "var")))
+
+
 def read_env() -> Env:
-    data_dir = Path(env_str("ECGAPP_DATA_DIR", str(BASE_DIR / "var")))
+    data_dir = app_data_dir()
     return Env(
         secret_key=env_str("DJANGO_SECRET_KEY"),
         debug=env_bool("DJANGO_DEBUG", False),

@@ -54,6 +54,15 @@ def synthetic_ecg(rng: np.random.Generator, fs: float = 100, seconds: float = 10
     return gains * beat + 0.02 * rng.standard_normal((12, len(t)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def mlflow_store_of_the_test_session(tmp_path_factory) -> Path:
+    """The training commands track to MLflow (var/mlflow by default); the suite's runs go to a temporary store."""
+    store = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+        yield store
+
+
 @pytest.fixture
 def statements_csv(tmp_path: Path) -> Path:
     return write_statements(tmp_path / "scp_statements.csv")

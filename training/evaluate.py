@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcore.ensemble import Ensemble, Prediction
-from mlcore.ptbxl import Split, load_folds
+from mlcore.ptbxl import Split, fingerprint, load_folds
 from training.metrics import (
     bootstrap_macro_auc_ci,
     expected_calibration_error,
@@ -19,6 +19,8 @@ from training.metrics import (
     scorable,
     true_positive_rate_at,
 )
+from training.runrecord import git_commit
+from training.tracking import metric_name, tracked_run
 
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
     ("<40", 0, 40), ("40-59", 40, 60), ("60-79", 60, 80), ("80+", 80, 1000),
@@ -86,6 +88,32 @@ def build_report(ens: Ensemble, split: Split, folds: Sequence[int], n_boot: int 
     }
 
 
+def report_metrics(report: dict) -> dict[str, float | None]:
+    """A report's figures under flat MLflow names: superclass/auc/MI, statements/auc/AFIB, subgroup/sex/male/n,
+    subgroup/age_band/lt40/tpr_at_threshold/MI, ..."""
+    s, st = report["superclass"], report["statements"]
+    lo, hi = s["macro_auc_ci90"]
+    out: dict[str, float | None] = {
+        "n_records": report["n_records"], "superclass/n_records": s["n_records"],
+        "superclass/macro_auc": s["macro_auc"], "superclass/macro_auc_ci90_low": lo,
+        "superclass/macro_auc_ci90_high": hi, "statements/macro_auc": st["macro_auc"],
+        "statements/n_labels_scored": st["n_labels_scored"],
+    }
+    for key, name in (("per_class_auc", "auc"), ("ece", "ece"), ("f1_at_threshold", "f1_at_threshold"),
+                      ("thresholds", "threshold"), ("prevalence", "prevalence")):
+        out |= {metric_name("superclass", name, code): v for code, v in s[key].items()}
+    out |= {metric_name("statements", "auc", code): v for code, v in st["per_label_auc"].items()}
+    for kind, groups in report["subgroups"].items():
+        for group, v in groups.items():
+            out[metric_name("subgroup", kind, group, "n")] = v["n"]
+            out[metric_name("subgroup", kind, group, "macro_auc")] = v["macro_auc"]
+            for code, tpr in v["tpr_at_threshold"].items():
+                out[metric_name("subgroup", kind, group, "tpr_at_threshold", code)] = tpr
+            for code, n in v["positives"].items():
+                out[metric_name("subgroup", kind, group, "positives", code)] = n
+    return out
+
+
 def format_table(report: dict) -> str:
     s = report["superclass"]
     lo, hi = s["macro_auc_ci90"]
@@ -114,9 +142,15 @@ def evaluate(*, weights: str, data_dir: str, folds: Sequence[int], cache_dir: st
     started = time.time()
     ens = Ensemble.load(weights)
     split = load_folds(data_dir, folds, cache_dir)
-    report = build_report(ens, split, folds, n_boot)
-    report["seconds"] = round(time.time() - started, 1)
-    if out:
-        Path(out).write_text(json.dumps(report, indent=2))
+    tags = {"kind": "evaluate", "model_version": ens.version, "git_commit": git_commit(),
+            "data_fingerprint": fingerprint(split)}
+    params = {"weights": weights, "folds": list(folds), "bootstrap": n_boot}
+    with tracked_run(f"evaluate {ens.version} folds {','.join(map(str, folds))}", params=params, tags=tags) as run:
+        report = build_report(ens, split, folds, n_boot)
+        report["seconds"] = round(time.time() - started, 1)
+        if out:
+            Path(out).write_text(json.dumps(report, indent=2))
+        run.metrics(report_metrics(report) | {"run_seconds": report["seconds"]})
+        run.json_artifact(report, Path(out).name if out else "evaluate_report.json")
     print(format_table(report))
     return report

@@ -16,8 +16,9 @@ from mlcore.labels import LabelSpace
 from mlcore.model import count_parameters
 from mlcore.preprocess import LEADS, N_SAMPLES, TARGET_FS, Standardizer
 from mlcore.ptbxl import Split, fingerprint, load_folds
-from training.evaluate import build_report, format_table, predict_split
+from training.evaluate import build_report, format_table, predict_split, report_metrics
 from training.runrecord import git_commit
+from training.tracking import TrackedRun, metric_name, tracked_run
 from training.train import VALID_FOLDS, predict_logits, standardized
 
 HIST_BINS = 20
@@ -35,17 +36,25 @@ def calibrate(*, member_paths: Sequence[Path], data_dir: str, cache_dir: str, ou
     """Fit per-class temperatures on the members' mean logits and F1-optimal thresholds, on fold 9."""
     loaded, st = _members(member_paths)
     valid = load_folds(data_dir, VALID_FOLDS, cache_dir)
-    x = standardized(valid, st)
-    logits = [predict_logits(model, x) for model, _ in loaded]
-    result: dict = {"folds": list(VALID_FOLDS), "members": [p.name for p in member_paths]}
-    targets = {"superclass": (valid.superclass, valid.has_superclass),
-               "statements": (valid.statements, np.ones(len(valid), dtype=bool))}
-    for h, head in enumerate(HEADS):
-        y, m = targets[head]
-        z = np.mean([lg[h] for lg in logits], axis=0)[m].astype(np.float64)
-        t = fit_temperatures(z, y[m])
-        result[head] = {"temperature": t.tolist(), "threshold": fit_thresholds(sigmoid(z / t), y[m]).tolist()}
-    out.write_text(json.dumps(result, indent=2))
+    labels = LabelSpace.from_csv(Path(data_dir) / "scp_statements.csv")
+    codes = {"superclass": labels.superclasses, "statements": labels.statements}
+    tags = {"kind": "calibrate", "git_commit": git_commit(), "data_fingerprint.valid": fingerprint(valid)}
+    params = {"members": [str(p) for p in member_paths], "valid_folds": VALID_FOLDS}
+    with tracked_run("calibrate", params=params, tags=tags) as run:
+        x = standardized(valid, st)
+        logits = [predict_logits(model, x) for model, _ in loaded]
+        result: dict = {"folds": list(VALID_FOLDS), "members": [p.name for p in member_paths]}
+        targets = {"superclass": (valid.superclass, valid.has_superclass),
+                   "statements": (valid.statements, np.ones(len(valid), dtype=bool))}
+        for h, head in enumerate(HEADS):
+            y, m = targets[head]
+            z = np.mean([lg[h] for lg in logits], axis=0)[m].astype(np.float64)
+            t = fit_temperatures(z, y[m])
+            result[head] = {"temperature": t.tolist(), "threshold": fit_thresholds(sigmoid(z / t), y[m]).tolist()}
+            for what in ("temperature", "threshold"):
+                run.metrics({metric_name(head, what, c): v for c, v in zip(codes[head], result[head][what])})
+        out.write_text(json.dumps(result, indent=2))
+        run.artifact(out)
     print(f"calibration written to {out}: superclass T = " +
           ", ".join(f"{v:.2f}" for v in result["superclass"]["temperature"]))
     return result
@@ -86,10 +95,10 @@ def export(*, member_paths: Sequence[Path], calibration: Path, data_dir: str, ca
     for path, (model, ck) in zip(member_paths, loaded):
         dest = out_dir / path.name
         shutil.copyfile(path, dest)
-        run = path.with_suffix(".run.json")
-        if run.exists():
-            shutil.copyfile(run, out_dir / run.name)
-            runs.append(json.loads(run.read_text()))
+        record = path.with_suffix(".run.json")
+        if record.exists():
+            shutil.copyfile(record, out_dir / record.name)
+            runs.append(json.loads(record.read_text()))
         members.append({"file": dest.name, "sha256": sha256_file(dest), "seed": ck["seed"],
                         "parameters": count_parameters(model), "config": ck["config"]})
     train = load_folds(data_dir, range(1, 9), cache_dir)
@@ -111,6 +120,21 @@ def export(*, member_paths: Sequence[Path], calibration: Path, data_dir: str, ca
                           "fingerprint_valid": fingerprint(valid), "n_train": len(train), "n_valid": len(valid)},
     }
     ens = Ensemble([m for m, _ in loaded], manifest)
+    tags = {"kind": "export", "model_version": version, "git_commit": manifest["git_commit"],
+            "data_fingerprint.train": manifest["training_data"]["fingerprint_train"],
+            "data_fingerprint.valid": manifest["training_data"]["fingerprint_valid"]}
+    params = {"version": version, "members": [m["file"] for m in members], "calibration": str(calibration),
+              "out": str(out_dir)}
+    with tracked_run(f"export {version}", params=params, tags=tags) as run:
+        _export_files(ens, manifest, valid, out_dir, cal, members, started, run)
+    print(f"exported {len(members)} members to {out_dir} as {version}")
+    return manifest
+
+
+def _export_files(ens: Ensemble, manifest: dict, valid: Split, out_dir: Path, cal: dict, members: list[dict],
+                  started: float, run: TrackedRun) -> None:
+    """The fold-9 report, the reference distribution and the manifest, written and logged as artefacts."""
+    version = manifest["model_version"]
     report = build_report(ens, valid, VALID_FOLDS)
     manifest["metrics_fold9"] = {
         "superclass_macro_auc": report["superclass"]["macro_auc"],
@@ -128,6 +152,7 @@ def export(*, member_paths: Sequence[Path], calibration: Path, data_dir: str, ca
         "calibration": cal, "git_commit": git_commit(), "seconds": round(time.time() - started, 1),
         "fold9": manifest["metrics_fold9"],
     }, indent=2))
+    run.metrics(report_metrics(report))
+    for name in ("manifest.json", "fold9_report.json", "export.run.json"):
+        run.artifact(out_dir / name)
     print(format_table(report))
-    print(f"exported {len(members)} members to {out_dir} as {version}")
-    return manifest

@@ -151,7 +151,7 @@ def _predict(weights: Path, data_dir: str, folds: list[int], cache_dir: str | No
     import torch
 
     from mlcore.ensemble import Ensemble
-    from mlcore.ptbxl import load_folds
+    from mlcore.ptbxl import fingerprint, load_folds
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ens = Ensemble.load(weights)
@@ -162,7 +162,21 @@ def _predict(weights: Path, data_dir: str, folds: list[int], cache_dir: str | No
     has = split.superclass.sum(axis=1) > 0
     truth = {"superclass": split.superclass.astype(bool), "statements": split.statements.astype(bool)}
     probs["superclass"], truth["superclass"] = probs["superclass"][has], truth["superclass"][has]
-    return ens, probs, truth
+    return ens, probs, truth, fingerprint(split)
+
+
+def point_metrics(fitted: dict, codes: dict[str, list[str]]) -> dict[str, float | None]:
+    """Per label threshold, support, validated (1/0), achieved and out-of-sample value, as MLflow metric names."""
+    from training.tracking import metric_name
+
+    out: dict[str, float | None] = {}
+    for head in HEADS:
+        for code, t, rec in zip(codes[head], fitted[head]["threshold"], fitted[head]["operating_points"]):
+            out |= {metric_name(head, "threshold", code): t, metric_name(head, "support", code): rec["support"],
+                    metric_name(head, "validated", code): int(rec["validated"]),
+                    metric_name(head, "achieved", code): rec["achieved"],
+                    metric_name(head, "achieved_out_of_sample", code): rec["achieved_out_of_sample"]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,9 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     if trained_on & set(folds):
         raise SystemExit(f"folds {sorted(trained_on & set(folds))} trained the members: not out of fold")
     dangerous = set(json.loads(TABLE.read_text())["dangerous"]["keys"])
-    ens, probs, truth = _predict(args.weights, args.data_dir, folds, args.cache_dir)
+    ens, probs, truth, data_fingerprint = _predict(args.weights, args.data_dir, folds, args.cache_dir)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
-    fitted = fit(probs, truth, codes, dangerous, args.min_support)
+    from training.runrecord import git_commit
+    from training.tracking import tracked_run
+
+    tags = {"kind": "operating_points", "model_version": ens.version, "git_commit": git_commit(),
+            "data_fingerprint": data_fingerprint}
+    params = {"weights": str(args.weights), "folds": folds, "min_support": args.min_support, "write": args.write}
+    with tracked_run(f"operating points {ens.version}", params=params, tags=tags) as run:
+        fitted = fit(probs, truth, codes, dangerous, args.min_support)
+        run.metrics(point_metrics(fitted, codes))
+        run.json_artifact(fitted, "operating_points.json")
     print(f"operating points on folds {folds} ({len(probs['statements'])} records); "
           f"min support {args.min_support} positives")
     print(f"  {'label':<18}{'support':>8}{'threshold':>10}  {'point':<32}{'achieved (90% CI)':>24}"

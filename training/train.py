@@ -16,6 +16,7 @@ from mlcore.preprocess import Standardizer, preprocess
 from mlcore.ptbxl import Split, fingerprint, load_folds
 from training.metrics import macro_auc
 from training.runrecord import git_commit, seed_everything
+from training.tracking import tracked_run
 
 TRAIN_FOLDS = tuple(range(1, 9))
 VALID_FOLDS = (9,)
@@ -96,64 +97,77 @@ def train_member(*, data_dir: str, cache_dir: str, out_dir: str, cfg: TrainConfi
     print(f"member seed={cfg.seed}: {count_parameters(model):,} parameters, {len(train)} train / "
           f"{len(valid)} valid records, {cfg.epochs} epochs")
 
-    best: dict = {"score": -1.0}
-    history = []
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.time()
-        order = torch.randperm(len(train), generator=gen)
-        total = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="step")
-        for step in bar:
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            xb = augment(torch.from_numpy(x_train[idx.numpy()]), pad_value, gen)  # (b, 12, 1000)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                o = model.forward_all(xb)
-            mask = has_sup[idx][:, None]
-            loss_sup = (bce(o.superclass.float(), y_sup[idx]) * mask).sum() / (mask.sum() * y_sup.shape[1]).clamp(min=1)
-            loss_stm = bce(o.statements.float(), y_stm[idx]).mean()
-            loss = loss_sup + loss_stm
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-        sup_logits, stm_logits = predict_logits(model, x_valid)
-        m = valid.has_superclass
-        auc_sup = macro_auc(valid.superclass[m], sup_logits[m])
-        auc_stm = macro_auc(valid.statements, stm_logits)
-        score = (auc_sup + auc_stm) / 2
-        history.append({"epoch": epoch, "loss": total / steps_per_epoch, "valid_superclass_auc": auc_sup,
-                        "valid_statements_auc": auc_stm, "seconds": time.time() - t0})
-        mark = ""
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "superclass_auc": auc_sup, "statements_auc": auc_stm}
-            torch.save({"config": cfg.model.to_dict(), "state_dict": model.state_dict(),
-                        "standardizer": st.to_dict(), "seed": cfg.seed}, out / f"member-{cfg.seed}.pt")
-            mark = " *"
-        print(f"epoch {epoch:2d}/{cfg.epochs} loss {total / steps_per_epoch:.4f}  fold-9 AUC superclass "
-              f"{auc_sup:.4f} statements {auc_stm:.4f}  {time.time() - t0:.0f}s{mark}", flush=True)
+    commit = git_commit()
+    data_fp = {"train": fingerprint(train), "valid": fingerprint(valid)}
+    tags = {"kind": "train_member", "git_commit": commit, "data_fingerprint.train": data_fp["train"],
+            "data_fingerprint.valid": data_fp["valid"], "torch": torch.__version__}
+    params = {"config": {**asdict(cfg), "model": cfg.model.to_dict()}, "train_folds": TRAIN_FOLDS,
+              "valid_folds": VALID_FOLDS, "n_train": len(train), "n_valid": len(valid),
+              "parameters": count_parameters(model)}
+    with tracked_run(f"train member-{cfg.seed}", params=params, tags=tags) as run:
+        best: dict = {"score": -1.0}
+        history = []
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            t0 = time.time()
+            order = torch.randperm(len(train), generator=gen)
+            total = 0.0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="step")
+            for step in bar:
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                xb = augment(torch.from_numpy(x_train[idx.numpy()]), pad_value, gen)  # (b, 12, 1000)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                    o = model.forward_all(xb)
+                mask = has_sup[idx][:, None]
+                loss_sup = ((bce(o.superclass.float(), y_sup[idx]) * mask).sum()
+                            / (mask.sum() * y_sup.shape[1]).clamp(min=1))
+                loss_stm = bce(o.statements.float(), y_stm[idx]).mean()
+                loss = loss_sup + loss_stm
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+                bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+            sup_logits, stm_logits = predict_logits(model, x_valid)
+            m = valid.has_superclass
+            auc_sup = macro_auc(valid.superclass[m], sup_logits[m])
+            auc_stm = macro_auc(valid.statements, stm_logits)
+            score = (auc_sup + auc_stm) / 2
+            history.append({"epoch": epoch, "loss": total / steps_per_epoch, "valid_superclass_auc": auc_sup,
+                            "valid_statements_auc": auc_stm, "seconds": time.time() - t0})
+            mark = ""
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch, "superclass_auc": auc_sup, "statements_auc": auc_stm}
+                torch.save({"config": cfg.model.to_dict(), "state_dict": model.state_dict(),
+                            "standardizer": st.to_dict(), "seed": cfg.seed}, out / f"member-{cfg.seed}.pt")
+                mark = " *"
+            run.metrics({k: v for k, v in history[-1].items() if k != "epoch"}, step=epoch)
+            print(f"epoch {epoch:2d}/{cfg.epochs} loss {total / steps_per_epoch:.4f}  fold-9 AUC superclass "
+                  f"{auc_sup:.4f} statements {auc_stm:.4f}  {time.time() - t0:.0f}s{mark}", flush=True)
 
-    record = {
-        "kind": "train_member",
-        "config": {**asdict(cfg), "model": cfg.model.to_dict()},
-        "train_folds": list(TRAIN_FOLDS),
-        "valid_folds": list(VALID_FOLDS),
-        "data_fingerprint": {"train": fingerprint(train), "valid": fingerprint(valid)},
-        "n_train": len(train),
-        "n_valid": len(valid),
-        "parameters": count_parameters(model),
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "best": best,
-        "history": history,
-        "seconds": round(time.time() - started, 1),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (out / f"member-{cfg.seed}.run.json").write_text(json.dumps(record, indent=2))
+        record = {
+            "kind": "train_member",
+            "config": {**asdict(cfg), "model": cfg.model.to_dict()},
+            "train_folds": list(TRAIN_FOLDS),
+            "valid_folds": list(VALID_FOLDS),
+            "data_fingerprint": data_fp,
+            "n_train": len(train),
+            "n_valid": len(valid),
+            "parameters": count_parameters(model),
+            "git_commit": commit,
+            "torch": torch.__version__,
+            "best": best,
+            "history": history,
+            "seconds": round(time.time() - started, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        record_path = out / f"member-{cfg.seed}.run.json"
+        record_path.write_text(json.dumps(record, indent=2))
+        run.metrics({f"best_{k}": v for k, v in best.items()} | {"run_seconds": record["seconds"]})
+        run.artifact(record_path)
     print(f"best epoch {best['epoch']}: fold-9 superclass AUC {best['superclass_auc']:.4f}, "
           f"statements AUC {best['statements_auc']:.4f}; {record['seconds']:.0f}s")
     return record
