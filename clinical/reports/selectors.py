@@ -10,6 +10,7 @@ from django.utils.dateparse import parse_datetime
 from clinical import measurements as ecg_measures
 from clinical import selectors
 from clinical.errors import ClinicalError
+from clinical.interpretations import reading_for_report
 from clinical.models import AuditEvent, EcgRecord, Finding, Prediction
 from clinical.reports.data import ORIGINS, PRELIMINARY, Confirmation, ReportData, ReportDataError, ReportStatement
 from mlcore.preprocess import LEADS, WINDOW_S
@@ -28,13 +29,9 @@ class ReportNotReady(ClinicalError):
 
 
 def _confirmed(record: EcgRecord) -> Confirmation | None:
-    """THE HOOK for the reading workflow: the latest confirmation (or amendment) of this ECG's reading, or None.
-
-    Returns None today: no confirmation is stored anywhere yet. The reading workflow replaces the body with a read
-    of its own models (the newest signed version), returning a Confirmation; report_data does the rest. With the
-    reading branch's summary that is ``return confirmation_from_reading(reading_for_report(record))``.
-    """
-    return None
+    """The latest signed version of this ECG's reading (clinical.interpretations: confirmation or amendment), or
+    None while it is preliminary."""
+    return confirmation_from_reading(reading_for_report(record))
 
 
 def _statements(prediction: Prediction) -> tuple[ReportStatement, ...]:

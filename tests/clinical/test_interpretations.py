@@ -234,6 +234,19 @@ def test_what_a_report_prints_is_the_latest_version(prior_and_current, reviewer)
                                                "display": "Complete left bundle branch block"}]
     assert report["amendment_reason"] == "MI removed: old Q waves" and report["prior_ecg"] == str(prior.public_id)
     assert report["comparison"] and report["comparison"][0].startswith("QRS +32 ms")
+    # The report outputs print that version: the PDF's data, the FHIR status and conclusion, the HL7 result status.
+    from clinical.reports.fhir import report_fhir
+    from clinical.reports.hl7 import report_oru
+    from clinical.reports.selectors import report_data
+
+    data = report_data(record=EcgRecord.objects.get(pk=record.pk))
+    assert (data.status, data.version, data.reviewer, data.amendment_reason) == ("amended", 2, "rev-cy",
+                                                                                  "MI removed: old Q waves")
+    assert [st.display for st in data.confirmed_statements] == ["Complete left bundle branch block"]
+    diagnostic = next(e["resource"] for e in report_fhir(data, b"%PDF-1.4")["entry"]
+                      if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert diagnostic["status"] == "amended" and "Complete left bundle branch block" in diagnostic["conclusion"]
+    assert "|C|" in report_oru(data, b"%PDF-1.4").split("OBR|", 1)[1].split("\r", 1)[0]
 
 
 def test_a_reanalysis_after_confirmation_leaves_the_confirmed_version_as_it_was(clinician, reviewer):
