@@ -10,11 +10,14 @@ structure as an acknowledgement (clinical.reviews.review_outcomes), which monito
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from clinical.audit import audit_log
@@ -32,9 +35,11 @@ from clinical.models import (
     Prediction,
 )
 from clinical.recommend import dangerous_keys
-from clinical.reviews import MISSED, review_outcomes
+from clinical.reviews import MISSED, review_outcomes, webhook_post
 
+log = logging.getLogger(__name__)
 CONFIRM, AMEND, SIGN_FAILED = "interpretation.confirm", "interpretation.amend", "interpretation.sign_failed"
+REPORT_WEBHOOK = "report.webhook"
 MAX_FREE_TEXT = 5000
 MIN_REASON = 3
 # Failed signatures by one reviewer within this window before further tries wait: a confirmation form must not
@@ -239,7 +244,45 @@ def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list
         audit_log(actor=reviewer, action=AMEND if latest else CONFIRM, object_type="EcgRecord",
                   object_id=record.public_id, details=changes | ({"reason": reason} if latest else {}))
         _acknowledge_with(interpretation, verdict)
+        if settings.ECG_REPORT_WEBHOOK_URL:
+            transaction.on_commit(lambda: _enqueue_report_webhook(interpretation.pk))
     return interpretation
+
+
+def _enqueue_report_webhook(interpretation_id: int) -> None:
+    from clinical.tasks import send_report_webhook  # tasks import this module
+
+    try:
+        send_report_webhook.apply_async((interpretation_id,), retry=True,
+                                        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2})
+    except Exception as exc:  # the broker is down: the reading stands; the EHR can still fetch the report
+        log.warning("report webhook for reading %s not queued: %s", interpretation_id, exc)
+
+
+def report_webhook_send(*, interpretation_id: int) -> dict:
+    """Announce a signed reading to ECGAPP_REPORT_WEBHOOK_URL (issue 19: "an optional outbound webhook when a report
+    is confirmed"): the ECG, version, status and where its PDF, FHIR bundle and HL7 message are (the receiver fetches
+    them with its API token; the webhook itself carries no patient data). Audited either way; at most once per
+    version: a redelivered task finds the audit event and sends nothing."""
+    interpretation = Interpretation.objects.select_related("record", "reviewer").get(pk=interpretation_id)
+    record = interpretation.record
+    with transaction.atomic():
+        # Serialises two deliveries of the same message; the row itself is never changed (append-only).
+        Interpretation.objects.select_for_update().get(pk=interpretation_id)
+        if AuditEvent.objects.filter(action=REPORT_WEBHOOK, object_id=str(record.public_id),
+                                     details__version=interpretation.version).exists():
+            return {"status": "already sent"}
+        site = settings.ECG_SITE_URL
+        links = {kind: f"{site}{reverse(f'api:ecg-report-{kind}', args=[record.public_id])}"
+                 for kind in ("pdf", "fhir", "hl7")}
+        outcome = webhook_post({"event": f"ecg.report.{interpretation.status}", "ecg_id": str(record.public_id),
+                                 "version": interpretation.version, "status": interpretation.status,
+                                 "reviewer": interpretation.reviewer.username,
+                                 "confirmed_at": interpretation.confirmed_at.isoformat(), "links": links},
+                                url=settings.ECG_REPORT_WEBHOOK_URL)
+        audit_log(actor=None, action=REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
+                  details={"version": interpretation.version, **outcome})
+    return outcome
 
 
 def _state_check(record: EcgRecord, *, amending: bool) -> Interpretation | None:

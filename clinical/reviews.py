@@ -232,7 +232,7 @@ def notification_send(*, notification_id: int) -> ResultNotification:
         except Exception as exc:  # SMTP refused, timed out, bad address: logged and audited, never raised
             log.exception("immediate-result e-mail failed for %s", record.public_id)
             email_error = f"{type(exc).__name__}: {exc}"[:300]
-    webhook = _webhook_post({"event": "ecg.result.immediate", "ecg_id": str(record.public_id),
+    webhook = webhook_post({"event": "ecg.result.immediate", "ecg_id": str(record.public_id),
                              "urgency": prediction.top_urgency, "top_action": top.action if top else "",
                              "rule_id": top.rule_id if top else "", "link": link,
                              "analysed_at": prediction.created_at.isoformat()})
@@ -251,9 +251,10 @@ def notification_send(*, notification_id: int) -> ResultNotification:
     return n
 
 
-def _webhook_post(payload: dict) -> dict:
-    """POST ``payload`` as JSON to ECGAPP_NOTIFY_WEBHOOK_URL: {"status": "sent" | "failed" | "off", ...}."""
-    url = settings.ECG_NOTIFY_WEBHOOK_URL
+def webhook_post(payload: dict, url: str | None = None) -> dict:
+    """POST ``payload`` as JSON to ``url`` (default ECGAPP_NOTIFY_WEBHOOK_URL): {"status": "sent" | "failed" |
+    "off", ...}."""
+    url = settings.ECG_NOTIFY_WEBHOOK_URL if url is None else url
     if not url:
         return {"status": "off"}
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",

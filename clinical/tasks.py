@@ -77,6 +77,15 @@ def notify_result(notification_id: int) -> str:
     return "sent"
 
 
+@shared_task(name="clinical.tasks.send_report_webhook", max_retries=0)
+def send_report_webhook(interpretation_id: int) -> str:
+    """The webhook for a signed reading (clinical.interpretations.report_webhook_send): at most once per version;
+    a failure is audited, and the report stays available through the API."""
+    from clinical.interpretations import report_webhook_send
+
+    return report_webhook_send(interpretation_id=interpretation_id)["status"]
+
+
 @shared_task(name="clinical.tasks.audit_checkpoint")
 def audit_checkpoint() -> int | None:
     return audit.audit_checkpoint().event_id

@@ -21,6 +21,7 @@ app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
                        "clinical.tasks.requeue_stale_jobs": {"queue": "monitoring"},
                        "clinical.tasks.escalate_results": {"queue": "monitoring"},
                        "clinical.tasks.notify_result": {"queue": "monitoring"},
+                       "clinical.tasks.send_report_webhook": {"queue": "monitoring"},
                        "clinical.tasks.audit_checkpoint": {"queue": "monitoring"},
                        "monitoring.tasks.*": {"queue": "monitoring"}}
 app.conf.task_acks_late = True

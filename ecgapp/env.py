@@ -145,6 +145,7 @@ class Env:
     email_timeout_s: int
     notify_webhook_url: str
     notify_webhook_timeout_s: float
+    report_webhook_url: str
     api_rate: str
     db_conn_max_age: int
     prometheus_dir: Path | None
@@ -209,6 +210,9 @@ def read_env() -> Env:
         # An immediate result is also POSTed here as JSON (ECG id, urgency, top action, link); empty: no webhook.
         notify_webhook_url=env_url("ECGAPP_NOTIFY_WEBHOOK_URL"),
         notify_webhook_timeout_s=env_float("ECGAPP_NOTIFY_WEBHOOK_TIMEOUT_S", 5.0),
+        # A confirmed (or amended) reading is POSTed here as JSON (ECG id, version, status, report links) for the
+        # EHR interface to fetch the FHIR/HL7 report; empty: no webhook. Same timeout as the immediate-result one.
+        report_webhook_url=env_url("ECGAPP_REPORT_WEBHOOK_URL"),
         api_rate=env_str("ECGAPP_API_RATE", "600/min"),
         # Persistent connections suit gunicorn's long-lived workers; a thread-per-request server needs 0.
         db_conn_max_age=env_int("ECGAPP_DB_CONN_MAX_AGE", 60),

@@ -140,6 +140,8 @@ EMAIL_TIMEOUT = ENV.email_timeout_s
 # An immediate result notifies at once (banner, e-mail to reviewers, and this webhook when set).
 ECG_NOTIFY_WEBHOOK_URL = ENV.notify_webhook_url
 ECG_NOTIFY_WEBHOOK_TIMEOUT_S = ENV.notify_webhook_timeout_s
+# A confirmed reading is announced to this webhook when set (clinical.interpretations.report_webhook_send).
+ECG_REPORT_WEBHOOK_URL = ENV.report_webhook_url
 
 # Monitoring (see ecgapp.env for what each means).
 ECG_DRIFT_WINDOW_HOURS = ENV.drift_window_hours

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
@@ -93,3 +95,29 @@ def make_result(record, urgency: str = "immediate", created_at=None):
                                   rule_id="superclass:MI")
     InferenceJob.objects.filter(record=record).update(state="done", progress=100, finished_at=timezone.now())
     return pred
+
+
+class WebhookReceiver(BaseHTTPRequestHandler):
+    """A real HTTP endpoint on loopback that records what webhooks POST to it."""
+
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        WebhookReceiver.received.append({"content_type": self.headers["Content-Type"], "json": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_server():
+    server = HTTPServer(("127.0.0.1", 0), WebhookReceiver)
+    WebhookReceiver.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/ecg-hook"
+    server.shutdown()
+    server.server_close()

@@ -296,3 +296,44 @@ def test_the_reports_hook_builds_a_valid_amended_report_from_the_reading(prior_a
         measurements={**preliminary.measurements, "qrs_ms": confirmation.measurements["qrs_ms"]},
         reviewer_measured=confirmation.reviewer_measured)
     assert amended.comparison[0].startswith("QRS +50 ms") and amended.amendment_reason.startswith("MI removed")
+
+
+def test_a_signed_reading_is_announced_once_per_version_to_the_report_webhook(
+        prior_and_current, reviewer, settings, webhook_server, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from clinical import tasks
+    from clinical.interpretations import REPORT_WEBHOOK, report_webhook_send
+    from tests.clinical.conftest import WebhookReceiver
+
+    settings.ECG_REPORT_WEBHOOK_URL = webhook_server
+    _, record = prior_and_current
+    with mock.patch.object(tasks.send_report_webhook, "apply_async") as send, \
+            django_capture_on_commit_callbacks(execute=True):
+        first = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+        amended = interpretation_amend(record=record, reviewer=reviewer, reason="QRS re-measured",
+                                       removed=["superclass:MI"], password=PW)
+    assert [c.args[0] for c in send.call_args_list] == [(first.pk,), (amended.pk,)]
+    for interpretation in (first, amended):
+        assert tasks.send_report_webhook(interpretation.pk) == "sent"
+    assert report_webhook_send(interpretation_id=first.pk) == {"status": "already sent"}  # a redelivery
+    hooks = [h["json"] for h in WebhookReceiver.received]
+    assert [(h["event"], h["version"]) for h in hooks] == [("ecg.report.final", 1), ("ecg.report.amended", 2)]
+    assert hooks[0]["ecg_id"] == str(record.public_id) and "patient" not in hooks[0]
+    assert hooks[1]["links"]["fhir"].endswith(f"/api/v1/ecgs/{record.public_id}/report/fhir/")
+    events = AuditEvent.objects.filter(action=REPORT_WEBHOOK).order_by("id")
+    assert [(e.details["version"], e.details["status"]) for e in events] == [(1, "sent"), (2, "sent")]
+
+
+def test_without_a_report_webhook_nothing_is_sent(prior_and_current, reviewer, settings,
+                                                  django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from clinical import tasks
+
+    settings.ECG_REPORT_WEBHOOK_URL = ""
+    _, record = prior_and_current
+    with mock.patch.object(tasks.send_report_webhook, "apply_async") as send, \
+            django_capture_on_commit_callbacks(execute=True):
+        interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    assert send.call_args_list == []

@@ -1,10 +1,7 @@
 """The review queue's order, and immediate results notified at once: banner, e-mail, webhook, each audited."""
 from __future__ import annotations
 
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -16,7 +13,7 @@ from clinical import recommend, services
 from clinical.models import AuditEvent, ResultNotification
 from clinical.reviews import notification_send, result_acknowledge, result_notify
 from clinical.roles import roles_ensure
-from tests.clinical.conftest import make_result
+from tests.clinical.conftest import WebhookReceiver, make_result
 
 
 @pytest.fixture
@@ -84,30 +81,6 @@ def test_an_immediate_result_shows_a_banner_to_every_reviewer_until_they_open_it
     assert 'id="immediate-banner"' not in client.get(reverse("clinical:ecg-list")).content.decode()
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append({"content_type": self.headers["Content-Type"], "json": json.loads(body)})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook_server():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/ecg-hook"
-    server.shutdown()
-    server.server_close()
-
-
 def test_email_and_webhook_leave_once_and_each_is_audited(clinician, reviewer, second_reviewer, wfdb_pair,
                                                           settings, webhook_server):
     settings.ECG_NOTIFY_WEBHOOK_URL = webhook_server
@@ -119,8 +92,8 @@ def test_email_and_webhook_leave_once_and_each_is_audited(clinician, reviewer, s
     notification_send(notification_id=notification.pk)  # a redelivered task pages nobody twice
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["cy@example.org", "dee@example.org"]
     assert "IMMEDIATE" in mail.outbox[0].subject and "Act now" in mail.outbox[0].body
-    assert len(_Hook.received) == 1
-    hook = _Hook.received[0]
+    assert len(WebhookReceiver.received) == 1
+    hook = WebhookReceiver.received[0]
     assert hook["content_type"] == "application/json"
     assert hook["json"]["ecg_id"] == str(prediction.record.public_id) and hook["json"]["urgency"] == "immediate"
     assert hook["json"]["top_action"] == "Act now"
