@@ -196,7 +196,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 # Throttle counters live in Redis when there is one, so every web process shares them.
-CACHES = ({"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}}
+CACHES = ({"default": {"BACKEND": "ecgapp.cache.PooledRedisCache", "LOCATION": ENV.redis_url}}
           if ENV.redis_url else
           {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
 
