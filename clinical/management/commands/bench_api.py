@@ -54,6 +54,9 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument("--poll", type=float, default=0.1, help="seconds between an integrator's job polls")
         parser.add_argument("--redis-db", type=int, default=15, help="the Redis database the run flushes and uses")
+        parser.add_argument("--format", choices=["json", "wfdb"], default="json",
+                            help="what the clients submit: the JSON body (mV as text) or a multipart WFDB pair "
+                                 "(.hea + 16-bit .dat, as a cart exports it)")
         parser.add_argument("--evidence", action="store_true",
                             help="submit with \"evidence\": true (computed after each result, as a page upload "
                                  "does) instead of the API's default, evidence when first asked for")
@@ -69,7 +72,7 @@ class Command(BaseCommand):
                                   f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {c['machine_ms']:>10.0f}")
 
     def run_load(self, *, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
-                 evidence: bool = False, web_workers: int = 2, **options) -> dict:
+                 evidence: bool = False, web_workers: int = 2, format: str = "json", **options) -> dict:
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -96,11 +99,23 @@ class Command(BaseCommand):
             # Each upload's leads encoded once: the clients share these 2 cores with the system they measure.
             encoded = [json.dumps(b)[:-1].encode() for b in bodies]
             asked = ', "evidence": true' if evidence else ""
+            pairs = _wfdb_pairs(bodies) if format == "wfdb" else []
 
-            def call(method: str, path: str, body: bytes | None = None) -> dict:
+            def submission(i: int) -> tuple[bytes, str]:
+                """(body, content type) of upload i: the JSON document, or a multipart WFDB pair."""
+                if format == "json":
+                    patient = json.dumps({"id": f"BENCH-{i}", "age": 60, "sex": "F"})
+                    return encoded[i % len(encoded)] + f', "patient": {patient}{asked}}}'.encode(), "application/json"
+                fields = {"pseudonym": f"BENCH-{i}", "age": "60", "sex": "F"}
+                if evidence:
+                    fields["evidence"] = "true"
+                return _multipart(fields, pairs[i % len(pairs)])
+
+            def call(method: str, path: str, body: bytes | None = None,
+                     content_type: str = "application/json") -> dict:
                 req = urllib.request.Request(f"{base}{path}", method=method, data=body,
                                              headers={"Authorization": f"Bearer {token}",
-                                                      "Content-Type": "application/json"})
+                                                      "Content-Type": content_type})
                 with urllib.request.urlopen(req, timeout=60) as resp:
                     return json.loads(resp.read())
 
@@ -110,11 +125,10 @@ class Command(BaseCommand):
                         i = next(counter, None)
                     if i is None:
                         return
-                    patient = json.dumps({"id": f"BENCH-{i}", "age": 60, "sex": "F"})
-                    body = encoded[i % len(encoded)] + f', "patient": {patient}{asked}}}'.encode()
+                    body, content_type = submission(i)
                     t0 = time.perf_counter()
                     try:
-                        job = call("POST", "/api/v1/ecgs/", body)
+                        job = call("POST", "/api/v1/ecgs/", body, content_type)
                         with lock:
                             submits.append(time.perf_counter() - t0)
                         while job["state"] not in ("done", "failed"):
@@ -179,7 +193,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"API, {clients} concurrent clients, {requests} uploads ({server}, {connection.vendor}, {broker}, "
             f"{workers} worker{'s' if workers > 1 else ''}"
-            f"{f', {web_workers} web processes' if server == 'gunicorn' else ''}, evidence "
+            f"{f', {web_workers} web processes' if server == 'gunicorn' else ''}, {format} submits, evidence "
             f"{'after each result' if evidence else 'when asked for (none asked)'}): {len(errors)} errors; "
             f"submit request p50 {statistics.median(sub):.0f} / p95 {np.percentile(sub, 95):.0f} / "
             f"p99 {np.percentile(sub, 99):.0f} ms; submit -> result p50 {statistics.median(lat):.0f} / "
@@ -235,3 +249,29 @@ class Command(BaseCommand):
                 ens.predict([sig], 500)
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
+
+
+def _wfdb_pairs(bodies: list[dict]) -> list[list[tuple[str, bytes]]]:
+    """Each upload as the .hea and 16-bit .dat a cart would export (1 µV steps: 120 KB for 10 s at 500 Hz)."""
+    import tempfile
+    from pathlib import Path
+
+    pairs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for k, b in enumerate(bodies):
+            signal = np.array([b["leads"][lead] for lead in LEADS])
+            demo.write_wfdb(signal, 500, f"bench{k}", folder)
+            pairs.append([(f"bench{k}.{ext}", (Path(folder) / f"bench{k}.{ext}").read_bytes())
+                          for ext in ("hea", "dat")])
+    return pairs
+
+
+def _multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body with ``fields`` and each file under the name "files"."""
+    boundary = "bench-boundary-7f3a9c"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    for name, data in files:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
