@@ -40,6 +40,7 @@ from clinical.reviews import MISSED, review_outcomes, webhook_post
 log = logging.getLogger(__name__)
 CONFIRM, AMEND, SIGN_FAILED = "interpretation.confirm", "interpretation.amend", "interpretation.sign_failed"
 REPORT_WEBHOOK = "report.webhook"
+REPORT_WEBHOOK_ATTEMPT = "report.webhook_attempt"  # the claim, committed before the POST
 MAX_FREE_TEXT = 5000
 MIN_REASON = 3
 # Failed signatures by one reviewer within this window before further tries wait: a confirmation form must not
@@ -263,23 +264,32 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
     """Announce a signed reading to ECGAPP_REPORT_WEBHOOK_URL (issue 19: "an optional outbound webhook when a report
     is confirmed"): the ECG, version, status and where its PDF, FHIR bundle and HL7 message are (the receiver fetches
     them with its API token; the webhook itself carries no patient data). Audited either way; at most once per
-    version: a redelivered task finds the audit event and sends nothing."""
+    version.
+
+    Outbox order, as ``notification_send`` does for the immediate-result webhook: the attempt is claimed and audited
+    (``report.webhook_attempt``) in a short transaction under the row lock and committed; the POST (up to its
+    timeout) runs outside any transaction and lock; the outcome is audited (``report.webhook``) afterwards. A
+    redelivered task finds the claim and sends nothing; a worker lost between claim and outcome leaves the claim
+    without an outcome, which the audit trail shows (the receiver can still fetch the report)."""
     interpretation = Interpretation.objects.select_related("record", "reviewer").get(pk=interpretation_id)
     record = interpretation.record
     with transaction.atomic():
         # Serialises two deliveries of the same message; the row itself is never changed (append-only).
         Interpretation.objects.select_for_update().get(pk=interpretation_id)
-        if AuditEvent.objects.filter(action=REPORT_WEBHOOK, object_id=str(record.public_id),
+        if AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT, object_id=str(record.public_id),
                                      details__version=interpretation.version).exists():
             return {"status": "already sent"}
-        site = settings.ECG_SITE_URL
-        links = {kind: f"{site}{reverse(f'api:ecg-report-{kind}', args=[record.public_id])}"
-                 for kind in ("pdf", "fhir", "hl7")}
-        outcome = webhook_post({"event": f"ecg.report.{interpretation.status}", "ecg_id": str(record.public_id),
-                                 "version": interpretation.version, "status": interpretation.status,
-                                 "reviewer": interpretation.reviewer.username,
-                                 "confirmed_at": interpretation.confirmed_at.isoformat(), "links": links},
-                                url=settings.ECG_REPORT_WEBHOOK_URL)
+        audit_log(actor=None, action=REPORT_WEBHOOK_ATTEMPT, object_type="EcgRecord", object_id=record.public_id,
+                  details={"version": interpretation.version})
+    site = settings.ECG_SITE_URL
+    links = {kind: f"{site}{reverse(f'api:ecg-report-{kind}', args=[record.public_id])}"
+             for kind in ("pdf", "fhir", "hl7")}
+    outcome = webhook_post({"event": f"ecg.report.{interpretation.status}", "ecg_id": str(record.public_id),
+                            "version": interpretation.version, "status": interpretation.status,
+                            "reviewer": interpretation.reviewer.username,
+                            "confirmed_at": interpretation.confirmed_at.isoformat(), "links": links},
+                           url=settings.ECG_REPORT_WEBHOOK_URL)
+    with transaction.atomic():
         audit_log(actor=None, action=REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
                   details={"version": interpretation.version, **outcome})
     return outcome

@@ -325,6 +325,40 @@ def test_a_signed_reading_is_announced_once_per_version_to_the_report_webhook(
     assert [(e.details["version"], e.details["status"]) for e in events] == [(1, "sent"), (2, "sent")]
 
 
+def test_the_report_webhook_is_posted_after_its_claim_commits_outside_any_transaction(
+        prior_and_current, reviewer, settings, webhook_server, django_capture_on_commit_callbacks):
+    """The POST may wait its whole timeout: it must not hold the reading's row lock or an open transaction, and the
+    claim that makes it at-most-once is stored before it (the outbox order)."""
+    from unittest import mock
+
+    from django.db import connection
+
+    from clinical import interpretations, tasks
+    from clinical.interpretations import REPORT_WEBHOOK, REPORT_WEBHOOK_ATTEMPT, report_webhook_send
+
+    settings.ECG_REPORT_WEBHOOK_URL = webhook_server
+    _, record = prior_and_current
+    with mock.patch.object(tasks.send_report_webhook, "apply_async"), \
+            django_capture_on_commit_callbacks(execute=True):
+        first = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
+    outside = len(connection.atomic_blocks)  # the test's own transaction
+    seen = {}
+    real_post = interpretations.webhook_post
+
+    def post(payload, url=None):
+        seen["atomic_depth"] = len(connection.atomic_blocks)
+        seen["claimed"] = AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT,
+                                                    details__version=first.version).count()
+        return real_post(payload, url=url)
+
+    with mock.patch.object(interpretations, "webhook_post", side_effect=post):
+        assert report_webhook_send(interpretation_id=first.pk)["status"] == "sent"
+        assert report_webhook_send(interpretation_id=first.pk) == {"status": "already sent"}
+    assert seen == {"atomic_depth": outside, "claimed": 1}
+    assert AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT).count() == 1
+    assert [e.details["status"] for e in AuditEvent.objects.filter(action=REPORT_WEBHOOK)] == ["sent"]
+
+
 def test_without_a_report_webhook_nothing_is_sent(prior_and_current, reviewer, settings,
                                                   django_capture_on_commit_callbacks):
     from unittest import mock
