@@ -34,8 +34,9 @@ from clinical.models import (
     Interpretation,
     Prediction,
 )
-from clinical.recommend import dangerous_keys
+from clinical.recommend import AWAITS_REVIEW, dangerous_keys
 from clinical.reviews import MISSED, review_outcomes, webhook_post
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 
 log = logging.getLogger(__name__)
 CONFIRM, AMEND, SIGN_FAILED = "interpretation.confirm", "interpretation.amend", "interpretation.sign_failed"
@@ -47,7 +48,6 @@ MIN_REASON = 3
 # become a way around the login throttle (clinical.auth) to guess a password.
 SIGN_FAILURES_ALLOWED = 5
 SIGN_FAILURE_WINDOW = timedelta(minutes=15)
-URGENT = ("immediate", "urgent")  # the urgencies that wait in the reviewers' queue (Prediction.awaits_review)
 
 # The scalar measurements a confirmed version keeps (those compared, and the RR its QTc values were derived from).
 CONFIRMED_KEYS = ("rr_ms", *(k for k, _, _ in COMPARED))
@@ -87,11 +87,11 @@ def computer_statements(record: EcgRecord) -> list[dict]:
 def statement_choices(record: EcgRecord) -> dict[str, str]:
     """What a reviewer may add, key -> display: the model's diagnostic classes and statements (its label space)
     and the criteria by measurement; the computer's own statements are accepted or removed, not added."""
-    from clinical.services import SUPERCLASS_NAMES, statement_names
+    from clinical.services import statement_names
 
     taken = {s["key"] for s in computer_statements(record)}
-    choices = {f"superclass:{c}": n for c, n in SUPERCLASS_NAMES.items()}
-    choices |= {f"statements:{c}": n for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
+    choices = {f"{SUPERCLASS_KEY}{c}": n for c, n in SUPERCLASS_NAMES.items()}
+    choices |= {f"{STATEMENT_KEY}{c}": n for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
     choices |= {f"measurement:{c}": n for c, n in MEASUREMENT_STATEMENTS.items()}
     return {k: v for k, v in choices.items() if k not in taken}
 
@@ -178,15 +178,15 @@ def _outcomes(record: EcgRecord, statements: list[dict]) -> tuple[str, dict, dic
     missed. The dangerous statements it did not flag have their outcome fixed, as an acknowledgement fixes them."""
     prediction = record.prediction
     flagged = {s["key"] for s in statements if s["origin"] != Interpretation.Origin.REVIEWER}
-    model_labels = ({f"superclass:{c}" for c in prediction.superclass}
-                    | {f"statements:{c}" for c in (prediction.statements or {})})
+    model_labels = ({f"{SUPERCLASS_KEY}{c}" for c in prediction.superclass}
+                    | {f"{STATEMENT_KEY}{c}" for c in (prediction.statements or {})})
     verdicts = {s["key"]: "disagree" if s["action"] == Interpretation.Action.REMOVED else "agree"
                 for s in statements if s["key"] in flagged}
     verdicts |= {s["key"]: MISSED for s in statements
                  if s["action"] == Interpretation.Action.ADDED and s["key"] in model_labels}
     verdict = "agree" if all(v == "agree" for v in verdicts.values()) else "disagree"
-    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith("statement:")]
-    missable = [c for c in dangerous if c in (prediction.statements or {}) and f"statements:{c}" not in flagged]
+    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith(STATEMENT_RULE_KEY)]
+    missable = [c for c in dangerous if c in (prediction.statements or {}) and f"{STATEMENT_KEY}{c}" not in flagged]
     outcomes = review_outcomes(classes=list(prediction.superclass), flagged=flagged, verdict=verdict,
                                finding_verdicts=verdicts, statements=missable)
     return verdict, verdicts, outcomes
@@ -313,7 +313,7 @@ def _acknowledge_with(interpretation: Interpretation, verdict: str) -> None:
         return
     # Locked as result_acknowledge locks it, so that one of the two acknowledges and the other sees it.
     prediction = Prediction.objects.select_for_update().get(record=interpretation.record)
-    if prediction.top_urgency not in URGENT or Acknowledgement.objects.filter(prediction=prediction).exists():
+    if prediction.top_urgency not in AWAITS_REVIEW or Acknowledgement.objects.filter(prediction=prediction).exists():
         return
     Acknowledgement.objects.create(
         prediction=prediction, reviewer=interpretation.reviewer, at=interpretation.confirmed_at, verdict=verdict,

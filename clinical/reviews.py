@@ -19,7 +19,8 @@ from clinical.audit import audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
-from clinical.recommend import dangerous_keys
+from clinical.recommend import AWAITS_REVIEW, IMMEDIATE, URGENT, dangerous_keys
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
             outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,
                                      finding_verdicts=finding_verdicts,
                                      statements=[k.split(":", 1)[1] for k in missable
-                                                 if k.startswith("statements:")]))
+                                                 if k.startswith(STATEMENT_KEY)]))
         audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
@@ -78,9 +79,9 @@ def missable_keys(prediction: Prediction, flagged: set[str]) -> set[str]:
     """What a reviewer may mark as present but missed: every diagnostic class and every dangerous statement (the
     action table's, clinical.recommend.dangerous_keys) the result did not flag. Dangerous statements are offered so
     that a miss of, say, atrial fibrillation is recorded: site calibration needs it to measure sensitivity."""
-    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith("statement:")]
-    keys = {f"superclass:{c}" for c in prediction.superclass}
-    keys |= {f"statements:{c}" for c in dangerous if c in (prediction.statements or {})}
+    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith(STATEMENT_RULE_KEY)]
+    keys = {f"{SUPERCLASS_KEY}{c}" for c in prediction.superclass}
+    keys |= {f"{STATEMENT_KEY}{c}" for c in dangerous if c in (prediction.statements or {})}
     return keys - flagged
 
 
@@ -97,7 +98,7 @@ def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
     """
     outcomes = {}
     for code in classes:
-        key = f"superclass:{code}"
+        key = f"{SUPERCLASS_KEY}{code}"
         given = finding_verdicts.get(key)
         if key in flagged:
             if given == "agree" or (given is None and verdict == "agree"):
@@ -107,21 +108,21 @@ def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
         else:
             outcomes[code] = "fn" if given == MISSED else "tn"
     for code in statements:
-        key = f"statements:{code}"
+        key = f"{STATEMENT_KEY}{code}"
         if key not in flagged:
             outcomes[key] = "fn" if finding_verdicts.get(key) == MISSED else "tn"
     return outcomes
 
 
 def escalation_limits() -> dict[str, timedelta]:
-    return {"immediate": timedelta(minutes=settings.ECG_ESCALATE_IMMEDIATE_MIN),
-            "urgent": timedelta(minutes=settings.ECG_ESCALATE_URGENT_MIN)}
+    return {IMMEDIATE: timedelta(minutes=settings.ECG_ESCALATE_IMMEDIATE_MIN),
+            URGENT: timedelta(minutes=settings.ECG_ESCALATE_URGENT_MIN)}
 
 
 def alerts_escalate(*, now=None) -> list[Alert]:
     """Raise one alert (and one email) per unacknowledged result per level once its limit has passed."""
     now = now or timezone.now()
-    metrics.UNACKNOWLEDGED_URGENT.set(Prediction.objects.filter(top_urgency__in=("immediate", "urgent"),
+    metrics.UNACKNOWLEDGED_URGENT.set(Prediction.objects.filter(top_urgency__in=AWAITS_REVIEW,
                                                                  acknowledgement__isnull=True).count())
     raised = []
     for level, limit in escalation_limits().items():

@@ -32,13 +32,12 @@ from clinical.models import (
 )
 from clinical.recommend import MODELS_DISAGREE, FindingInput, QualityInput, rank_actions
 from mlcore.features import intake_features
+from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 from mlcore.window import WindowChoice, WindowError, choose_window, crop, user_window
 
 log = logging.getLogger(__name__)
 
 PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
-SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC": "ST/T change",
-                    "CD": "Conduction disturbance", "HYP": "Hypertrophy"}
 # Evidence is computed for the top findings only: they share one batched backward pass whose cost grows with
 # the batch (about 12 ms per finding for three members on one thread).
 MAX_EXPLAINED = 5
@@ -392,7 +391,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
                                ens.threshold["superclass"][j], pred.superclass_spread[0, j],
                                ("superclass", j) in disputed))
         elif ("superclass", j) in disputed:
-            disputed_absent.append(f"superclass:{code}")
+            disputed_absent.append(f"{SUPERCLASS_KEY}{code}")
     for j, code in enumerate(labels.statements):
         # The NORM statement repeats the NORM class; listing both would read as two findings.
         if pred.statements_flags[0, j] and code not in labels.superclasses:
@@ -401,7 +400,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
                                ens.threshold["statements"][j], pred.statements_spread[0, j],
                                ("statements", j) in disputed))
         elif not pred.statements_flags[0, j] and ("statements", j) in disputed:
-            disputed_absent.append(f"statement:{code}")
+            disputed_absent.append(f"{STATEMENT_RULE_KEY}{code}")
     # Superclasses first, then statements, each by confidence.
     candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
 
@@ -419,7 +418,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
     elapsed_ms = (time.perf_counter() - started) * 1000
     actions = rank_actions(
-        [*(FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), d)
+        [*(FindingInput((SUPERCLASS_KEY if h == "superclass" else STATEMENT_RULE_KEY) + code, float(p), d)
            for h, code, _, p, _, _, d in candidates),
          *ecg_measures.action_inputs(by_measurement)],
         quality=[QualityInput(i["code"], i["message"], i.get("lead"))

@@ -31,7 +31,7 @@ from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, Finding, Interpretation, Prediction
 from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
-from clinical.services import SUPERCLASS_NAMES
+from mlcore.labels import STATEMENT_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
 
 
@@ -101,10 +101,10 @@ def _ack_form(prediction, data=None) -> AcknowledgeForm:
     findings = list(prediction.findings.all())
     missable = reviews.missable_keys(prediction, {f.overlay_key for f in findings})
     names = services.statement_names()
-    classes = [(f"superclass:{c}", SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass
-               if f"superclass:{c}" in missable]
+    classes = [(f"{SUPERCLASS_KEY}{c}", SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass
+               if f"{SUPERCLASS_KEY}{c}" in missable]
     statements = sorted((k, names.get(k.split(":", 1)[1], k.split(":", 1)[1]))
-                        for k in missable if k.startswith("statements:"))
+                        for k in missable if k.startswith(STATEMENT_KEY))
     return AcknowledgeForm(data, findings=findings, missable=classes, missable_statements=statements)
 
 

@@ -29,8 +29,8 @@ from clinical.errors import ClinicalError
 from clinical.models import Acknowledgement, Interpretation, Prediction
 from clinical.recommend import dangerous_keys
 from clinical.reviews import MISSED
-from clinical.services import SUPERCLASS_NAMES
 from mlcore.calibration import HEADS, MANIFEST_CALIBRATION
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_NAMES
 from monitoring.models import CalibrationVersion
 from training.operating_points import MIN_SUPPORT
 from training.site_calibration import NEGATIVE, POSITIVE, UNKNOWN, fit_site
@@ -150,9 +150,9 @@ def site_outcomes(*, ens: Ensemble, since: datetime | None = None) -> tuple[dict
             else:
                 # A dangerous statement the review offered as missable has its outcome fixed at acknowledgement
                 # (clinical.reviews.review_outcomes); any other statement has one only where it was flagged.
-                row_outcome = [_CLASS_OUTCOME[ack.outcomes[f"statements:{c}"]] if f"statements:{c}" in ack.outcomes
-                               else _statement_outcome(f"statements:{c}", flagged, ack.verdict, ack.finding_verdicts)
-                               for c in codes[head]]
+                row_outcome = [_CLASS_OUTCOME[ack.outcomes[k]] if k in ack.outcomes
+                               else _statement_outcome(k, flagged, ack.verdict, ack.finding_verdicts)
+                               for k in (f"{STATEMENT_KEY}{c}" for c in codes[head])]
             # A label the stored result lacks (NaN) has no score to refit on.
             outcomes[head].append([UNKNOWN if np.isnan(stored.get(c, np.nan)) else o
                                    for c, o in zip(codes[head], row_outcome)])
@@ -175,8 +175,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     current = _block(ens, parent)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
     fitted = fit_site(logits, outcomes, current, codes, set(dangerous_keys()), min_count,
-                      not_refittable={f"statements:{c}": STATEMENTS_KEPT for c in codes["statements"]
-                                      if f"statement:{c}" not in dangerous_keys()})
+                      not_refittable={f"{STATEMENT_KEY}{c}": STATEMENTS_KEPT for c in codes["statements"]
+                                      if f"{STATEMENT_RULE_KEY}{c}" not in dangerous_keys()})
     span = {"first": min(a.at for a in acks), "last": max(a.at for a in acks)}
     calibration = {
         **fitted["calibration"],

@@ -32,13 +32,13 @@ from django.utils import timezone
 
 from clinical.audit import audit_log
 from clinical.models import Acknowledgement, Interpretation, Patient, Prediction
+from clinical.recommend import AWAITS_REVIEW
 from mlcore.reference import SEXES, Reference
 from monitoring import metrics, stats
 from monitoring.alerts import alert_raise
 from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
 from monitoring.running import report_execute, report_progress
 
-URGENT = ("immediate", "urgent")
 # Patients whose age the uploader marked unknown form their own band, as sex "U" forms its own group: left out,
 # they would vanish from the age comparisons without anyone seeing that they are there.
 UNKNOWN_AGE_BAND = "Unknown"
@@ -102,7 +102,7 @@ def urgent_counts(start, end, bands) -> dict[tuple[str, str], Counts]:
                        for label, lo, hi in bands], default=Value(UNKNOWN_AGE_BAND), output_field=CharField())
     cells = (Prediction.objects.filter(created_at__gte=start, created_at__lt=end)
              .annotate(band=band_case, sex=F("record__sex_at_ecg")).values("band", "sex")
-             .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=URGENT))).order_by())
+             .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=AWAITS_REVIEW))).order_by())
     out: dict[tuple[str, str], Counts] = defaultdict(Counts)
     for cell in cells:
         for key in group_keys(cell["sex"], cell["band"] or None):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcore.calibration import HEADS, MIN_THRESHOLD, fit_threshold
+from mlcore.labels import STATEMENT_RULE_KEY
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "mlcore" / "weights"
 TABLE = Path(__file__).resolve().parents[1] / "clinical" / "recommendations.json"
@@ -127,7 +128,7 @@ def policy(head: str, code: str, dangerous: set[str]) -> tuple[str | None, float
     """The target metric and value of one label (see the module docstring)."""
     if code == "NORM":
         return "specificity", NORM_SPECIFICITY_TARGET
-    if head == "statements" and f"statement:{code}" in dangerous:
+    if head == "statements" and f"{STATEMENT_RULE_KEY}{code}" in dangerous:
         return "sensitivity", SENSITIVITY_TARGET
     return None, None
 

@@ -15,8 +15,17 @@ import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from clinical.recommend import CAVEAT, FindingInput, QualityInput, dangerous_keys, load_table, rank_actions
+from clinical.recommend import (
+    AWAITS_REVIEW,
+    CAVEAT,
+    FindingInput,
+    QualityInput,
+    dangerous_keys,
+    load_table,
+    rank_actions,
+)
 from mlcore.ensemble import Ensemble, Prediction
+from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY
 from mlcore.ptbxl import load_folds
 from mlcore.quality import assess
 from training.operating_points import wilson
@@ -50,14 +59,14 @@ class Command(BaseCommand):
             n = len(ens.members)
             split_s, split_t = (0 < pred.superclass_members_above[i]) & (pred.superclass_members_above[i] < n), \
                 (0 < pred.statements_members_above[i]) & (pred.statements_members_above[i] < n)
-            findings = [(f"superclass:{c}", float(pred.superclass[i, j]), bool(split_s[j]))
+            findings = [(f"{SUPERCLASS_KEY}{c}", float(pred.superclass[i, j]), bool(split_s[j]))
                         for j, c in enumerate(labels.superclasses) if pred.superclass_flags[i, j]]
-            findings += [(f"statement:{c}", float(pred.statements[i, j]), bool(split_t[j]))
+            findings += [(f"{STATEMENT_RULE_KEY}{c}", float(pred.statements[i, j]), bool(split_t[j]))
                          for j, c in enumerate(labels.statements)
                          if pred.statements_flags[i, j] and c not in labels.superclasses]
-            absent = [f"statement:{c}" for j, c in enumerate(labels.statements)
+            absent = [f"{STATEMENT_RULE_KEY}{c}" for j, c in enumerate(labels.statements)
                       if split_t[j] and not pred.statements_flags[i, j]]
-            truth = [f"statement:{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
+            truth = [f"{STATEMENT_RULE_KEY}{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
             records.append({"ecg_id": int(split.ecg_id[i]), "findings": findings, "disputed_absent": absent,
                             "truth": truth,
                             "quality": [[w.code, w.message, w.lead] for w in quality.warnings()]})
@@ -76,7 +85,7 @@ def dangerous_sensitivity(p: np.ndarray, y: np.ndarray, codes, ens: Ensemble, da
     out = {}
     points = ens.operating_points["statements"]
     for j, code in enumerate(codes):
-        if f"statement:{code}" not in dangerous:
+        if f"{STATEMENT_RULE_KEY}{code}" not in dangerous:
             continue
         pos = y[:, j]
         point = points[code]
@@ -110,5 +119,5 @@ def score(records: list[dict], dangerous: frozenset[str]) -> dict:
             "dangerous_label_with_own_finding_listed": own_listed, "with_a_caveat": caveats,
             "with_a_quality_warning": quality,
             "urgent_or_immediate_share_without_dangerous_label": round(
-                float(np.divide(sum(top["no_dangerous_label"][u] for u in ("urgent", "immediate")),
+                float(np.divide(sum(top["no_dangerous_label"][u] for u in AWAITS_REVIEW),
                                 max(1, sum(top["no_dangerous_label"].values())))), 3)}
