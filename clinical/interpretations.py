@@ -20,7 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.comparison import COMPARED, MEASUREMENT_STATEMENTS, ecg_compare, latest_interpretation, prior_ecg
 from clinical.errors import ClinicalError
 from clinical.intake import shown
@@ -39,9 +39,6 @@ from clinical.reviews import MISSED, review_outcomes, webhook_post
 from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 
 log = logging.getLogger(__name__)
-CONFIRM, AMEND, SIGN_FAILED = "interpretation.confirm", "interpretation.amend", "interpretation.sign_failed"
-REPORT_WEBHOOK = "report.webhook"
-REPORT_WEBHOOK_ATTEMPT = "report.webhook_attempt"  # the claim, committed before the POST
 MAX_FREE_TEXT = 5000
 MIN_REASON = 3
 # Failed signatures by one reviewer within this window before further tries wait: a confirmation form must not
@@ -103,13 +100,15 @@ def _signature(*, reviewer, record: EcgRecord, password: str | None, api_token: 
             raise ClinicalError("The API token is not this reviewer's, or it has expired.", "token", code="signature")
         return f"api_token:{api_token.prefix}"
     since = timezone.now() - SIGN_FAILURE_WINDOW
-    failures = AuditEvent.objects.filter(action=SIGN_FAILED, actor=reviewer, at__gte=since).count()
+    failures = AuditEvent.objects.filter(action=AuditAction.INTERPRETATION_SIGN_FAILED,
+                                         actor=reviewer, at__gte=since).count()
     if failures >= SIGN_FAILURES_ALLOWED:
         raise ClinicalError(f"{failures} wrong passwords in the last {SIGN_FAILURE_WINDOW.seconds // 60} minutes: "
                             "wait before signing again.", "password", code="signature")
     if not password or not reviewer.check_password(password):
         # Committed on its own: the refusal stores no reading, but the failed signature is kept.
-        audit_log(actor=reviewer, action=SIGN_FAILED, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=reviewer, action=AuditAction.INTERPRETATION_SIGN_FAILED,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"reason": "no password" if not password else "wrong password"})
         raise ClinicalError("Re-enter your password to sign: the one given is not correct. Nothing was stored.",
                             "password", code="signature")
@@ -242,8 +241,10 @@ def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list
                    "added": [s["key"] for s in statements if s["action"] == Interpretation.Action.ADDED],
                    "measurements": kept, "free_text": bool(free_text), "outcomes": outcomes,
                    "prior": str(prior.public_id) if prior else None, "comparison": comparison.get("lines", [])}
-        audit_log(actor=reviewer, action=AMEND if latest else CONFIRM, object_type="EcgRecord",
-                  object_id=record.public_id, details=changes | ({"reason": reason} if latest else {}))
+        audit_log(actor=reviewer,
+                  action=AuditAction.INTERPRETATION_AMEND if latest else AuditAction.INTERPRETATION_CONFIRM,
+                  object_type="EcgRecord", object_id=record.public_id,
+                  details=changes | ({"reason": reason} if latest else {}))
         _acknowledge_with(interpretation, verdict)
         if settings.ECG_REPORT_WEBHOOK_URL:
             transaction.on_commit(lambda: _enqueue_report_webhook(interpretation.pk))
@@ -276,10 +277,11 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
     with transaction.atomic():
         # Serialises two deliveries of the same message; the row itself is never changed (append-only).
         Interpretation.objects.select_for_update().get(pk=interpretation_id)
-        if AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT, object_id=str(record.public_id),
+        if AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK_ATTEMPT, object_id=str(record.public_id),
                                      details__version=interpretation.version).exists():
             return {"status": "already sent"}
-        audit_log(actor=None, action=REPORT_WEBHOOK_ATTEMPT, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=None, action=AuditAction.REPORT_WEBHOOK_ATTEMPT,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"version": interpretation.version})
     site = settings.ECG_SITE_URL
     links = {kind: f"{site}{reverse(f'api:ecg-report-{kind}', args=[record.public_id])}"
@@ -290,7 +292,7 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
                             "confirmed_at": interpretation.confirmed_at.isoformat(), "links": links},
                            url=settings.ECG_REPORT_WEBHOOK_URL)
     with transaction.atomic():
-        audit_log(actor=None, action=REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=None, action=AuditAction.REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
                   details={"version": interpretation.version, **outcome})
     return outcome
 
@@ -320,10 +322,10 @@ def _acknowledge_with(interpretation: Interpretation, verdict: str) -> None:
         finding_verdicts=interpretation.finding_verdicts, outcomes=interpretation.outcomes,
         note=f"Confirmed reading, version {interpretation.version}." + (
             f" {interpretation.free_text}" if interpretation.free_text else ""))
-    audit_log(actor=interpretation.reviewer, action="result.acknowledge", object_type="EcgRecord",
+    audit_log(actor=interpretation.reviewer, action=AuditAction.RESULT_ACKNOWLEDGE, object_type="EcgRecord",
               object_id=interpretation.record.public_id,
               details={"verdict": verdict, "findings": interpretation.finding_verdicts,
-                       "urgency": prediction.top_urgency, "via": CONFIRM})
+                       "urgency": prediction.top_urgency, "via": AuditAction.INTERPRETATION_CONFIRM})
 
 
 def interpretation_confirm(*, record: EcgRecord, reviewer, removed: list[str] = (), added: list[str] = (),

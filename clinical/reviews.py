@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinical import metrics
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
@@ -66,7 +66,7 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
                                      finding_verdicts=finding_verdicts,
                                      statements=[k.split(":", 1)[1] for k in missable
                                                  if k.startswith(STATEMENT_KEY)]))
-        audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
+        audit_log(actor=reviewer, action=AuditAction.RESULT_ACKNOWLEDGE, object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
     return ack
@@ -136,7 +136,7 @@ def alerts_escalate(*, now=None) -> list[Alert]:
                     alert.emailed_to = recipients
                     alert.save(update_fields=["emailed_to"])
                     waited = int((now - prediction.created_at).total_seconds() // 60)
-                    audit_log(actor=None, action="result.escalated", object_type="EcgRecord",
+                    audit_log(actor=None, action=AuditAction.RESULT_ESCALATED, object_type="EcgRecord",
                               object_id=prediction.record.public_id,
                               details={"level": level, "waiting_min": waited, "emailed": len(recipients)})
                     transaction.on_commit(lambda p=prediction, lv=level, r=recipients: _email(p, lv, r))
@@ -177,7 +177,6 @@ def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
 
 # -- immediate results: notified at once -----------------------------------------------------------------------------
 
-NOTIFIED, NOTIFY_FAILED = "result.notified", "result.notify_failed"
 # Publishing the notification task: brief retries, so a broker outage does not hold up the inference worker.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -189,7 +188,7 @@ def result_notify(*, prediction: Prediction) -> ResultNotification:
     notification, created = ResultNotification.objects.get_or_create(prediction=prediction)
     if created:
         public_id = prediction.record.public_id
-        audit_log(actor=None, action=NOTIFIED, object_type="EcgRecord", object_id=public_id,
+        audit_log(actor=None, action=AuditAction.RESULT_NOTIFIED, object_type="EcgRecord", object_id=public_id,
                   details={"channel": "banner", "urgency": prediction.top_urgency,
                            "reviewers": sorted(_reviewers().values_list("username", flat=True))})
         transaction.on_commit(lambda: _enqueue_notification(notification.pk, str(public_id)))
@@ -203,7 +202,7 @@ def _enqueue_notification(notification_id: int, public_id: str) -> None:
         notify_result.apply_async((notification_id,), retry=True, retry_policy=_PUBLISH_RETRY)
     except Exception as exc:  # kombu / redis connection errors: the banner stands, escalation e-mails later
         log.warning("notification %s not queued (broker unavailable): %s", notification_id, exc)
-        audit_log(actor=None, action=NOTIFY_FAILED, object_type="EcgRecord", object_id=public_id,
+        audit_log(actor=None, action=AuditAction.RESULT_NOTIFY_FAILED, object_type="EcgRecord", object_id=public_id,
                   details={"channel": "queue", "error": f"{type(exc).__name__}: {exc}"[:300]})
 
 
@@ -242,12 +241,14 @@ def notification_send(*, notification_id: int) -> ResultNotification:
         n.webhook = webhook
         n.save(update_fields=["emailed_to", "webhook"])
         if recipients:
-            audit_log(actor=None, action=NOTIFY_FAILED if email_error else NOTIFIED, object_type="EcgRecord",
-                      object_id=record.public_id,
+            audit_log(actor=None,
+                      action=AuditAction.RESULT_NOTIFY_FAILED if email_error else AuditAction.RESULT_NOTIFIED,
+                      object_type="EcgRecord", object_id=record.public_id,
                       details={"channel": "email", "recipients": recipients, **({"error": email_error}
                                                                                  if email_error else {})})
         if webhook["status"] != "off":
-            audit_log(actor=None, action=NOTIFIED if webhook["status"] == "sent" else NOTIFY_FAILED,
+            sent = webhook["status"] == "sent"
+            audit_log(actor=None, action=AuditAction.RESULT_NOTIFIED if sent else AuditAction.RESULT_NOTIFY_FAILED,
                       object_type="EcgRecord", object_id=record.public_id, details={"channel": "webhook", **webhook})
     return n
 

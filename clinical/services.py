@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ClinicalError
 from clinical.intake import IntakeError, parse_upload, shown
 from clinical.models import (
@@ -115,7 +115,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
             seen = IdempotencyKey.objects.select_related("record__patient").get(user=actor, key=idempotency_key)
             return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
     except ClinicalError as exc:
-        audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
+        audit_log(actor=actor, action=AuditAction.ECG_UPLOAD_REFUSED, object_type="Upload",
                   object_id=digest[:16],
                   details={"field": exc.field, "reason": exc.message,
                            # as the client sent them (folders too: evidence of a traversal attempt), but escaped:
@@ -208,10 +208,10 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                                           request_sha256=request_sha256)
         changed = [] if created else [k for k in ("age", "sex") if getattr(patient, k) != before[k]]
         if changed:  # a shared patient's stored demographics: who changed them, from what, with which ECG
-            audit_log(actor=actor, action="patient.change", object_type="Patient", object_id=pseudonym,
+            audit_log(actor=actor, action=AuditAction.PATIENT_CHANGE, object_type="Patient", object_id=pseudonym,
                       details={"old": {k: before[k] for k in changed}, "new": {k: getattr(patient, k) for k in changed},
                                "ecg": str(record.public_id)})
-        audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=actor, action=AuditAction.ECG_UPLOAD, object_type="EcgRecord", object_id=record.public_id,
                   details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,
                            "window": _window_audit(window),
@@ -286,7 +286,7 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
             if idempotency_key:  # a concurrent retry with the same key fails here and returns the winner's record
                 IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=new,
                                               request_sha256=request_sha256)
-            audit_log(actor=actor, action="ecg.reanalyse", object_type="EcgRecord", object_id=new.public_id,
+            audit_log(actor=actor, action=AuditAction.ECG_REANALYSE, object_type="EcgRecord", object_id=new.public_id,
                       details={"reanalysis_of": str(origin.public_id), "from": str(record.public_id),
                                "patient": record.patient.pseudonym, "window": _window_audit(window),
                                "quality_warnings": [i.code for i in window.quality.warnings()]})
@@ -465,7 +465,8 @@ def inference_run(*, job_id: int) -> InferenceJob:
         job.save()
         if prediction.top_urgency == Recommendation.Urgency.IMMEDIATE:  # at once, not after the escalation limit
             reviews.result_notify(prediction=prediction)
-        audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=None, action=AuditAction.INFERENCE_COMPLETE,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"model_version": ens.version, "calibration_version": ens.calibration_version,
                            "findings": [f"{c[0]}:{c[1]}" for c in candidates],
                            "measurements": {k: record.measurements.get(k) for k in ecg_measures.API_KEYS},
@@ -502,7 +503,7 @@ def evidence_request(*, prediction: Prediction, actor) -> Prediction:
             return locked
         locked.evidence_state, locked.evidence_queued_at = Prediction.EvidenceState.PENDING, timezone.now()
         locked.save(update_fields=["evidence_state", "evidence_queued_at"])
-        audit_log(actor=actor, action="inference.evidence_requested", object_type="EcgRecord",
+        audit_log(actor=actor, action=AuditAction.INFERENCE_EVIDENCE_REQUESTED, object_type="EcgRecord",
                   object_id=locked.record.public_id, details={"model_version": locked.model_version})
         transaction.on_commit(lambda: _send_evidence(locked.pk))
     return locked
@@ -541,7 +542,7 @@ def evidence_compute(*, prediction_id: int) -> Prediction:
         prediction.evidence_state, prediction.evidence_ms = Prediction.EvidenceState.READY, round(elapsed_ms, 1)
         prediction.evidence_at = timezone.now()
         prediction.save(update_fields=["explanations", "evidence", "evidence_state", "evidence_ms", "evidence_at"])
-        audit_log(actor=None, action="inference.evidence", object_type="EcgRecord",
+        audit_log(actor=None, action=AuditAction.INFERENCE_EVIDENCE, object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"model_version": ens.version, "findings": list(maps), "ms": round(elapsed_ms, 1)})
     metrics.WORKER_CPU_SECONDS.labels(step="evidence").observe(time.process_time() - cpu_started)
@@ -556,7 +557,7 @@ def evidence_fail(*, prediction_id: int, error: str) -> Prediction:
             return prediction
         prediction.evidence_state, prediction.evidence_at = Prediction.EvidenceState.FAILED, timezone.now()
         prediction.save(update_fields=["evidence_state", "evidence_at"])
-        audit_log(actor=None, action="inference.evidence_failed", object_type="EcgRecord",
+        audit_log(actor=None, action=AuditAction.INFERENCE_EVIDENCE_FAILED, object_type="EcgRecord",
                   object_id=prediction.record.public_id, details={"error": error[:500]})
     return prediction
 
@@ -576,7 +577,8 @@ def inference_fail(*, job_id: int, error: str) -> InferenceJob:
         transaction.on_commit(metrics.JOB_FAILURES.inc)
         job.finished_at = timezone.now()
         job.save()
-        audit_log(actor=None, action="inference.failed", object_type="EcgRecord", object_id=job.record.public_id,
+        audit_log(actor=None, action=AuditAction.INFERENCE_FAILED,
+                  object_type="EcgRecord", object_id=job.record.public_id,
                   details={"error": error[:500], "attempts": job.attempts})
     return job
 
@@ -590,7 +592,8 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
         job.state, job.progress, job.stage, job.error = InferenceJob.State.QUEUED, 0, "Waiting for a worker", ""
         job.enqueued_at, job.attempts = timezone.now(), 0
         job.save()
-        audit_log(actor=actor, action="inference.retry", object_type="EcgRecord", object_id=job.record.public_id)
+        audit_log(actor=actor, action=AuditAction.INFERENCE_RETRY,
+                  object_type="EcgRecord", object_id=job.record.public_id)
         _enqueue(job)
     return job
 

@@ -24,7 +24,7 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ClinicalError
 from clinical.models import Acknowledgement, Interpretation, Prediction
 from clinical.recommend import dangerous_keys
@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # the pages need no torch; only inference and a proposal hold
     from mlcore.ensemble import Ensemble
 
 PERMISSION = "monitoring.manage_calibration"
-PROPOSED, ACTIVATED, ROLLED_BACK = "calibration.propose", "calibration.activate", "calibration.rollback"
 # Stored probabilities have 4 decimals: 0.0 and 1.0 stand for "below 0.00005" and "above 0.99995".
 _P_CLIP = 5e-5
 STATEMENTS_KEPT = ("kept: the review records misses only for diagnostic classes and dangerous statements, so this "
@@ -193,7 +192,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
                     version=f"site-{taken + 1 + attempt}", model_version=ens.version, parent=parent,
                     calibration=calibration, labels=fitted["labels"], n_outcomes=n, outcomes_from=span["first"],
                     outcomes_to=span["last"], min_count=min_count, created_by=user)
-                audit_log(actor=user, action=PROPOSED, object_type="CalibrationVersion", object_id=version.version,
+                audit_log(actor=user, action=AuditAction.CALIBRATION_PROPOSE,
+                          object_type="CalibrationVersion", object_id=version.version,
                           details={"model_version": ens.version, "parent": version.parent_version, "outcomes": n,
                                    "refit": [f"{r['head']}:{r['code']}" for r in fitted["labels"] if r["refit"]],
                                    "min_count": min_count})
@@ -226,7 +226,8 @@ def calibration_activate(*, version: CalibrationVersion, user) -> CalibrationVer
         version.status, version.replaced = CalibrationVersion.Status.ACTIVE, current
         version.activated_by, version.activated_at = user, now
         version.save(update_fields=["status", "replaced", "activated_by", "activated_at"])
-        audit_log(actor=user, action=ACTIVATED, object_type="CalibrationVersion", object_id=version.version,
+        audit_log(actor=user, action=AuditAction.CALIBRATION_ACTIVATE,
+                  object_type="CalibrationVersion", object_id=version.version,
                   details={"model_version": version.model_version, "replaced": version.replaced_version,
                            "refit": version.n_refit, "outcomes": version.n_outcomes})
     return version
@@ -249,7 +250,8 @@ def calibration_rollback(*, version: CalibrationVersion, user) -> CalibrationVer
             restored = CalibrationVersion.objects.select_for_update().get(pk=restored.pk)
             restored.status, restored.activated_by, restored.activated_at = CalibrationVersion.Status.ACTIVE, user, now
             restored.save(update_fields=["status", "activated_by", "activated_at"])
-        audit_log(actor=user, action=ROLLED_BACK, object_type="CalibrationVersion", object_id=version.version,
+        audit_log(actor=user, action=AuditAction.CALIBRATION_ROLLBACK,
+                  object_type="CalibrationVersion", object_id=version.version,
                   details={"model_version": version.model_version, "restored": version.replaced_version})
     return restored
 

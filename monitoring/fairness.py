@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Case, CharField, Count, F, Q, Value, When
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.models import Acknowledgement, Interpretation, Patient, Prediction
 from clinical.recommend import AWAITS_REVIEW
 from mlcore.reference import SEXES, Reference
@@ -85,7 +85,7 @@ def fairness_report_create(*, requested_by=None, now=None) -> FairnessReport:
                 "parity_min_ratio": settings.ECG_FAIRNESS_PARITY_MIN_RATIO,
                 "eo_max_difference": settings.ECG_FAIRNESS_EO_MAX_DIFFERENCE})
     if requested_by is not None:
-        audit_log(actor=requested_by, action="monitoring.fairness_requested", object_type="FairnessReport",
+        audit_log(actor=requested_by, action=AuditAction.MONITORING_FAIRNESS_REQUESTED, object_type="FairnessReport",
                   object_id=report.pk, details={"window_days": settings.ECG_FAIRNESS_WINDOW_DAYS})
     return report
 
