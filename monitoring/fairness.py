@@ -33,8 +33,9 @@ from django.utils import timezone
 from clinical.audit import AuditAction, audit_log
 from clinical.models import Acknowledgement, Interpretation, Patient, Prediction
 from clinical.recommend import AWAITS_REVIEW
+from mlcore import metrics as scores
 from mlcore.reference import SEXES, Reference
-from monitoring import metrics, stats
+from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
 from monitoring.running import report_execute, report_progress
@@ -153,9 +154,9 @@ def validation_auc(ref: Reference, bands, min_group: int) -> list[FairnessMetric
             rows.append(FairnessMetric(dimension=dimension, group=group, metric="auc", n=len(idx),
                                        status=FairnessMetric.Status.TOO_SMALL))
             continue
-        low, high = stats.bootstrap_macro_auc(y[idx], p[idx], seed=len(idx))
+        low, high = scores.bootstrap_macro_auc_ci(y[idx], p[idx], level=0.95, seed=len(idx))
         rows.append(FairnessMetric(dimension=dimension, group=group, metric="auc", n=len(idx),
-                                   value=stats.macro_auc(y[idx], p[idx]), ci_low=low, ci_high=high,
+                                   value=scores.macro_auc(y[idx], p[idx]), ci_low=low, ci_high=high,
                                    status=FairnessMetric.Status.OK))
     return rows
 
@@ -164,7 +165,7 @@ def _rate(dimension: str, group: str, metric: str, events: int, n: int, min_grou
     if n < min_group:
         return FairnessMetric(dimension=dimension, group=group, metric=metric, n=n, events=events,
                               status=FairnessMetric.Status.TOO_SMALL)
-    low, high = stats.wilson(events, n)
+    low, high = scores.wilson(events, n)
     return FairnessMetric(dimension=dimension, group=group, metric=metric, n=n, events=events, value=events / n,
                           ci_low=low, ci_high=high, status=FairnessMetric.Status.OK)
 
@@ -191,11 +192,11 @@ def _compare(rows: list[FairnessMetric], dimension: str, metric: str, kind: str,
             comparison.value, comparison.note = 1.0, "no events in any group"
             return comparison
         comparison.value = lo.value / hi.value
-        comparison.ci_low, comparison.ci_high = stats.ratio_ci(lo.events, lo.n, hi.events, hi.n)
+        comparison.ci_low, comparison.ci_high = scores.ratio_ci(lo.events, lo.n, hi.events, hi.n)
         comparison.breached = comparison.value < threshold and comparison.ci_high < 1.0
     else:
         comparison.value = hi.value - lo.value
-        comparison.ci_low, comparison.ci_high = stats.newcombe_difference(hi.events, hi.n, lo.events, lo.n)
+        comparison.ci_low, comparison.ci_high = scores.newcombe_difference(hi.events, hi.n, lo.events, lo.n)
         comparison.breached = comparison.value > threshold and comparison.ci_low > 0.0
     return comparison
 

@@ -24,11 +24,12 @@ from clinical.recommend import (
     load_table,
     rank_actions,
 )
-from mlcore.ensemble import Ensemble, Prediction
+from mlcore.ensemble import Ensemble, EnsembleOutput
 from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY
+from mlcore.metrics import wilson
 from mlcore.ptbxl import load_folds
 from mlcore.quality import assess
-from training.operating_points import wilson
+from training.operating_points import CI_LEVEL
 
 
 class Command(BaseCommand):
@@ -45,8 +46,8 @@ class Command(BaseCommand):
         ens = Ensemble.load(settings.ECG_WEIGHTS_DIR)
         split = load_folds(data_dir, [int(f) for f in folds.split(",")], cache_dir)
         parts = [ens.predict(split.signals[i:i + 256], fs=100) for i in range(0, len(split), 256)]
-        pred = Prediction(**{k: np.concatenate([getattr(p, k) for p in parts])
-                             for k in Prediction.__dataclass_fields__})
+        pred = EnsembleOutput(**{k: np.concatenate([getattr(p, k) for p in parts])
+                             for k in EnsembleOutput.__dataclass_fields__})
         labels = ens.labels
         dangerous = dangerous_keys()
         records = []
@@ -90,11 +91,11 @@ def dangerous_sensitivity(p: np.ndarray, y: np.ndarray, codes, ens: Ensemble, da
         pos = y[:, j]
         point = points[code]
         hits = int((p[pos, j] >= point["threshold"]).sum())
-        ci = wilson(hits, int(pos.sum()))
+        ci = wilson(hits, int(pos.sum()), level=CI_LEVEL)
         out[code] = {"positives": int(pos.sum()), "threshold": point["threshold"], "point": point["name"],
                      "validated": point["validated"],
                      "sensitivity": round(hits / pos.sum(), 3) if pos.any() else None,
-                     "sensitivity_ci90": [round(ci[0], 3), round(ci[1], 3)] if ci else None,
+                     "sensitivity_ci90": [round(ci[0], 3), round(ci[1], 3)] if pos.any() else None,
                      "specificity": round(float((p[~pos, j] < point["threshold"]).mean()), 4)}
     return out
 
