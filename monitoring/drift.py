@@ -23,7 +23,8 @@ from django.utils import timezone
 
 from clinical.audit import AuditAction, audit_log
 from clinical.models import Prediction
-from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, SUPERCLASSES, Reference, drift_rows
+from mlcore.labels import SUPERCLASSES
+from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, Reference, drift_rows
 from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import DriftFeature, DriftReport

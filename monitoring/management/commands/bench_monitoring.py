@@ -27,8 +27,9 @@ from django.utils import timezone
 
 from clinical.management.benchenv import throwaway_database
 from clinical.recommend import IMMEDIATE, ROUTINE, URGENT
+from mlcore.labels import SUPERCLASSES
 from mlcore.preprocess import LEADS
-from mlcore.reference import SUPERCLASSES, Reference
+from mlcore.reference import Reference
 
 CHUNK = 50_000
 N_STATEMENTS = 71
