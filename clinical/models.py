@@ -186,7 +186,7 @@ class Prediction(models.Model):
     evidence_at = models.DateTimeField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
-    top_urgency = models.CharField(max_length=10, default="routine", db_index=True)
+    top_urgency = models.CharField(max_length=10, default=recommend.ROUTINE, db_index=True)
     inference_ms = models.FloatField()
     # Indexed: monitoring reads windows of predictions by time.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
