@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, rankdata
 from sklearn.metrics import f1_score, roc_auc_score
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
@@ -47,6 +47,29 @@ def macro_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if not np.isnan(aucs).all() else math.nan
 
 
+def macro_auc_resampled(y: np.ndarray, score: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`macro_auc` of each resample ``y[idx[r]], score[idx[r]]`` at once: idx (r, n) -> (r,).
+
+    The bootstrap's statistic. roc_auc_score validates its input on every call (about 1.5 ms a column), which made
+    a fairness report's 200 resamples per group and class cost minutes; this is the same AUC (the Mann-Whitney U
+    over average ranks, so ties count half, as roc_auc_score counts them), computed for all resamples in one pass.
+    tests/mlcore/test_metrics.py holds it equal to macro_auc.
+    """
+    y = np.asarray(y) > 0
+    aucs = np.full((idx.shape[0], y.shape[1]), np.nan)
+    for j in range(y.shape[1]):
+        pos = y[idx, j]  # (r, n)
+        n_pos = pos.sum(axis=1)
+        n_neg = idx.shape[1] - n_pos
+        ok = (n_pos > 0) & (n_neg > 0)
+        ranks = rankdata(score[idx[ok], j], axis=1)
+        aucs[ok, j] = ((ranks * pos[ok]).sum(axis=1) - n_pos[ok] * (n_pos[ok] + 1) / 2) / (n_pos[ok] * n_neg[ok])
+    out = np.full(idx.shape[0], np.nan)
+    some = ~np.isnan(aucs).all(axis=1)
+    out[some] = np.nanmean(aucs[some], axis=1)
+    return out
+
+
 def bootstrap_macro_auc_ci(y: np.ndarray, score: np.ndarray, *, level: float = 0.95, n_resamples: int = 200,
                            seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the macro AUC, resampling records (``scipy.stats.bootstrap``).
@@ -58,8 +81,8 @@ def bootstrap_macro_auc_ci(y: np.ndarray, score: np.ndarray, *, level: float = 0
     if not cols.any():
         return (math.nan, math.nan)
     y, score = np.asarray(y)[:, cols], np.asarray(score)[:, cols]
-    res = bootstrap((np.arange(len(y)),), lambda i: macro_auc(y[i], score[i]), n_resamples=n_resamples,
-                    confidence_level=level, method="percentile", vectorized=False,
+    res = bootstrap((np.arange(len(y)),), lambda i, axis=-1: macro_auc_resampled(y, score, np.atleast_2d(i)),
+                    n_resamples=n_resamples, confidence_level=level, method="percentile", vectorized=True,
                     rng=np.random.default_rng(seed))
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
