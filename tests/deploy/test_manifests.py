@@ -248,7 +248,7 @@ def test_static_files_are_collected_at_build_time_with_a_throwaway_key(stages, r
     assert "DJANGO_SECRET_KEY=" in collect[0].args and "ecgapp.settings.production" in collect[0].args
     data_dir = runtime.env()["ECGAPP_DATA_DIR"]
     assert f"ECGAPP_DATA_DIR={data_dir}" in collect[0].args
-    static_root = Path(settings.STATIC_ROOT).relative_to(settings.ENV.data_dir)  # where settings put STATIC_ROOT
+    static_root = Path(settings.STATIC_ROOT).relative_to(settings.ECG_DATA_DIR)  # where settings put STATIC_ROOT
     assert any(f"{data_dir}/{static_root}" in i.args and f"--from={builder.name}" in i.args
                for i in runtime.all("COPY")), "the runtime stage must copy the collected files"
 
@@ -396,7 +396,7 @@ def test_compose_ports_only_for_web_and_volumes(dc):
     services = dc["services"]
     assert [s for s in services if services[s].get("ports")] == ["web"]
     assert all(p.startswith("127.0.0.1:") for p in services["web"]["ports"])
-    media = Path(settings.MEDIA_ROOT).relative_to(settings.ENV.data_dir)
+    media = Path(settings.MEDIA_ROOT).relative_to(settings.ECG_DATA_DIR)
     for name in df.APP_SERVICES:
         env = df.service_env(services[name])
         assert services[name]["read_only"] is True and "/tmp" in services[name]["tmpfs"], name
@@ -572,7 +572,7 @@ def test_pods_are_locked_down_and_sized(prod, runtime):
 
 def test_writable_paths_are_volumes_and_reports_are_shared(prod):
     config = df.find(prod, "ConfigMap", "ecgapp-config")["data"]
-    media = f"{config['ECGAPP_DATA_DIR']}/{Path(settings.MEDIA_ROOT).relative_to(settings.ENV.data_dir)}"
+    media = f"{config['ECGAPP_DATA_DIR']}/{Path(settings.MEDIA_ROOT).relative_to(settings.ECG_DATA_DIR)}"
     assert config["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/"), "per-pod samples (pids repeat across pods)"
     pvc = df.find(prod, "PersistentVolumeClaim", "ecgapp-media")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "web and the monitoring worker share report files"
