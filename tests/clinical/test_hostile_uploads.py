@@ -31,9 +31,9 @@ from clinical.audit import audit_log, current_request_id
 from clinical.errors import ClinicalError
 from clinical.intake import MAX_UPLOAD_BYTES, IntakeError, parse_upload, shown
 from clinical.intake.wfdb_record import parse_wfdb
-from clinical.management.benchenv import free_port
 from clinical.models import AuditEvent, EcgRecord, InferenceJob, Patient
 from clinical.tokens import api_token_create
+from ecgapp.ports import free_port
 from tests.clinical.hostile import corpus
 from tests.clinical.hostile.multipart import BodyStream, MultipartBody, multipart
 
