@@ -4,11 +4,13 @@ import datetime as dt
 import io
 
 from django import forms
+from django.contrib import messages
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.forms.boundfield import BoundField
 
+from clinical.errors import ApplicationError
 from clinical.intake import (
     ACCEPTED_UPLOADS,
     MAX_FS,
@@ -27,6 +29,17 @@ NOTE_MAX_LENGTH = 5000  # a review note, on the page and in the API
 # Audit filter dates: wide enough for any event this app wrote, and the day after `until` still a valid date.
 AUDIT_DATE_MIN = dt.date(1900, 1, 1)
 AUDIT_DATE_MAX = dt.date(9998, 12, 31)
+
+
+def form_error(form: forms.Form, exc: ApplicationError, fallback: str | None = None) -> None:
+    """A domain error on the page's form: on its field when the form has one of that name, else on ``fallback``
+    (None: the form's own errors). The one way pages show an ApplicationError beside what was entered."""
+    form.add_error(exc.field if exc.field in form.fields else fallback, exc.message)
+
+
+def page_error(request, exc: ApplicationError) -> None:
+    """A domain error as the next page's message (for a POST that redirects); the other way pages show one."""
+    messages.error(request, exc.message)
 
 
 def upload_problem(files) -> str | None:

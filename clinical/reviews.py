@@ -58,7 +58,7 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
                                 f"{confirmed.version}) and is locked: amend the reading to change it.", code="locked")
         if existing:
             raise ClinicalError(f"Already acknowledged by {existing.reviewer.username} at "
-                                f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.")
+                                f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.", None, code="conflict")
         ack = Acknowledgement.objects.create(
             prediction=prediction, reviewer=reviewer, verdict=verdict, note=note, finding_verdicts=finding_verdicts,
             outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,

@@ -20,7 +20,7 @@ from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
 from clinical.audit import audit_log
 from clinical.errors import ClinicalError
-from clinical.intake import IntakeError, parse_upload, shown
+from clinical.intake import parse_upload, shown
 from clinical.models import (
     EcgRecord,
     Finding,
@@ -180,10 +180,7 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
         raise ClinicalError("Age must be a whole number of years between 0 and 120, or unknown.", "age")
     if sex not in Patient.Sex.values:
         raise ClinicalError("Choose male, female or unknown.", "sex")
-    try:
-        parsed = parse_upload(files=files, fs=fs, document=document)
-    except IntakeError as exc:
-        raise ClinicalError(exc.message, exc.field) from exc
+    parsed = parse_upload(files=files, fs=fs, document=document)  # IntakeError: an ApplicationError on its field
     window, quality, features, measured = _analyse_window(parsed.signal, parsed.fs, window_start_s)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})

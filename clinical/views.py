@@ -18,7 +18,7 @@ from clinical import measurements as ecg_measures
 from clinical.audit import audit_log
 from clinical.comparison import ecg_acquired_at, ecg_compare, latest_interpretation, prior_ecg
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.forms import (
     AcknowledgeForm,
     AuditFilterForm,
@@ -26,6 +26,8 @@ from clinical.forms import (
     ReadingForm,
     ReanalyseForm,
     WorklistFilterForm,
+    form_error,
+    page_error,
 )
 from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, Finding, Interpretation, Prediction
@@ -77,8 +79,8 @@ def ecg_upload(request: HttpRequest) -> HttpResponse:
         try:
             record = services.ecg_submit(actor=request.user, pseudonym=d["pseudonym"], age=d["age"], sex=d["sex"],
                                          files=files, fs=d["fs"])
-        except ClinicalError as exc:
-            form.add_error(exc.field if exc.field in form.fields else "files", exc.message)
+        except ApplicationError as exc:
+            form_error(form, exc, "files")
         else:
             return redirect("clinical:ecg-detail", public_id=record.public_id)
     return render(request, "clinical/ecg_upload.html", {"form": form}, status=400 if form.errors else 200)
@@ -179,8 +181,8 @@ def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
         try:
             new = services.ecg_reanalyse(actor=request.user, record=record,
                                          window_start_s=form.cleaned_data["window_start_s"])
-        except ClinicalError as exc:
-            form.add_error("window_start_s", exc.message)
+        except ApplicationError as exc:
+            form_error(form, exc, "window_start_s")
         else:
             return redirect("clinical:ecg-detail", public_id=new.public_id)
     return _detail(request, record, reanalyse_form=form, status=400)
@@ -203,8 +205,8 @@ def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
     try:
         services.inference_retry(job=record.job, actor=request.user)
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
     return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
 
 
@@ -215,8 +217,8 @@ def ecg_report_pdf(request: HttpRequest, public_id) -> HttpResponse:
     try:
         out = report_export(actor=request.user, record=record, fmt=PDF, via=access.PAGE,
                             paper=request.GET.get("paper", "A4"))
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
         return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
     response = HttpResponse(out.content, content_type=out.content_type)
     response["Content-Disposition"] = f'attachment; filename="{out.filename}"'
@@ -257,8 +259,8 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
         try:
             result_acknowledge(prediction=prediction, reviewer=request.user, verdict=form.cleaned_data["verdict"],
                                note=form.cleaned_data["note"], finding_verdicts=form.finding_verdicts())
-        except ClinicalError as exc:
-            messages.error(request, exc.message)
+        except ApplicationError as exc:
+            page_error(request, exc)
         else:
             messages.success(request, "Result acknowledged.")
             return redirect("clinical:review-queue")
@@ -327,8 +329,8 @@ def ecg_read(request: HttpRequest, public_id) -> HttpResponse:
                                                                 reason=form.cleaned_data["reason"], **args)
                 else:
                     done = interpretations.interpretation_confirm(record=record, reviewer=request.user, **args)
-            except ClinicalError as exc:
-                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            except ApplicationError as exc:
+                form_error(form, exc)
             else:
                 messages.success(request, f"Reading {'amended' if done.version > 1 else 'confirmed'}: version "
                                           f"{done.version}, locked.")

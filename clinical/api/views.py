@@ -28,7 +28,6 @@ from clinical import measurements as ecg_measures
 from clinical.api.errors import body_too_large
 from clinical.api.parsers import BoundedJSONParser
 from clinical.comparison import latest_interpretation
-from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, MIN_SECONDS, shown
 from clinical.intake.device import measurement_rows
@@ -267,6 +266,11 @@ class EcgSubmitApi(APIView):
                 raise serializers.ValidationError(problem)
             return files
 
+    def error_fields(self, request) -> dict[str, str]:
+        """The service's field names in this API's terms (read by clinical.api.errors): the reader names the JSON
+        document "json", as for an uploaded .json file; in a JSON body its fault is in "leads"."""
+        return {} if request.content_type.startswith("multipart/") else {"json": "leads"}
+
     @extend_schema(
         operation_id="ecg_submit",
         summary="Submit a 12-lead ECG for analysis",
@@ -311,12 +315,7 @@ class EcgSubmitApi(APIView):
             p = d["patient"]
             args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None,
                     "window_start_s": d.get("window_start_s"), "evidence": d["evidence"], "document": request.data}
-        try:
-            record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
-        except ClinicalError as exc:
-            if json_body and exc.field == "json":  # the parser's name for the document; here the fault is in "leads"
-                raise ClinicalError(exc.message, "leads") from exc
-            raise
+        record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
         record = selectors.ecg_state_for_user(user=request.user, public_id=record.public_id)
         return Response(_job_payload(record), status=status.HTTP_202_ACCEPTED)
 
@@ -831,13 +830,8 @@ class EcgAcknowledgeApi(APIView):
         verdicts = dict(d.get("findings") or {}) | {
             (f"superclass:{code}" if code in services.SUPERCLASS_NAMES else f"statements:{code}"): MISSED
             for code in d.get("missed", [])}
-        try:
-            ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
-                                     note=d["note"], finding_verdicts=verdicts)
-        except ClinicalError as exc:
-            if exc.message.startswith("Already acknowledged"):
-                return Response({"error": {"code": "conflict", "message": exc.message, "fields": {}}}, status=409)
-            raise
+        ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
+                                 note=d["note"], finding_verdicts=verdicts)
         return Response({"acknowledged_by": ack.reviewer.username, "acknowledged_at": ack.at})
 
 

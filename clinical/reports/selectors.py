@@ -18,7 +18,7 @@ from mlcore.preprocess import LEADS, WINDOW_S
 RESULT_EVENT = "inference.complete"
 
 
-NOT_READY = "result_not_ready"  # ClinicalError.code: the API answers 409 (clinical.api.errors.CLINICAL_STATUS)
+NOT_READY = "result_not_ready"  # ApplicationError.code: the API answers 409 (clinical.api.errors.STATUS_BY_CODE)
 
 
 class ReportNotReady(ClinicalError):
