@@ -30,7 +30,7 @@ from clinical.forms import (
     page_error,
 )
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, Finding, Interpretation, Prediction
+from clinical.models import EcgRecord, Interpretation, Prediction
 from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
 from clinical.services import SUPERCLASS_NAMES
@@ -38,9 +38,8 @@ from mlcore.preprocess import WINDOW_S
 
 
 def _record_or_404(request: HttpRequest, public_id, state_only: bool = False) -> EcgRecord:
-    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
     try:
-        return select(user=request.user, public_id=public_id)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, state_only=state_only)
     except EcgRecord.DoesNotExist as exc:
         raise Http404("No such ECG, or it is not yours to see.") from exc
 
@@ -131,26 +130,26 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         notification_opened(prediction=prediction, user=request.user)
         if prediction.evidence_state == Prediction.EvidenceState.OFF:  # first view: its evidence is computed now
             prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
-    ack = getattr(prediction, "acknowledgement", None) if prediction else None
+    result = selectors.ecg_result(record=record)  # what the API's result gives, from the same selector
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
-        "reading": latest_interpretation(record),
+        "reading": result.interpretation,
         "can_read": bool(prediction and request.user.has_perm("clinical.acknowledge_result")),
-        "acknowledgement": ack,
+        "acknowledgement": result.acknowledgement,
         "ack_form": (ack_form or _ack_form(prediction)) if can_ack else None,
         "record": record,
         "job": record.job,
         "prediction": prediction,
-        **_split_findings(selectors.model_findings(prediction=prediction)),
-        "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
-        "recommendations": list(prediction.recommendations.all()) if prediction else [],
-        "not_assessed": selectors.result_not_assessed(prediction=prediction),
+        **_split_findings(result.model_findings),
+        "measured_findings": result.measured_findings,
+        "recommendations": result.recommendations,
+        "not_assessed": result.not_assessed,
         "plot": _figure(record),
         "measurement_line": ecg_measures.display_line(record.measurements),
         "median_beats": ecg_measures.median_beats_view(record.measurements),
         "measurement_convention": (record.measurements or {}).get("convention"),
         "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
-        "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
+        "quality_warnings": result.quality_warnings,
         "overview": (overview_figure(record.signal_array(), record.fs, start_s=record.window_start_s,
                                      end_s=record.window_end_s) if record.duration_s > WINDOW_S else None),
         "latest_start_s": max(0.0, int((record.duration_s - WINDOW_S) * 10) / 10),
