@@ -1,16 +1,19 @@
 """Clinical reads."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.http import QueryDict
 from django.utils import timezone
 
 from clinical import measurements as ecg_measures
 from clinical import recommend
 from clinical.comparison import latest_interpretation
+from clinical.errors import ApplicationError
 from clinical.intake.device import measurement_rows
 from clinical.models import (
     Acknowledgement,
@@ -228,25 +231,19 @@ def open_alert_count() -> int:
     return Alert.objects.filter(prediction__acknowledgement__isnull=True).count()
 
 
-def audit_events(*, actor: str = "", action: str = "", patient: str = "", since=None, until=None,
-                 cursor: int | None = None) -> QuerySet[AuditEvent]:
-    """Newest first; ``cursor`` is the id of the last event already shown (keyset pagination)."""
-    qs = AuditEvent.objects.order_by("-id")
-    if actor:
-        qs = qs.filter(actor_label=actor)
-    if action:
-        qs = qs.filter(action__startswith=action)
-    if patient:
-        ids = [str(u) for u in EcgRecord.objects.filter(patient__pseudonym=patient).values_list("public_id", flat=True)]
-        # The patient's ECGs, and the patient itself (changes to its age or sex, reads of its ECG list).
-        qs = qs.filter(Q(object_type="EcgRecord", object_id__in=ids) | Q(object_type="Patient", object_id=patient))
-    if since:
-        qs = qs.filter(at__gte=since)
-    if until:
-        qs = qs.filter(at__lt=until)
-    if cursor:
-        qs = qs.filter(id__lt=cursor)
-    return qs
+def audit_events(*, filters: Mapping[str, str] | None = None, **query: str) -> QuerySet[AuditEvent]:
+    """Newest first, filtered by the audit page's query parameters (clinical.filters.AuditEventFilter), given as a
+    mapping (request.GET) or as keywords: actor, action (a prefix), patient, since / until (dates), cursor (the id
+    of the last event already shown: keyset pagination). Parameters that do not validate are an ApplicationError,
+    never a filter left out."""
+    from clinical.filters import AuditEventFilter  # it imports clinical.forms, which imports models
+
+    data = filters.dict() if isinstance(filters, QueryDict) else dict(filters or {})  # a form reads the last value
+    filterset = AuditEventFilter(data | query, queryset=AuditEvent.objects.order_by("-id"))
+    if not filterset.is_valid():
+        field, errors = next(iter(filterset.errors.items()))
+        raise ApplicationError(errors[0], field)
+    return filterset.qs
 
 
 WAITING = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}

@@ -19,6 +19,7 @@ from clinical.audit import audit_log
 from clinical.comparison import ecg_acquired_at, ecg_compare, latest_interpretation, prior_ecg
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
 from clinical.errors import ApplicationError
+from clinical.filters import AuditEventFilter
 from clinical.forms import (
     AcknowledgeForm,
     AuditFilterForm,
@@ -372,12 +373,12 @@ def _reading_page(request: HttpRequest, record: EcgRecord, form: ReadingForm, la
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_list(request: HttpRequest) -> HttpResponse:
-    form = AuditFilterForm(request.GET or None)
+    form = AuditEventFilter(request.GET or None).form
     if form.is_bound and not form.is_valid():
         return _audit_filters_refused(request, form)
     filters = form.filters() if form.is_bound else {}
     after = form.cleaned_data["cursor"] if form.is_bound else None
-    events = list(selectors.audit_events(**filters, cursor=after)[:51])
+    events = list(selectors.audit_events(filters=request.GET)[:51])
     next_cursor = events[49].id if len(events) > 50 else None
     # Audit rows name patients and who saw them: reading them is audited like the CSV export.
     audit_log(actor=request.user, action="audit.view", object_type="AuditEvent", object_id="list",
@@ -416,10 +417,12 @@ def _spreadsheet_safe(value: object) -> object:
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    form = AuditFilterForm(request.GET or None)
+    form = AuditEventFilter(request.GET or None).form
     if form.is_bound and not form.is_valid():
         return _audit_filters_refused(request, form)
     filters = form.filters() if form.is_bound else {}
+    query = request.GET.copy()
+    query.pop("cursor", None)  # the export is the whole filtered trail, not the page a link was on
     audit_log(actor=request.user, action="audit.export", object_type="AuditEvent", object_id="csv",
               details={k: str(v) for k, v in filters.items() if v})
     writer = csv.writer(_Echo())
@@ -429,7 +432,7 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     def rows():
         # A byte order mark: without it Excel reads a UTF-8 CSV as the local code page (names come out garbled).
         yield "\ufeff" + writer.writerow(header)
-        for e in selectors.audit_events(**filters).iterator(chunk_size=2000):
+        for e in selectors.audit_events(filters=query).iterator(chunk_size=2000):
             yield writer.writerow([_spreadsheet_safe(cell) for cell in (
                 e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id, e.request_id,
                 e.ip or "", json.dumps(e.details, ensure_ascii=False, default=str), e.prev_hash, e.hash)])
