@@ -17,7 +17,3 @@ class ApplicationError(Exception):
         self.message = message
         self.field = field
         self.code = code
-
-
-# The name the clinical services were written with: the same class, not a second kind of error.
-ClinicalError = ApplicationError

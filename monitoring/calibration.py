@@ -49,7 +49,7 @@ STATEMENTS_KEPT = ("kept: the review records misses only for diagnostic classes 
 def _require(user) -> None:
     if not user.has_perm(PERMISSION):
         raise ApplicationError("Only compliance staff can propose, activate or roll back a calibration.",
-                            code="permission_denied")
+                               code="permission_denied")
 
 
 def calibration_active(*, model_version: str) -> CalibrationVersion | None:
@@ -170,7 +170,7 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     n = len(logits["superclass"])
     if n == 0:
         raise ApplicationError(f"No reviewed results of model {ens.version} yet: nothing to calibrate on.",
-                            code="no_outcomes")
+                               code="no_outcomes")
     parent = calibration_active(model_version=ens.version)
     current = _block(ens, parent)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
@@ -211,7 +211,7 @@ def calibration_activate(*, version: CalibrationVersion, user) -> CalibrationVer
         version = CalibrationVersion.objects.select_for_update().get(pk=version.pk)
         if version.status != CalibrationVersion.Status.PROPOSED:
             raise ApplicationError(f"Calibration {version.version} is {version.get_status_display().lower()}; only a "
-                                "proposed version can be activated.", code="conflict")
+                                   "proposed version can be activated.", code="conflict")
         current = (CalibrationVersion.objects.select_for_update()
                    .filter(model_version=version.model_version, status=CalibrationVersion.Status.ACTIVE).first())
         if (current.pk if current else None) != version.parent_id:
@@ -240,7 +240,7 @@ def calibration_rollback(*, version: CalibrationVersion, user) -> CalibrationVer
         version = CalibrationVersion.objects.select_for_update().get(pk=version.pk)
         if version.status != CalibrationVersion.Status.ACTIVE:
             raise ApplicationError(f"Calibration {version.version} is not in force; only the active version can be "
-                                "rolled back.", code="conflict")
+                                   "rolled back.", code="conflict")
         now = timezone.now()
         version.status, version.retired_by, version.retired_at = CalibrationVersion.Status.RETIRED, user, now
         version.save(update_fields=["status", "retired_by", "retired_at"])
