@@ -32,6 +32,7 @@ COPY training ./training
 COPY ecgapp ./ecgapp
 COPY clinical ./clinical
 COPY monitoring ./monitoring
+COPY benchmarks ./benchmarks
 COPY templates ./templates
 COPY static ./static
 COPY manage.py gunicorn.conf.py ./

@@ -4,11 +4,13 @@ import datetime as dt
 import io
 
 from django import forms
+from django.contrib import messages
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.forms.boundfield import BoundField
 
+from clinical.errors import ApplicationError
 from clinical.intake import (
     ACCEPTED_UPLOADS,
     MAX_FS,
@@ -28,6 +30,17 @@ NOTE_MAX_LENGTH = 5000  # a review note, on the page and in the API
 # Audit filter dates: wide enough for any event this app wrote, and the day after `until` still a valid date.
 AUDIT_DATE_MIN = dt.date(1900, 1, 1)
 AUDIT_DATE_MAX = dt.date(9998, 12, 31)
+
+
+def form_error(form: forms.Form, exc: ApplicationError, fallback: str | None = None) -> None:
+    """A domain error on the page's form: on its field when the form has one of that name, else on ``fallback``
+    (None: the form's own errors). The one way pages show an ApplicationError beside what was entered."""
+    form.add_error(exc.field if exc.field in form.fields else fallback, exc.message)
+
+
+def page_error(request, exc: ApplicationError) -> None:
+    """A domain error as the next page's message (for a POST that redirects); the other way pages show one."""
+    messages.error(request, exc.message)
 
 
 def upload_problem(files) -> str | None:
@@ -178,23 +191,20 @@ class AcknowledgeForm(forms.Form):
         return verdicts
 
 
-_AUDIT_DATE_RANGE = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
-_AUDIT_DATE_ERRORS = {key: f"Enter a date between {AUDIT_DATE_MIN:%Y-%m-%d} and {AUDIT_DATE_MAX:%Y-%m-%d}."
-                      for key in ("invalid", "min_value", "max_value")}
+AUDIT_DATE_RANGE = [MinValueValidator(AUDIT_DATE_MIN), MaxValueValidator(AUDIT_DATE_MAX)]
+AUDIT_DATE_ERRORS = {key: f"Enter a date between {AUDIT_DATE_MIN:%Y-%m-%d} and {AUDIT_DATE_MAX:%Y-%m-%d}."
+                     for key in ("invalid", "min_value", "max_value")}
+
+
+def audit_day_start(day: dt.date) -> dt.datetime:
+    """Midnight at the start of ``day`` in the current time zone: the audit filters' bound for a date."""
+    from django.utils import timezone
+
+    return dt.datetime.combine(day, dt.time.min, timezone.get_current_timezone())
 
 
 class AuditFilterForm(forms.Form):
-    actor = forms.CharField(required=False, max_length=150)
-    action = forms.CharField(required=False, max_length=64)
-    patient = forms.CharField(required=False, max_length=64, label="Patient pseudonym")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}),
-                            validators=_AUDIT_DATE_RANGE, error_messages=_AUDIT_DATE_ERRORS)
-    until = forms.DateField(required=False, label="Until (inclusive)", widget=forms.DateInput(attrs={"type": "date"}),
-                            validators=_AUDIT_DATE_RANGE, error_messages=_AUDIT_DATE_ERRORS)
-    # The id of the last event already shown (keyset pagination); the page's "Older events" link sets it.
-    cursor = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput,
-                                error_messages={key: "This page link is broken: open the audit trail again."
-                                                for key in ("invalid", "min_value", "max_value")})
+    """The form of the audit trail's filters; its fields are clinical.filters.AuditEventFilter's."""
 
     def clean(self):
         d = super().clean()
@@ -203,12 +213,10 @@ class AuditFilterForm(forms.Form):
         return d
 
     def filters(self) -> dict:
-        from django.utils import timezone
-
+        """What was asked, as the audit event of a read of the trail records it (dates as their bounds)."""
         d = self.cleaned_data
-        tz = timezone.get_current_timezone()
-        since = dt.datetime.combine(d["since"], dt.time.min, tz) if d.get("since") else None
-        until = dt.datetime.combine(d["until"] + dt.timedelta(days=1), dt.time.min, tz) if d.get("until") else None
+        since = audit_day_start(d["since"]) if d.get("since") else None
+        until = audit_day_start(d["until"] + dt.timedelta(days=1)) if d.get("until") else None
         return {"actor": d.get("actor", ""), "action": d.get("action", ""), "patient": d.get("patient", ""),
                 "since": since, "until": until}
 

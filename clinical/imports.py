@@ -28,7 +28,7 @@ from django.conf import settings
 
 from clinical import services
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import UPLOAD_EXTENSIONS
 from clinical.intake.demographics import stated_patient
 from clinical.intake.limits import WFDB_SIGNAL_EXTENSIONS
@@ -139,7 +139,7 @@ def archive_uploads(path: Path, *, skip: set[str] = frozenset()) -> dict[str, Ar
         def reader(members: list[PurePosixPath]):
             return lambda: {m.name: (m.name, archive.read(m.as_posix())) for m in members}
     else:
-        raise ClinicalError(f"{path} is neither a folder nor a zip file.", "path")
+        raise ApplicationError(f"{path} is neither a folder nor a zip file.", "path")
     return {key: ArchiveUpload(key, tuple(m.as_posix() for m in members), reader(members))
             for key, members in _group(paths, skip).items()}
 
@@ -164,12 +164,12 @@ def _age(text: str, *, ptbxl: bool = False) -> int | None:
 def manifest_read(path: Path, *, ptbxl_rate: int = 100) -> dict[str, PatientFacts]:
     """key -> patient, from a CSV with columns file, patient, age, sex (sex M/F/U or male/female/unknown; age
     blank when unknown), or PTB-XL's ptbxl_database.csv (ecg_id, patient_id, age, sex, filename_lr/filename_hr:
-    ``ptbxl_rate`` 100 or 500 says which records it lists). In the file's order. ClinicalError for a manifest
+    ``ptbxl_rate`` 100 or 500 says which records it lists). In the file's order. ApplicationError for a manifest
     this cannot read."""
     try:
         rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ClinicalError(f"The manifest {path} cannot be read: {exc}", "manifest") from exc
+        raise ApplicationError(f"The manifest {path} cannot be read: {exc}", "manifest") from exc
     columns = set(rows[0]) if rows else set()
     out: dict[str, PatientFacts] = {}
     try:
@@ -189,7 +189,7 @@ def manifest_read(path: Path, *, ptbxl_rate: int = 100) -> dict[str, PatientFact
         else:
             raise ValueError("it needs the columns file, patient, age and sex (or is PTB-XL's ptbxl_database.csv)")
     except (ValueError, KeyError, TypeError) as exc:
-        raise ClinicalError(f"The manifest {path} cannot be used: {exc}", "manifest") from exc
+        raise ApplicationError(f"The manifest {path} cannot be used: {exc}", "manifest") from exc
     return out
 
 
@@ -208,8 +208,8 @@ def _patient(upload: ArchiveUpload, files: dict, manifest: dict[str, PatientFact
             return facts
     stated = stated_patient(files)
     if not stated.patient_id:
-        raise ClinicalError("No patient for this file: it states no patient id and the manifest does not list it. "
-                            "Add it to a manifest (columns file, patient, age, sex) and import again.", "patient")
+        raise ApplicationError("No patient for this file: it states no patient id and the manifest does not list it. "
+                               "Add it to a manifest (columns file, patient, age, sex) and import again.", "patient")
     return PatientFacts(file_pseudonym(stated.patient_id), stated.age, stated.sex or Patient.Sex.UNKNOWN)
 
 
@@ -233,7 +233,7 @@ def ecg_import_one(*, actor, upload: ArchiveUpload, manifest: dict[str, PatientF
         facts = _patient(upload, files, manifest)
         record = services.ecg_submit(actor=actor, pseudonym=facts.pseudonym, age=facts.age, sex=facts.sex,
                                      files=files, fs=fs, evidence=evidence, queue_inference=not inline)
-    except ClinicalError as exc:
+    except ApplicationError as exc:
         return ImportResult(upload.key, Outcome.REFUSED, f"{exc.field}: {exc.message}" if exc.field else exc.message)
     except Exception as exc:  # a reader's bug on one odd file must not stop the other thousands
         log.exception("import of %s failed", upload.key)

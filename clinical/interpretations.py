@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from clinical.audit import AuditAction, audit_log
 from clinical.comparison import COMPARED, MEASUREMENT_STATEMENTS, ecg_compare, latest_interpretation, prior_ecg
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import shown
 from clinical.models import (
     Acknowledgement,
@@ -97,21 +97,22 @@ def _signature(*, reviewer, record: EcgRecord, password: str | None, api_token: 
     """"password" or "api_token:<prefix>" once the reviewer has signed; refused (and the failure audited) else."""
     if api_token is not None:
         if api_token.user_id != reviewer.pk or not api_token.active:
-            raise ClinicalError("The API token is not this reviewer's, or it has expired.", "token", code="signature")
+            raise ApplicationError("The API token is not this reviewer's, or it has expired.", "token",
+                                   code="signature")
         return f"api_token:{api_token.prefix}"
     since = timezone.now() - SIGN_FAILURE_WINDOW
     failures = AuditEvent.objects.filter(action=AuditAction.INTERPRETATION_SIGN_FAILED,
                                          actor=reviewer, at__gte=since).count()
     if failures >= SIGN_FAILURES_ALLOWED:
-        raise ClinicalError(f"{failures} wrong passwords in the last {SIGN_FAILURE_WINDOW.seconds // 60} minutes: "
-                            "wait before signing again.", "password", code="signature")
+        raise ApplicationError(f"{failures} wrong passwords in the last {SIGN_FAILURE_WINDOW.seconds // 60} minutes: "
+                               "wait before signing again.", "password", code="signature")
     if not password or not reviewer.check_password(password):
         # Committed on its own: the refusal stores no reading, but the failed signature is kept.
         audit_log(actor=reviewer, action=AuditAction.INTERPRETATION_SIGN_FAILED,
                   object_type="EcgRecord", object_id=record.public_id,
                   details={"reason": "no password" if not password else "wrong password"})
-        raise ClinicalError("Re-enter your password to sign: the one given is not correct. Nothing was stored.",
-                            "password", code="signature")
+        raise ApplicationError("Re-enter your password to sign: the one given is not correct. Nothing was stored.",
+                               "password", code="signature")
     return "password"
 
 
@@ -124,16 +125,16 @@ def _measurements(record: EcgRecord, overrides: dict[str, float]) -> tuple[dict,
     computer = {k: (record.measurements or {}).get(k) for k in CONFIRMED_KEYS}
     bad = sorted(set(overrides) - set(EDITABLE))
     if bad:
-        raise ClinicalError(f"Only {', '.join(EDITABLE)} can be set by caliper; not {shown(bad[0], 24)}.",
-                            "measurements")
+        raise ApplicationError(f"Only {', '.join(EDITABLE)} can be set by caliper; not {shown(bad[0], 24)}.",
+                               "measurements")
     given = {}
     for key, value in overrides.items():
         spec = EDITABLE[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ClinicalError(f"{spec.label}: give a number in {spec.unit}.", "measurements")
+            raise ApplicationError(f"{spec.label}: give a number in {spec.unit}.", "measurements")
         if not spec.low <= value <= spec.high:
-            raise ClinicalError(f"{spec.label} {value:g} {spec.unit} is outside {spec.low:g}-{spec.high:g} "
-                                f"{spec.unit}: check the value.", "measurements")
+            raise ApplicationError(f"{spec.label} {value:g} {spec.unit} is outside {spec.low:g}-{spec.high:g} "
+                                   f"{spec.unit}: check the value.", "measurements")
         given[key] = round(float(value), 1)
     confirmed = dict(computer)
     kept = {k: {"reviewer": v, "computer": computer.get(k)} for k, v in given.items()}
@@ -155,13 +156,13 @@ def _statements(record: EcgRecord, removed: list[str], added: list[str]) -> list
     keys = {s["key"] for s in computer}
     unknown = sorted(set(removed) - keys)
     if unknown:
-        raise ClinicalError(f"Only the computer's statements can be removed; {shown(unknown[0], 40)} is not one of "
-                            "this result's.", "statements")
+        raise ApplicationError(f"Only the computer's statements can be removed; {shown(unknown[0], 40)} is not one of "
+                               "this result's.", "statements")
     choices = statement_choices(record)
     wrong = sorted(set(added) - set(choices))
     if wrong:
         what = "is already the computer's: keep it instead" if wrong[0] in keys else "is not in the label space"
-        raise ClinicalError(f"{shown(wrong[0], 40)} {what}.", "statements")
+        raise ApplicationError(f"{shown(wrong[0], 40)} {what}.", "statements")
     statements = [{**s, "action": Interpretation.Action.REMOVED if s["key"] in removed
                    else Interpretation.Action.ACCEPTED} for s in computer]
     for key in dict.fromkeys(added):
@@ -193,8 +194,8 @@ def _outcomes(record: EcgRecord, statements: list[dict]) -> tuple[str, dict, dic
 
 def _readable(record: EcgRecord) -> None:
     if record.job.state != InferenceJob.State.DONE or getattr(record, "prediction", None) is None:
-        raise ClinicalError("This ECG has no result yet: it can be read and confirmed once the analysis is done.",
-                            code="not_ready")
+        raise ApplicationError("This ECG has no result yet: it can be read and confirmed once the analysis is done.",
+                               code="not_ready")
 
 
 def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list[str], free_text: str,
@@ -202,16 +203,16 @@ def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list
                  reason: str | None) -> Interpretation:
     """Confirm (reason None) or amend: everything is checked before the signature, and stored in one transaction."""
     if not reviewer.has_perm("clinical.acknowledge_result"):
-        raise ClinicalError("Only reviewers can confirm or amend a reading.", code="forbidden")
+        raise ApplicationError("Only reviewers can confirm or amend a reading.", code="forbidden")
     _readable(record)
     free_text = (free_text or "").strip()
     if len(free_text) > MAX_FREE_TEXT:
-        raise ClinicalError(f"The free text is limited to {MAX_FREE_TEXT} characters.", "free_text")
+        raise ApplicationError(f"The free text is limited to {MAX_FREE_TEXT} characters.", "free_text")
     if reason is not None:
         reason = reason.strip()
         if len(reason) < MIN_REASON:
-            raise ClinicalError("An amendment needs a reason: say what was wrong with the confirmed reading.",
-                                "reason")
+            raise ApplicationError("An amendment needs a reason: say what was wrong with the confirmed reading.",
+                                   "reason")
     statements = _statements(record, list(removed), list(added))
     confirmed, kept = _measurements(record, dict(overrides))
     verdict, verdicts, outcomes = _outcomes(record, statements)
@@ -228,8 +229,8 @@ def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list
         latest = _state_check(record, amending=reason is not None)
         if latest is not None and (latest.statements, latest.free_text, latest.measurement_overrides) == (
                 statements, free_text, kept):
-            raise ClinicalError("The amendment changes nothing: edit a statement, the text or a measurement.",
-                                "statements")
+            raise ApplicationError("The amendment changes nothing: edit a statement, the text or a measurement.",
+                                   "statements")
         interpretation = Interpretation.objects.create(
             record=record, version=latest.version + 1 if latest else 1,
             status=Interpretation.Status.AMENDED if latest else Interpretation.Status.FINAL,
@@ -300,11 +301,11 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
 def _state_check(record: EcgRecord, *, amending: bool) -> Interpretation | None:
     latest = latest_interpretation(record)
     if not amending and latest is not None:
-        raise ClinicalError(f"Already confirmed by {latest.reviewer.username} at "
-                            f"{timezone.localtime(latest.confirmed_at):%Y-%m-%d %H:%M} (version {latest.version}): "
-                            "the reading is locked; amend it with a reason instead.", code="already_confirmed")
+        raise ApplicationError(f"Already confirmed by {latest.reviewer.username} at "
+                               f"{timezone.localtime(latest.confirmed_at):%Y-%m-%d %H:%M} (version {latest.version}): "
+                               "the reading is locked; amend it with a reason instead.", code="already_confirmed")
     if amending and latest is None:
-        raise ClinicalError("This ECG has no confirmed reading to amend: confirm it first.", code="not_confirmed")
+        raise ApplicationError("This ECG has no confirmed reading to amend: confirm it first.", code="not_confirmed")
     return latest
 
 

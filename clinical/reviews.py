@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from clinical import metrics
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
 from clinical.recommend import AWAITS_REVIEW, IMMEDIATE, URGENT, dangerous_keys
@@ -29,37 +29,38 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
                        finding_verdicts: dict[str, str] | None = None) -> Acknowledgement:
     """Record a reviewer's verdict on a result; refused for non-reviewers and for a second acknowledgement."""
     if not reviewer.has_perm("clinical.acknowledge_result"):
-        raise ClinicalError("Only reviewers can acknowledge results.")
+        raise ApplicationError("Only reviewers can acknowledge results.")
     if verdict not in Acknowledgement.Verdict.values:
-        raise ClinicalError("Say whether you agree or disagree with the findings.", "verdict")
+        raise ApplicationError("Say whether you agree or disagree with the findings.", "verdict")
     note = (note or "").strip()
     if len(note) < 3:
-        raise ClinicalError("A note is required: what you checked and what you decided.", "note")
+        raise ApplicationError("A note is required: what you checked and what you decided.", "note")
     keys = {f.overlay_key for f in prediction.findings.all()}
     missable = missable_keys(prediction, keys)
     wrong = sorted(k.split(":", 1)[1] for k, v in (finding_verdicts or {}).items()
                    if v == MISSED and k not in missable)
     if wrong:
         choices = ", ".join(sorted(k.split(":", 1)[1] for k in missable)) or "none"
-        raise ClinicalError(f"Only a diagnostic class or dangerous statement this result did not flag can be marked as "
-                            f"missed; not {', '.join(shown(c, 16) for c in wrong)} (not flagged: {choices}).",
-                            "missed")
+        raise ApplicationError(f"Only a diagnostic class or dangerous statement this result did not flag can be marked "
+                               f"as missed; not {', '.join(shown(c, 16) for c in wrong)} (not flagged: {choices}).",
+                               "missed")
     finding_verdicts = {k: v for k, v in (finding_verdicts or {}).items() if k in keys | missable}
     if any(v not in Acknowledgement.Verdict.values for k, v in finding_verdicts.items() if k in keys):
-        raise ClinicalError("Each finding can only be agreed or disagreed with.", "verdict")
+        raise ApplicationError("Each finding can only be agreed or disagreed with.", "verdict")
     if any(v != MISSED for k, v in finding_verdicts.items() if k in missable):
-        raise ClinicalError("A class or statement the model did not flag can only be marked as missed.", "verdict")
+        raise ApplicationError("A class or statement the model did not flag can only be marked as missed.", "verdict")
     with transaction.atomic():
         prediction = Prediction.objects.select_for_update().select_related("record").get(pk=prediction.pk)
         existing = Acknowledgement.objects.filter(prediction=prediction).select_related("reviewer").first()
         confirmed = prediction.record.interpretations.select_related("reviewer").order_by("-version").first()
         if confirmed and not existing:
             # A confirmed reading locks the record (clinical.interpretations): its outcomes are the reading's.
-            raise ClinicalError(f"The reading of this ECG was confirmed by {confirmed.reviewer.username} (version "
-                                f"{confirmed.version}) and is locked: amend the reading to change it.", code="locked")
+            raise ApplicationError(f"The reading of this ECG was confirmed by {confirmed.reviewer.username} (version "
+                                   f"{confirmed.version}) and is locked: amend the reading to change it.",
+                                   code="locked")
         if existing:
-            raise ClinicalError(f"Already acknowledged by {existing.reviewer.username} at "
-                                f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.")
+            raise ApplicationError(f"Already acknowledged by {existing.reviewer.username} at "
+                                   f"{timezone.localtime(existing.at):%Y-%m-%d %H:%M}.", None, code="conflict")
         ack = Acknowledgement.objects.create(
             prediction=prediction, reviewer=reviewer, verdict=verdict, note=note, finding_verdicts=finding_verdicts,
             outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,

@@ -1,13 +1,22 @@
 """Clinical reads."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.http import QueryDict
 from django.utils import timezone
 
+from clinical import measurements as ecg_measures
 from clinical import recommend
+from clinical.comparison import latest_interpretation
+from clinical.errors import ApplicationError
+from clinical.intake.device import measurement_rows
 from clinical.models import (
+    Acknowledgement,
     Alert,
     AuditEvent,
     EcgRecord,
@@ -15,8 +24,10 @@ from clinical.models import (
     InferenceJob,
     Interpretation,
     Prediction,
+    Recommendation,
     ResultNotification,
 )
+from mlcore.preprocess import LEADS
 
 HEADS = ("superclass", "statements")
 THRESHOLDS_NOT_KEPT = ("This result was stored before thresholds were kept with each result: the probabilities are "
@@ -42,21 +53,23 @@ def ecg_list_for_user(*, user) -> QuerySet[EcgRecord]:
             .defer("signal", "reanalysis_of__signal").order_by("-uploaded_at"))
 
 
-def ecg_get_for_user(*, user, public_id, with_signal: bool = True) -> EcgRecord:
-    """The ECG ``user`` may see; ``with_signal=False`` leaves the samples in the database (read on access)."""
-    qs = _visible(user)
-    return (qs if with_signal else qs.defer("signal")).get(public_id=public_id)
-
-
 # What an analysis-state poll needs is a few columns; the signal and the measurements (median beats: tens of
 # kilobytes of JSON) were read and decoded on every poll of every integrator.
 _HEAVY = ("signal", "quality", "features", "measurements", "device", "intake_notes")
 
 
-def ecg_state_for_user(*, user, public_id) -> EcgRecord:
-    """The record for its analysis state (job, window, re-analysis link) without its heavy columns; reading one
-    of those still works, at the cost of a query."""
-    return _visible(user).defer(*_HEAVY).get(public_id=public_id)
+def ecg_get_for_user(*, user, public_id, with_signal: bool = True, state_only: bool = False) -> EcgRecord:
+    """The ECG ``user`` may see (EcgRecord.DoesNotExist otherwise), for the pages and the API alike.
+
+    ``with_signal=False`` leaves the samples in the database (read on access); ``state_only``: for its analysis
+    state (job, window, re-analysis link) only, without any heavy column; reading one still works, at the cost of
+    a query."""
+    qs = _visible(user)
+    if state_only:
+        qs = qs.defer(*_HEAVY)
+    elif not with_signal:
+        qs = qs.defer("signal")
+    return qs.get(public_id=public_id)
 
 
 def ecg_reanalyses_for_user(*, user, record: EcgRecord) -> list[EcgRecord]:
@@ -83,6 +96,101 @@ def prediction_probabilities(*, prediction: Prediction) -> dict:
                 "operating_point": {k: v for k, v in point.items() if k != "threshold"} if point else None})
     return {"calibration_method": points.get("method") or None, "calibration_folds": points.get("folds", []),
             "thresholds_missing_reason": None if points else THRESHOLDS_NOT_KEPT, "labels": labels}
+
+
+@dataclass(frozen=True)
+class EcgResult:
+    """An ECG's result as the result page and the API (EcgResultApi.Output) show it: the record, its result (None
+    until the analysis is done) and what is read from them."""
+
+    record: EcgRecord
+    prediction: Prediction | None
+    findings: list[Finding]  # every finding by rank: the model's (with .operating_point, .validated), then measured
+    recommendations: list[Recommendation]
+    acknowledgement: Acknowledgement | None
+    not_assessed: list[recommend.NotAssessed]
+    interpretation: Interpretation | None  # the latest confirmed version of the reading
+
+    @property
+    def job(self) -> InferenceJob:
+        return self.record.job
+
+    @property
+    def needs_review(self) -> bool:
+        return self.prediction.needs_review if self.prediction is not None else False
+
+    @property
+    def model_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.head != Finding.Head.MEASUREMENT]
+
+    @property
+    def measured_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.head == Finding.Head.MEASUREMENT]
+
+    @property
+    def quality_warnings(self) -> list[dict]:
+        """The quality gate's warnings (the ECG was accepted with them): {"message", "severity", ...}."""
+        return [i for i in self.record.quality.get("issues", []) if i.get("severity") == "warn"]
+
+    @property
+    def quality_warning_messages(self) -> list[str]:
+        return [i["message"] for i in self.quality_warnings]
+
+    @property
+    def device_reading(self) -> dict:
+        """What an exported file says besides the waveform, with the unit of each of its measurements."""
+        reading = dict(self.record.device or {})
+        if reading.get("measurements"):
+            reading["units"] = {row["key"]: row["unit"] for row in measurement_rows(reading["measurements"])}
+        return reading
+
+    @property
+    def measurements(self) -> dict:
+        """This system's measurements of the analysed window, as the API gives them (clinical.measurements)."""
+        return ecg_measures.api_values(self.record.measurements)
+
+    @property
+    def probabilities(self) -> dict | None:
+        return prediction_probabilities(prediction=self.prediction) if self.prediction is not None else None
+
+    @property
+    def interpretation_status(self) -> str:
+        return self.interpretation.status if self.interpretation else "preliminary"
+
+
+def ecg_result(*, record: EcgRecord, evidence_points: int | None = None) -> EcgResult:
+    """The result of ``record`` for the result page and the API; ``evidence_points``: each finding with evidence
+    gets ``.evidence``, {lead: {"share", "map"}} with the map averaged down to that many points per lead."""
+    prediction = getattr(record, "prediction", None)
+    findings: list[Finding] = []
+    recommendations: list[Recommendation] = []
+    if prediction is not None:
+        points = prediction.operating_points or {}
+        findings = list(prediction.findings.all())
+        for f in findings:
+            if f.head != Finding.Head.MEASUREMENT:
+                f.operating_point = points.get(f.head, {}).get(f.code)
+            f.validated = (points.get(f.head, {}).get(f.code) or {}).get("validated")
+            ex = prediction.evidence_for(f.overlay_key) if evidence_points else None
+            if ex:
+                maps = ex.lead_maps.reshape(12, evidence_points, -1).mean(axis=2)  # (12, evidence_points)
+                f.evidence = {lead: {"share": round(float(ex.lead_relevance[i]), 3),
+                                     "map": np.round(maps[i].astype(np.float64), 3).tolist()}
+                              for i, lead in enumerate(LEADS)}
+        recommendations = list(prediction.recommendations.all())
+    return EcgResult(record=record, prediction=prediction, findings=findings, recommendations=recommendations,
+                     acknowledgement=getattr(prediction, "acknowledgement", None) if prediction else None,
+                     not_assessed=result_not_assessed(prediction=prediction),
+                     interpretation=latest_interpretation(record))
+
+
+def model_info(*, ensemble) -> dict:
+    """The served model: version, calibration in force, members, label space, validation metrics and input."""
+    m = ensemble.manifest
+    return {"model_version": ensemble.version, "calibration_version": ensemble.calibration_version,
+            "members": len(ensemble.members), "superclasses": list(ensemble.labels.superclasses),
+            "statements": dict(ensemble.labels.descriptions), "metrics_fold9": m.get("metrics_fold9", {}),
+            "input": m.get("input", {})}
 
 
 def model_findings(*, prediction: Prediction | None) -> list[Finding]:
@@ -123,25 +231,19 @@ def open_alert_count() -> int:
     return Alert.objects.filter(prediction__acknowledgement__isnull=True).count()
 
 
-def audit_events(*, actor: str = "", action: str = "", patient: str = "", since=None, until=None,
-                 cursor: int | None = None) -> QuerySet[AuditEvent]:
-    """Newest first; ``cursor`` is the id of the last event already shown (keyset pagination)."""
-    qs = AuditEvent.objects.order_by("-id")
-    if actor:
-        qs = qs.filter(actor_label=actor)
-    if action:
-        qs = qs.filter(action__startswith=action)
-    if patient:
-        ids = [str(u) for u in EcgRecord.objects.filter(patient__pseudonym=patient).values_list("public_id", flat=True)]
-        # The patient's ECGs, and the patient itself (changes to its age or sex, reads of its ECG list).
-        qs = qs.filter(Q(object_type="EcgRecord", object_id__in=ids) | Q(object_type="Patient", object_id=patient))
-    if since:
-        qs = qs.filter(at__gte=since)
-    if until:
-        qs = qs.filter(at__lt=until)
-    if cursor:
-        qs = qs.filter(id__lt=cursor)
-    return qs
+def audit_events(*, filters: Mapping[str, str] | None = None, **query: str) -> QuerySet[AuditEvent]:
+    """Newest first, filtered by the audit page's query parameters (clinical.filters.AuditEventFilter), given as a
+    mapping (request.GET) or as keywords: actor, action (a prefix), patient, since / until (dates), cursor (the id
+    of the last event already shown: keyset pagination). Parameters that do not validate are an ApplicationError,
+    never a filter left out."""
+    from clinical.filters import AuditEventFilter  # it imports clinical.forms, which imports models
+
+    data = filters.dict() if isinstance(filters, QueryDict) else dict(filters or {})  # a form reads the last value
+    filterset = AuditEventFilter(data | query, queryset=AuditEvent.objects.order_by("-id"))
+    if not filterset.is_valid():
+        field, errors = next(iter(filterset.errors.items()))
+        raise ApplicationError(errors[0], field)
+    return filterset.qs
 
 
 WAITING = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}

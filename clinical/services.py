@@ -21,8 +21,8 @@ from django.utils import timezone
 from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
-from clinical.intake import IntakeError, parse_upload, shown
+from clinical.errors import ApplicationError
+from clinical.intake import parse_upload, shown
 from clinical.models import (
     EcgRecord,
     Finding,
@@ -119,7 +119,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
                 raise
             seen = IdempotencyKey.objects.select_related("record__patient").get(user=actor, key=idempotency_key)
             return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
-    except ClinicalError as exc:
+    except ApplicationError as exc:
         audit_log(actor=actor, action=AuditAction.ECG_UPLOAD_REFUSED, object_type="Upload",
                   object_id=digest[:16],
                   details={"field": exc.field, "reason": exc.message,
@@ -168,7 +168,7 @@ def _replay(seen: IdempotencyKey, *, request_sha256: str, digest: str | None = N
     else:  # stored before requests were hashed: the same files for the same patient
         same = seen.record.upload_sha256 == digest and seen.record.patient.pseudonym == (pseudonym or "").strip()
     if not same:
-        raise ClinicalError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch")
+        raise ApplicationError(IDEMPOTENCY_MISMATCH, "Idempotency-Key", code="idempotency_mismatch")
     return seen.record
 
 
@@ -178,16 +178,13 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                 document: object = None) -> EcgRecord:
     pseudonym = (pseudonym or "").strip()
     if not PSEUDONYM.match(pseudonym):
-        raise ClinicalError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
-                            "pseudonym")
+        raise ApplicationError("Use 2-64 letters, digits, '.', '_' or '-' (a pseudonymous id, never a name).",
+                               "pseudonym")
     if age is not None and not 0 <= age <= 120:  # None: the uploader said the age is unknown
-        raise ClinicalError("Age must be a whole number of years between 0 and 120, or unknown.", "age")
+        raise ApplicationError("Age must be a whole number of years between 0 and 120, or unknown.", "age")
     if sex not in Patient.Sex.values:
-        raise ClinicalError("Choose male, female or unknown.", "sex")
-    try:
-        parsed = parse_upload(files=files, fs=fs, document=document)
-    except IntakeError as exc:
-        raise ClinicalError(exc.message, exc.field) from exc
+        raise ApplicationError("Choose male, female or unknown.", "sex")
+    parsed = parse_upload(files=files, fs=fs, document=document)  # IntakeError: an ApplicationError on its field
     window, quality, features, measured = _analyse_window(parsed.signal, parsed.fs, window_start_s)
     with transaction.atomic():
         patient, created = Patient.objects.get_or_create(pseudonym=pseudonym, defaults={"age": age, "sex": sex})
@@ -227,29 +224,29 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
 
 
 def _window(signal: np.ndarray, fs: float, start_s: float | None) -> WindowChoice:
-    """The analysed window: the one asked for, else the cleanest (ClinicalError on field "window_start_s")."""
+    """The analysed window: the one asked for, else the cleanest (ApplicationError on field "window_start_s")."""
     if start_s is None:
         return choose_window(signal, fs)
     try:
         return user_window(signal, fs, start_s)
     except WindowError as exc:
-        raise ClinicalError(str(exc), "window_start_s") from exc
+        raise ApplicationError(str(exc), "window_start_s") from exc
 
 
 def _analyse_window(signal: np.ndarray, fs: float, start_s: float | None) -> tuple[WindowChoice, dict, dict, dict]:
     """What upload and re-analysis store of the analysed window: the window, the quality report (saying which window
-    it judged), the intake features and this system's measurements; a ClinicalError when it cannot be analysed."""
+    it judged), the intake features and this system's measurements; a ApplicationError when it cannot be analysed."""
     window = _window(signal, fs, start_s)
     span = f"{window.start_s:.1f}–{window.end_s:.1f} s of {window.record_s:.1f} s"
     if not window.quality.usable:
         reasons = " ".join(i.message for i in window.quality.refusals())
         if window.record_s <= window.end_s - window.start_s:  # the record is its own window
-            raise ClinicalError(f"This ECG cannot be analysed: {reasons} {window.quality.next_step()}", "file")
+            raise ApplicationError(f"This ECG cannot be analysed: {reasons} {window.quality.next_step()}", "file")
         if window.chosen_by == "user":
-            raise ClinicalError(f"This ECG cannot be analysed at {span}: {reasons} Choose another start.",
-                                "window_start_s")
-        raise ClinicalError(f"This ECG cannot be analysed: no 10 s of the {window.record_s:.1f} s recording is "
-                            f"clean enough. The cleanest ({span}): {reasons} {window.quality.next_step()}", "file")
+            raise ApplicationError(f"This ECG cannot be analysed at {span}: {reasons} Choose another start.",
+                                   "window_start_s")
+        raise ApplicationError(f"This ECG cannot be analysed: no 10 s of the {window.record_s:.1f} s recording is "
+                               f"clean enough. The cleanest ({span}): {reasons} {window.quality.next_step()}", "file")
     quality = {**window.quality.to_dict(), "window": window.to_dict()}
     samples = crop(signal, fs, window.start_s)
     return window, quality, intake_features(samples, fs, window.quality), ecg_measures.ecg_measurements(samples, fs)
@@ -264,7 +261,7 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
     the original) with its own job, so the original result, perhaps already reviewed, stays as it was.
 
     The caller has checked that ``actor`` may upload and may see ``record``. A start outside the record or a
-    window the quality gate refuses is a ClinicalError on "window_start_s", and nothing is stored. An
+    window the quality gate refuses is a ApplicationError on "window_start_s", and nothing is stored. An
     ``idempotency_key`` works as on upload: the same key for the same request returns the first re-analysis.
     """
     origin = record.reanalysis_of or record  # a re-analysis of a re-analysis points at the first upload
@@ -652,7 +649,7 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job.pk)
         if job.state != InferenceJob.State.FAILED:
-            raise ClinicalError("Only a failed analysis can be retried.")
+            raise ApplicationError("Only a failed analysis can be retried.")
         job.state, job.progress, job.stage, job.error = InferenceJob.State.QUEUED, 0, "Waiting for a worker", ""
         job.enqueued_at, job.attempts = timezone.now(), 0
         job.save()

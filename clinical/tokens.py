@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import ApiToken
 
 TOKEN_PREFIX = "ecg"
@@ -23,7 +23,7 @@ def _digest(token: str) -> str:
 def api_token_create(*, user, name: str, days: int = 90, actor=None) -> tuple[ApiToken, str]:
     """Returns the stored token and the secret string, which is never stored and cannot be shown again."""
     if days < 1 or days > 366:
-        raise ClinicalError("A token lives between 1 and 366 days.", "days")
+        raise ApplicationError("A token lives between 1 and 366 days.", "days")
     prefix = secrets.token_hex(5)
     secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():

@@ -18,7 +18,8 @@ from clinical import measurements as ecg_measures
 from clinical.audit import AuditAction, audit_log
 from clinical.comparison import ecg_acquired_at, ecg_compare, latest_interpretation, prior_ecg
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
+from clinical.filters import AuditEventFilter
 from clinical.forms import (
     AcknowledgeForm,
     AuditFilterForm,
@@ -26,9 +27,11 @@ from clinical.forms import (
     ReadingForm,
     ReanalyseForm,
     WorklistFilterForm,
+    form_error,
+    page_error,
 )
 from clinical.intake.device import measurement_rows
-from clinical.models import EcgRecord, Finding, Interpretation, Prediction
+from clinical.models import EcgRecord, Interpretation, Prediction
 from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
 from mlcore.labels import STATEMENT_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
@@ -36,9 +39,8 @@ from mlcore.preprocess import WINDOW_S
 
 
 def _record_or_404(request: HttpRequest, public_id, state_only: bool = False) -> EcgRecord:
-    select = selectors.ecg_state_for_user if state_only else selectors.ecg_get_for_user
     try:
-        return select(user=request.user, public_id=public_id)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, state_only=state_only)
     except EcgRecord.DoesNotExist as exc:
         raise Http404("No such ECG, or it is not yours to see.") from exc
 
@@ -77,8 +79,8 @@ def ecg_upload(request: HttpRequest) -> HttpResponse:
         try:
             record = services.ecg_submit(actor=request.user, pseudonym=d["pseudonym"], age=d["age"], sex=d["sex"],
                                          files=files, fs=d["fs"])
-        except ClinicalError as exc:
-            form.add_error(exc.field if exc.field in form.fields else "files", exc.message)
+        except ApplicationError as exc:
+            form_error(form, exc, "files")
         else:
             return redirect("clinical:ecg-detail", public_id=record.public_id)
     return render(request, "clinical/ecg_upload.html", {"form": form}, status=400 if form.errors else 200)
@@ -129,26 +131,26 @@ def _detail(request: HttpRequest, record: EcgRecord, ack_form: AcknowledgeForm |
         notification_opened(prediction=prediction, user=request.user)
         if prediction.evidence_state == Prediction.EvidenceState.OFF:  # first view: its evidence is computed now
             prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
-    ack = getattr(prediction, "acknowledgement", None) if prediction else None
+    result = selectors.ecg_result(record=record)  # what the API's result gives, from the same selector
     can_ack = bool(prediction and prediction.awaits_review and request.user.has_perm("clinical.acknowledge_result"))
     return render(request, "clinical/ecg_detail.html", {
-        "reading": latest_interpretation(record),
+        "reading": result.interpretation,
         "can_read": bool(prediction and request.user.has_perm("clinical.acknowledge_result")),
-        "acknowledgement": ack,
+        "acknowledgement": result.acknowledgement,
         "ack_form": (ack_form or _ack_form(prediction)) if can_ack else None,
         "record": record,
         "job": record.job,
         "prediction": prediction,
-        **_split_findings(selectors.model_findings(prediction=prediction)),
-        "measured_findings": list(prediction.findings.filter(head=Finding.Head.MEASUREMENT)) if prediction else [],
-        "recommendations": list(prediction.recommendations.all()) if prediction else [],
-        "not_assessed": selectors.result_not_assessed(prediction=prediction),
+        **_split_findings(result.model_findings),
+        "measured_findings": result.measured_findings,
+        "recommendations": result.recommendations,
+        "not_assessed": result.not_assessed,
         "plot": _figure(record),
         "measurement_line": ecg_measures.display_line(record.measurements),
         "median_beats": ecg_measures.median_beats_view(record.measurements),
         "measurement_convention": (record.measurements or {}).get("convention"),
         "device_measurements": measurement_rows((record.device or {}).get("measurements") or {}),
-        "quality_warnings": [i for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
+        "quality_warnings": result.quality_warnings,
         "overview": (overview_figure(record.signal_array(), record.fs, start_s=record.window_start_s,
                                      end_s=record.window_end_s) if record.duration_s > WINDOW_S else None),
         "latest_start_s": max(0.0, int((record.duration_s - WINDOW_S) * 10) / 10),
@@ -179,8 +181,8 @@ def ecg_reanalyse(request: HttpRequest, public_id) -> HttpResponse:
         try:
             new = services.ecg_reanalyse(actor=request.user, record=record,
                                          window_start_s=form.cleaned_data["window_start_s"])
-        except ClinicalError as exc:
-            form.add_error("window_start_s", exc.message)
+        except ApplicationError as exc:
+            form_error(form, exc, "window_start_s")
         else:
             return redirect("clinical:ecg-detail", public_id=new.public_id)
     return _detail(request, record, reanalyse_form=form, status=400)
@@ -203,8 +205,8 @@ def ecg_retry(request: HttpRequest, public_id) -> HttpResponse:
     record = _record_or_404(request, public_id)
     try:
         services.inference_retry(job=record.job, actor=request.user)
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
     return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
 
 
@@ -215,8 +217,8 @@ def ecg_report_pdf(request: HttpRequest, public_id) -> HttpResponse:
     try:
         out = report_export(actor=request.user, record=record, fmt=PDF, via=access.PAGE,
                             paper=request.GET.get("paper", "A4"))
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
         return redirect(reverse("clinical:ecg-detail", kwargs={"public_id": record.public_id}))
     response = HttpResponse(out.content, content_type=out.content_type)
     response["Content-Disposition"] = f'attachment; filename="{out.filename}"'
@@ -257,8 +259,8 @@ def ecg_acknowledge(request: HttpRequest, public_id) -> HttpResponse:
         try:
             result_acknowledge(prediction=prediction, reviewer=request.user, verdict=form.cleaned_data["verdict"],
                                note=form.cleaned_data["note"], finding_verdicts=form.finding_verdicts())
-        except ClinicalError as exc:
-            messages.error(request, exc.message)
+        except ApplicationError as exc:
+            page_error(request, exc)
         else:
             messages.success(request, "Result acknowledged.")
             return redirect("clinical:review-queue")
@@ -327,8 +329,8 @@ def ecg_read(request: HttpRequest, public_id) -> HttpResponse:
                                                                 reason=form.cleaned_data["reason"], **args)
                 else:
                     done = interpretations.interpretation_confirm(record=record, reviewer=request.user, **args)
-            except ClinicalError as exc:
-                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            except ApplicationError as exc:
+                form_error(form, exc)
             else:
                 messages.success(request, f"Reading {'amended' if done.version > 1 else 'confirmed'}: version "
                                           f"{done.version}, locked.")
@@ -371,12 +373,12 @@ def _reading_page(request: HttpRequest, record: EcgRecord, form: ReadingForm, la
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_list(request: HttpRequest) -> HttpResponse:
-    form = AuditFilterForm(request.GET or None)
+    form = AuditEventFilter(request.GET or None).form
     if form.is_bound and not form.is_valid():
         return _audit_filters_refused(request, form)
     filters = form.filters() if form.is_bound else {}
     after = form.cleaned_data["cursor"] if form.is_bound else None
-    events = list(selectors.audit_events(**filters, cursor=after)[:51])
+    events = list(selectors.audit_events(filters=request.GET)[:51])
     next_cursor = events[49].id if len(events) > 50 else None
     # Audit rows name patients and who saw them: reading them is audited like the CSV export.
     audit_log(actor=request.user, action=AuditAction.AUDIT_VIEW, object_type="AuditEvent", object_id="list",
@@ -415,10 +417,12 @@ def _spreadsheet_safe(value: object) -> object:
 @login_required
 @permission_required("clinical.view_audit", raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    form = AuditFilterForm(request.GET or None)
+    form = AuditEventFilter(request.GET or None).form
     if form.is_bound and not form.is_valid():
         return _audit_filters_refused(request, form)
     filters = form.filters() if form.is_bound else {}
+    query = request.GET.copy()
+    query.pop("cursor", None)  # the export is the whole filtered trail, not the page a link was on
     audit_log(actor=request.user, action=AuditAction.AUDIT_EXPORT, object_type="AuditEvent", object_id="csv",
               details={k: str(v) for k, v in filters.items() if v})
     writer = csv.writer(_Echo())
@@ -428,7 +432,7 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     def rows():
         # A byte order mark: without it Excel reads a UTF-8 CSV as the local code page (names come out garbled).
         yield "\ufeff" + writer.writerow(header)
-        for e in selectors.audit_events(**filters).iterator(chunk_size=2000):
+        for e in selectors.audit_events(filters=query).iterator(chunk_size=2000):
             yield writer.writerow([_spreadsheet_safe(cell) for cell in (
                 e.id, e.at.isoformat(), e.actor_label, e.action, e.object_type, e.object_id, e.request_id,
                 e.ip or "", json.dumps(e.details, ensure_ascii=False, default=str), e.prev_hash, e.hash)])

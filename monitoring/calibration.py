@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import Acknowledgement, Interpretation, Prediction
 from clinical.recommend import dangerous_keys
 from clinical.reviews import MISSED
@@ -47,8 +47,8 @@ STATEMENTS_KEPT = ("kept: the review records misses only for diagnostic classes 
 
 def _require(user) -> None:
     if not user.has_perm(PERMISSION):
-        raise ClinicalError("Only compliance staff can propose, activate or roll back a calibration.",
-                            code="permission_denied")
+        raise ApplicationError("Only compliance staff can propose, activate or roll back a calibration.",
+                               code="permission_denied")
 
 
 def calibration_active(*, model_version: str) -> CalibrationVersion | None:
@@ -168,8 +168,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     logits, outcomes, acks = site_outcomes(ens=ens, since=since)
     n = len(logits["superclass"])
     if n == 0:
-        raise ClinicalError(f"No reviewed results of model {ens.version} yet: nothing to calibrate on.",
-                            code="no_outcomes")
+        raise ApplicationError(f"No reviewed results of model {ens.version} yet: nothing to calibrate on.",
+                               code="no_outcomes")
     parent = calibration_active(model_version=ens.version)
     current = _block(ens, parent)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
@@ -200,7 +200,7 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
                 return version
         except IntegrityError:
             continue
-    raise ClinicalError("Another proposal was being stored at the same moment; try again.", code="conflict")
+    raise ApplicationError("Another proposal was being stored at the same moment; try again.", code="conflict")
 
 
 def calibration_activate(*, version: CalibrationVersion, user) -> CalibrationVersion:
@@ -210,12 +210,12 @@ def calibration_activate(*, version: CalibrationVersion, user) -> CalibrationVer
     with transaction.atomic():
         version = CalibrationVersion.objects.select_for_update().get(pk=version.pk)
         if version.status != CalibrationVersion.Status.PROPOSED:
-            raise ClinicalError(f"Calibration {version.version} is {version.get_status_display().lower()}; only a "
-                                "proposed version can be activated.", code="conflict")
+            raise ApplicationError(f"Calibration {version.version} is {version.get_status_display().lower()}; only a "
+                                   "proposed version can be activated.", code="conflict")
         current = (CalibrationVersion.objects.select_for_update()
                    .filter(model_version=version.model_version, status=CalibrationVersion.Status.ACTIVE).first())
         if (current.pk if current else None) != version.parent_id:
-            raise ClinicalError(
+            raise ApplicationError(
                 f"Calibration {version.version} was fitted over {version.parent_version}, but "
                 f"{current.version if current else 'manifest'} is in force now: propose a new version.",
                 code="conflict")
@@ -240,8 +240,8 @@ def calibration_rollback(*, version: CalibrationVersion, user) -> CalibrationVer
     with transaction.atomic():
         version = CalibrationVersion.objects.select_for_update().get(pk=version.pk)
         if version.status != CalibrationVersion.Status.ACTIVE:
-            raise ClinicalError(f"Calibration {version.version} is not in force; only the active version can be "
-                                "rolled back.", code="conflict")
+            raise ApplicationError(f"Calibration {version.version} is not in force; only the active version can be "
+                                   "rolled back.", code="conflict")
         now = timezone.now()
         version.status, version.retired_by, version.retired_at = CalibrationVersion.Status.RETIRED, user, now
         version.save(update_fields=["status", "retired_by", "retired_at"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import InferenceJob
 from monitoring.drift import drift_report_create
 from monitoring.fairness import fairness_report_create
@@ -16,7 +16,7 @@ def report_request(*, kind: str, user) -> DriftReport | FairnessReport:
     from monitoring import tasks
 
     if not user.has_perm("clinical.view_monitoring"):
-        raise ClinicalError("Only compliance staff can run monitoring reports.")
+        raise ApplicationError("Only compliance staff can run monitoring reports.")
     with transaction.atomic():
         if kind == "drift":
             report = drift_report_create(requested_by=user)
@@ -25,7 +25,7 @@ def report_request(*, kind: str, user) -> DriftReport | FairnessReport:
             report = fairness_report_create(requested_by=user)
             transaction.on_commit(lambda: tasks.run_fairness_report.delay(report.pk))
         else:
-            raise ClinicalError(f"Unknown report kind {kind!r}.")
+            raise ApplicationError(f"Unknown report kind {kind!r}.")
     return report
 
 

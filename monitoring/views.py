@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
+from clinical.forms import page_error
 from monitoring import calibration, charts, selectors
 from monitoring.drift import window_label
 from monitoring.modelcard import load_manifest
@@ -41,8 +42,8 @@ def overview(request: HttpRequest) -> HttpResponse:
 def report_run(request: HttpRequest, kind: str) -> HttpResponse:
     try:
         report = report_request(kind=kind, user=request.user)
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
         return redirect("monitoring:overview")
     return redirect(f"monitoring:{kind}-detail", pk=report.pk)
 
@@ -164,8 +165,8 @@ def calibration_propose(request: HttpRequest) -> HttpResponse:
 
     try:
         version = calibration.calibration_propose(ens=get_ensemble(), user=request.user)
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
         return redirect("monitoring:calibration-list")
     messages.success(request, f"Calibration {version.version} proposed: review the before/after table, then "
                               "activate it or leave it.")
@@ -181,7 +182,7 @@ def calibration_change(request: HttpRequest, pk: int, action: str) -> HttpRespon
     try:
         if action == "activate":
             if request.POST.get("confirm") != "yes":
-                raise ClinicalError("Tick the box to confirm that you have read the before/after table.", "confirm")
+                raise ApplicationError("Tick the box to confirm that you have read the before/after table.", "confirm")
             calibration.calibration_activate(version=version, user=request.user)
             messages.success(request, f"Calibration {version.version} is in force for every new ECG of "
                                       f"{version.model_version}.")
@@ -191,6 +192,6 @@ def calibration_change(request: HttpRequest, pk: int, action: str) -> HttpRespon
                                       f"{restored.version if restored else 'the manifest calibration'} is in force.")
         else:
             raise Http404("No such action.")
-    except ClinicalError as exc:
-        messages.error(request, exc.message)
+    except ApplicationError as exc:
+        page_error(request, exc)
     return redirect("monitoring:calibration-detail", pk=version.pk)

@@ -5,23 +5,27 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
-from rest_framework.views import exception_handler
+from rest_framework.response import Response
+from rest_framework.views import exception_handler, set_rollback
 
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import ACCEPTED_UPLOADS, MAX_SECONDS, MAX_UPLOAD_BYTES
 
 _CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           406: "not_acceptable", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
           422: "unprocessable", 429: "throttled"}
-# Domain error codes whose status is not 400 (ClinicalError.code); each keeps its own code in the error body.
-CLINICAL_STATUS = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
-                   # The reading workflow (clinical.interpretations): the record's state refuses the request, or the
-                   # signature (password or token) does not sign for this reviewer.
-                   "already_confirmed": status.HTTP_409_CONFLICT, "not_confirmed": status.HTTP_409_CONFLICT,
-                   "locked": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_409_CONFLICT,
-                   "signature": status.HTTP_403_FORBIDDEN, "forbidden": status.HTTP_403_FORBIDDEN,
-                   # A report asked for before the analysis has a result (clinical.reports.selectors.NOT_READY).
-                   "result_not_ready": status.HTTP_409_CONFLICT}
+# The status of each ApplicationError code, in this one place; a code not named here is a 400 ("invalid"). A code named
+# here is also the body's "code"; the message never decides the status.
+STATUS_BY_CODE = {"idempotency_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
+                  # The record's state refuses the request (a second acknowledgement, a reading already confirmed).
+                  "conflict": status.HTTP_409_CONFLICT,
+                  # The reading workflow (clinical.interpretations): the record's state refuses the request, or the
+                  # signature (password or token) does not sign for this reviewer.
+                  "already_confirmed": status.HTTP_409_CONFLICT, "not_confirmed": status.HTTP_409_CONFLICT,
+                  "locked": status.HTTP_409_CONFLICT, "not_ready": status.HTTP_409_CONFLICT,
+                  "signature": status.HTTP_403_FORBIDDEN, "forbidden": status.HTTP_403_FORBIDDEN,
+                  # A report asked for before the analysis has a result (clinical.reports.selectors.NOT_READY).
+                  "result_not_ready": status.HTTP_409_CONFLICT}
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -61,13 +65,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError({"files" if isinstance(exc, TooManyFilesSent) else "non_field_errors": [
             f"The request carries too many {'files' if isinstance(exc, TooManyFilesSent) else 'fields'}; "
             f"upload {ACCEPTED_UPLOADS}."]})
-    code = None
-    if isinstance(exc, ClinicalError):
-        if exc.code in CLINICAL_STATUS:
-            code = exc.code
-        status_code = CLINICAL_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST)
-        exc = exceptions.ValidationError({exc.field if exc.field != "__all__" else "non_field_errors": [exc.message]})
-        exc.status_code = status_code
+    if isinstance(exc, ApplicationError):
+        return _application_error(exc, context)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -81,9 +80,24 @@ def api_exception_handler(exc, context):
     else:
         detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
         message = str(detail) if detail else "Request failed."
-    response.data = {"error": {"code": code or _CODES.get(response.status_code, "error"), "message": message,
+    response.data = {"error": {"code": _CODES.get(response.status_code, "error"), "message": message,
                                "fields": fields}}
     return response
+
+
+def _application_error(exc: ApplicationError, context) -> Response:
+    """The domain error in the one error shape: its status and code from STATUS_BY_CODE, its message on its field.
+
+    The field is named as the API names it: a view may declare ``error_fields(request)``, the service's field names
+    mapped to its own (EcgSubmitApi: the reader's "json" document is the JSON body's "leads")."""
+    status_code = STATUS_BY_CODE.get(exc.code, status.HTTP_400_BAD_REQUEST)
+    code = exc.code if exc.code in STATUS_BY_CODE else _CODES[status.HTTP_400_BAD_REQUEST]
+    view, request = context.get("view"), context.get("request")
+    names = view.error_fields(request) if view is not None and hasattr(view, "error_fields") else {}
+    field = names.get(exc.field, exc.field)
+    fields = {} if field is None else {"non_field_errors" if field == "__all__" else field: [exc.message]}
+    set_rollback()  # as DRF's handler does for the errors it answers
+    return Response({"error": {"code": code, "message": exc.message, "fields": fields}}, status=status_code)
 
 
 def _flatten(errors, prefix: str = ""):

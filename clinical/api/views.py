@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -24,14 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinical import access, interpretations, selectors, services
-from clinical import measurements as ecg_measures
 from clinical.api.errors import body_too_large
 from clinical.api.parsers import BoundedJSONParser
-from clinical.comparison import latest_interpretation
-from clinical.errors import ClinicalError
 from clinical.forms import upload_problem
 from clinical.intake import MAX_COLUMNS, MAX_FS, MAX_SECONDS, MAX_UPLOAD_BYTES, MIN_SECONDS, shown
-from clinical.intake.device import measurement_rows
 from clinical.models import ApiToken, EcgRecord, InferenceJob, Patient, Recommendation
 from clinical.models import Finding as FindingRow
 from clinical.models import Interpretation as InterpretationRow
@@ -53,21 +48,13 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,100}$")
 IDEMPOTENCY_KEY_RULE = "at most 100 printable ASCII characters"
 
 
-def _device_reading(record: EcgRecord) -> dict:
-    reading = dict(record.device or {})
-    if reading.get("measurements"):
-        reading["units"] = {row["key"]: row["unit"] for row in measurement_rows(reading["measurements"])}
-    return reading
-
-
 def _record(request, public_id, state_only: bool = False, with_signal: bool = False) -> EcgRecord:
     """The ECG ``request.user`` may see (NotFound otherwise), without its samples (no API response carries them;
     the reader that needs them reads them); ``state_only``: for its analysis state only; ``with_signal``: with
     them, for a report, which draws them."""
     try:
-        if state_only:
-            return selectors.ecg_state_for_user(user=request.user, public_id=public_id)
-        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=with_signal)
+        return selectors.ecg_get_for_user(user=request.user, public_id=public_id, with_signal=with_signal,
+                                          state_only=state_only)
     except EcgRecord.DoesNotExist as exc:
         raise NotFound("No such ECG, or it is not yours to see.") from exc
 
@@ -165,49 +152,55 @@ class AnalysedWindow(serializers.Serializer):
         ref_name = "AnalysedWindow"
 
 
+class _ProcessingMs(serializers.FloatField):
+    """finished_at - started_at of a job in ms, rounded to 0.1 ms; None until it finished."""
+
+    def to_representation(self, job):
+        ran = job.finished_at and job.started_at and job.finished_at >= job.started_at
+        return round((job.finished_at - job.started_at).total_seconds() * 1000, 1) if ran else None
+
+
+class _ApiUrl(serializers.CharField):
+    """The API address of one of a record's operations, from its public id."""
+
+    def __init__(self, url_name: str, **kwargs) -> None:
+        self.url_name = url_name
+        super().__init__(source="public_id", **kwargs)
+
+    def to_representation(self, value) -> str:
+        return reverse(self.url_name, args=[value])
+
+
 class Timings(serializers.Serializer):
-    # When a job was queued, started and finished, and how long it ran: fields of the job and of the result.
-    queued_at = serializers.DateTimeField(allow_null=True, help_text=(
+    # When a job was queued, started and finished, and how long it ran: fields of the job and of the result, read
+    # from the object's ``job``.
+    queued_at = serializers.DateTimeField(source="job.enqueued_at", allow_null=True, help_text=(
         "When the analysis was (last) handed to the queue; null while it waits to be sent (broker down)"))
-    started_at = serializers.DateTimeField(allow_null=True, help_text="When a worker (last) started it")
-    finished_at = serializers.DateTimeField(allow_null=True, help_text="When its result (or failure) was stored")
-    processing_ms = serializers.FloatField(allow_null=True, help_text=(
+    started_at = serializers.DateTimeField(source="job.started_at", allow_null=True,
+                                           help_text="When a worker (last) started it")
+    finished_at = serializers.DateTimeField(source="job.finished_at", allow_null=True,
+                                            help_text="When its result (or failure) was stored")
+    processing_ms = _ProcessingMs(source="job", allow_null=True, help_text=(
         "finished_at - started_at in ms (worker time, not queue time); null until finished. Evidence is not "
         "in it: it is computed after the result is stored"))
 
 
-def _timings(job) -> dict:
-    ran = job.finished_at and job.started_at and job.finished_at >= job.started_at
-    return {"queued_at": job.enqueued_at, "started_at": job.started_at, "finished_at": job.finished_at,
-            "processing_ms": round((job.finished_at - job.started_at).total_seconds() * 1000, 1) if ran else None}
-
-
 class JobOutput(Timings):
-    id = serializers.UUIDField()
-    state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
-    progress = serializers.IntegerField()
-    stage = serializers.CharField(allow_blank=True)
-    error = serializers.CharField(allow_blank=True)
-    attempts = serializers.IntegerField()
-    result_url = serializers.CharField()
+    # An EcgRecord's analysis state (its job); no docstring: it would become the schema's description.
+    id = serializers.UUIDField(source="public_id")
+    state = serializers.ChoiceField(source="job.state", choices=["queued", "running", "done", "failed"])
+    progress = serializers.IntegerField(source="job.progress")
+    stage = serializers.CharField(source="job.stage", allow_blank=True)
+    error = serializers.CharField(source="job.error", allow_blank=True)
+    attempts = serializers.IntegerField(source="job.attempts")
+    result_url = _ApiUrl("api:ecg-result")
     analysed_window = AnalysedWindow(help_text="The 10 s of the recording the model reads.")
-    reanalysis_of = serializers.UUIDField(allow_null=True, help_text="The ECG this one re-analyses (another window "
-                                                                     "of the same recording), or null.")
+    reanalysis_of = serializers.UUIDField(source="reanalysis_of.public_id", allow_null=True,
+                                          help_text="The ECG this one re-analyses (another window of the same "
+                                                    "recording), or null.")
 
     class Meta:
         ref_name = "Job"
-
-
-def _reanalysis_of(record: EcgRecord):
-    return record.reanalysis_of.public_id if record.reanalysis_of_id else None
-
-
-def _job_payload(record: EcgRecord) -> dict:
-    job = record.job
-    return {"id": record.public_id, "state": job.state, "progress": job.progress, "stage": job.stage,
-            "error": job.error, "attempts": job.attempts,
-            "result_url": reverse("api:ecg-result", args=[record.public_id]),
-            "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record), **_timings(job)}
 
 
 def _idempotency_key(request) -> str:
@@ -268,6 +261,11 @@ class EcgSubmitApi(APIView):
                 raise serializers.ValidationError(problem)
             return files
 
+    def error_fields(self, request) -> dict[str, str]:
+        """The service's field names in this API's terms (read by clinical.api.errors): the reader names the JSON
+        document "json", as for an uploaded .json file; in a JSON body its fault is in "leads"."""
+        return {} if request.content_type.startswith("multipart/") else {"json": "leads"}
+
     @extend_schema(
         operation_id="ecg_submit",
         summary="Submit a 12-lead ECG for analysis",
@@ -312,14 +310,9 @@ class EcgSubmitApi(APIView):
             p = d["patient"]
             args = {"pseudonym": p["id"], "age": p["age"], "sex": p["sex"], "fs": None,
                     "window_start_s": d.get("window_start_s"), "evidence": d["evidence"], "document": request.data}
-        try:
-            record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
-        except ClinicalError as exc:
-            if json_body and exc.field == "json":  # the parser's name for the document; here the fault is in "leads"
-                raise ClinicalError(exc.message, "leads") from exc
-            raise
-        record = selectors.ecg_state_for_user(user=request.user, public_id=record.public_id)
-        return Response(_job_payload(record), status=status.HTTP_202_ACCEPTED)
+        record = services.ecg_submit(actor=request.user, files=files, idempotency_key=key, **args)
+        record = selectors.ecg_get_for_user(user=request.user, public_id=record.public_id, state_only=True)
+        return Response(JobOutput(record).data, status=status.HTTP_202_ACCEPTED)
 
 
 class EcgJobApi(APIView):
@@ -327,7 +320,7 @@ class EcgJobApi(APIView):
                    responses={200: JobOutput, **ERRORS}, examples=[EX_JOB])
     def get(self, request, public_id):
         # Not audited: the analysis state only, no patient data (see clinical.access); the result read is.
-        return Response(_job_payload(_record(request, public_id, state_only=True)))
+        return Response(JobOutput(_record(request, public_id, state_only=True)).data)
 
 
 class EcgReanalyseApi(APIView):
@@ -365,12 +358,7 @@ class EcgReanalyseApi(APIView):
         new = services.ecg_reanalyse(actor=request.user, record=record,
                                      window_start_s=s.validated_data["window_start_s"], idempotency_key=key)
         new.refresh_from_db()
-        return Response(_job_payload(new), status=status.HTTP_201_CREATED)
-
-
-def _not_assessed(item) -> dict:
-    return {"code": item.code, "pattern": item.pattern, "reason": item.reason, "source": item.source,
-            "labels": list(item.labels)}
+        return Response(JobOutput(new).data, status=status.HTTP_201_CREATED)
 
 
 def _lead_levels(help_text: str) -> serializers.DictField:
@@ -567,39 +555,42 @@ class EcgResultApi(APIView):
             class Meta:
                 ref_name = "ResultAction"
 
-        id = serializers.UUIDField()
-        state = serializers.CharField()
-        model_version = serializers.CharField(allow_null=True)
-        calibration_version = serializers.CharField(allow_null=True, help_text=(
+        id = serializers.UUIDField(source="record.public_id")
+        state = serializers.CharField(source="record.job.state")
+        model_version = serializers.CharField(source="prediction.model_version", allow_null=True)
+        calibration_version = serializers.CharField(source="prediction.calibration_shown", allow_null=True, help_text=(
             "The calibration the probabilities and thresholds came from: \"manifest\" (the model's own, PTB-XL fold "
             "9) or a site version (e.g. site-2) that compliance staff activated; null until the analysis is done"))
         needs_review = serializers.BooleanField()
-        top_urgency = serializers.CharField(allow_null=True)
-        quality_warnings = serializers.ListField(child=serializers.CharField())
+        top_urgency = serializers.CharField(source="prediction.top_urgency", allow_null=True)
+        quality_warnings = serializers.ListField(child=serializers.CharField(), source="quality_warning_messages")
         device_reading = serializers.DictField(
             help_text="What an exported file (GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, ...) says besides the "
                       "waveform: device, acquired, the device's own statements and measurements (GE MUSE names, e.g. "
                       "PRInterval), and units: the unit of each measurement (ms, /min, °; '' when the file names "
                       "a measurement we do not know); {} for WFDB, CSV, JSON uploads. Not this system's analysis.")
-        analysed_window = AnalysedWindow(help_text="The 10 s of the recording these findings are about.")
-        reanalysis_of = serializers.UUIDField(allow_null=True, help_text="The ECG this one re-analyses, or null.")
+        analysed_window = AnalysedWindow(source="record.analysed_window",
+                                         help_text="The 10 s of the recording these findings are about.")
+        reanalysis_of = serializers.UUIDField(source="record.reanalysis_of.public_id", allow_null=True,
+                                              help_text="The ECG this one re-analyses, or null.")
         measurements = Measurements(help_text="This system's measurements of the analysed window (mlcore.measure, "
                                                "QRS boundaries as interpretation programs read them); not the "
                                                "device's (device_reading)")
         findings = Finding(many=True, help_text="The model's findings, then those by measurement")
         recommendations = Action(many=True)
-        acknowledged_by = serializers.CharField(allow_null=True)
-        acknowledged_at = serializers.DateTimeField(allow_null=True)
+        acknowledged_by = serializers.CharField(source="acknowledgement.reviewer.username", allow_null=True)
+        acknowledged_at = serializers.DateTimeField(source="acknowledgement.at", allow_null=True)
         probabilities = ProbabilitiesOutput(allow_null=True, help_text=(
             "Every calibrated probability with its threshold and operating point, so that an integrator can apply "
             "its own; null until the analysis is done"))
         evidence_state = serializers.ChoiceField(
-            choices=PredictionRow.EvidenceState.values, allow_null=True, help_text=(
+            source="prediction.evidence_state", choices=PredictionRow.EvidenceState.values, allow_null=True, help_text=(
                 "The per-lead evidence of the findings, computed after the result is stored: pending (findings "
                 "and actions are final, evidence=1 gives maps once ready), ready, off (not computed yet: the "
                 "submission did not ask for it, e.g. a bulk import; evidence=1, or the result page's first "
                 "view, computes it), failed (the result stands without it); null until the analysis is done"))
-        evidence_ms = serializers.FloatField(allow_null=True, help_text="How long the evidence took on its worker")
+        evidence_ms = serializers.FloatField(source="prediction.evidence_ms", allow_null=True,
+                                             help_text="How long the evidence took on its worker")
         not_assessed = NotAssessedOutput(many=True, help_text=(
             "What this system cannot detect (always given), then the statements of this result without a "
             "validated operating point"))
@@ -675,52 +666,8 @@ class EcgResultApi(APIView):
         if want and prediction is not None and prediction.evidence_state == PredictionRow.EvidenceState.OFF:
             # Asked for and never computed: computed now (evidence_state "pending"; ask again for the maps).
             prediction = record.prediction = services.evidence_request(prediction=prediction, actor=request.user)
-        warnings = [i["message"] for i in record.quality.get("issues", []) if i.get("severity") == "warn"]
-        body = {"id": record.public_id, "state": record.job.state, "model_version": None,
-                "calibration_version": None, "needs_review": False,
-                "top_urgency": None, "quality_warnings": warnings, "device_reading": _device_reading(record),
-                "analysed_window": record.analysed_window, "reanalysis_of": _reanalysis_of(record),
-                "measurements": ecg_measures.api_values(record.measurements), "findings": [],
-                "recommendations": [], "acknowledged_by": None, "acknowledged_at": None, "probabilities": None,
-                **_timings(record.job), "evidence_state": None, "evidence_ms": None,
-                "not_assessed": [_not_assessed(i) for i in selectors.result_not_assessed(prediction=prediction)],
-                **_interpretation(record)}
-        if prediction is None:
-            return Response(body)
-        findings = []
-        points = prediction.operating_points or {}
-        for f in prediction.findings.all():
-            item = {"head": f.head, "code": f.code, "display": f.display, "probability": f.probability,
-                    "threshold": f.threshold, "needs_review": f.needs_review,
-                    "validated": (points.get(f.head, {}).get(f.code) or {}).get("validated")}
-            ex = prediction.evidence_for(f.overlay_key) if want else None
-            if ex:
-                maps = ex.lead_maps.reshape(12, EVIDENCE_POINTS, -1).mean(axis=2)
-                item["evidence"] = {lead: {"share": round(float(ex.lead_relevance[i]), 3),
-                                           "map": np.round(maps[i].astype(np.float64), 3).tolist()}
-                                    for i, lead in enumerate(LEADS)}
-            findings.append(item)
-        ack = getattr(prediction, "acknowledgement", None)
-        body.update({
-            "model_version": prediction.model_version,
-            "calibration_version": prediction.calibration_shown,
-            "needs_review": prediction.needs_review,
-            "top_urgency": prediction.top_urgency, "findings": findings,
-            "evidence_state": prediction.evidence_state, "evidence_ms": prediction.evidence_ms,
-            "recommendations": [{"rank": r.rank, "action": r.action, "urgency": r.urgency, "reasoning": r.reasoning,
-                                 "source": r.source, "triggered_by": r.triggered_by, "confidence": r.confidence,
-                                 "table_version": r.table_version, "kind": r.kind, "rule_id": r.rule_id}
-                                for r in prediction.recommendations.all()],
-            "acknowledged_by": ack.reviewer.username if ack else None, "acknowledged_at": ack.at if ack else None,
-            "probabilities": selectors.prediction_probabilities(prediction=prediction),
-        })
-        return Response(body)
-
-
-def _interpretation(record: EcgRecord) -> dict:
-    latest = latest_interpretation(record)
-    return {"interpretation_status": latest.status if latest else "preliminary",
-            "interpretation": InterpretationOutput(latest).data if latest else None}
+        result = selectors.ecg_result(record=record, evidence_points=EVIDENCE_POINTS if want else None)
+        return Response(self.Output(result).data)
 
 
 class _Newest(CursorPagination):
@@ -809,10 +756,16 @@ class EcgAcknowledgeApi(APIView):
         class Meta:
             ref_name = "AcknowledgeInput"
 
+    class Output(serializers.Serializer):
+        # An Acknowledgement (no docstring: it would become the schema's description).
+        acknowledged_by = serializers.CharField(source="reviewer.username")
+        acknowledged_at = serializers.DateTimeField(source="at")
+
+        class Meta:
+            ref_name = "Acknowledged"
+
     @extend_schema(operation_id="ecg_acknowledge", summary="Acknowledge an urgent result (reviewers)",
-                   request=Input, responses={200: inline_serializer("Acknowledged", {
-                       "acknowledged_by": serializers.CharField(), "acknowledged_at": serializers.DateTimeField()}),
-                       **ERRORS, 409: ErrorSerializer},
+                   request=Input, responses={200: Output, **ERRORS, 409: ErrorSerializer},
                    examples=[OpenApiExample("Acknowledge", request_only=True, value={
                        "verdict": "disagree", "note": "Old inferior Q waves, unchanged from 2024.",
                        "findings": {"superclass:MI": "agree", "statements:STE_": "disagree"},
@@ -832,14 +785,9 @@ class EcgAcknowledgeApi(APIView):
         verdicts = dict(d.get("findings") or {}) | {
             (f"{SUPERCLASS_KEY}{code}" if code in SUPERCLASS_NAMES else f"{STATEMENT_KEY}{code}"): MISSED
             for code in d.get("missed", [])}
-        try:
-            ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
-                                     note=d["note"], finding_verdicts=verdicts)
-        except ClinicalError as exc:
-            if exc.message.startswith("Already acknowledged"):
-                return Response({"error": {"code": "conflict", "message": exc.message, "fields": {}}}, status=409)
-            raise
-        return Response({"acknowledged_by": ack.reviewer.username, "acknowledged_at": ack.at})
+        ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
+                                 note=d["note"], finding_verdicts=verdicts)
+        return Response(self.Output(ack).data)
 
 
 class _ReadingInput(serializers.Serializer):
@@ -916,26 +864,28 @@ class EcgAmendApi(APIView):
 
 
 class ModelInfoApi(APIView):
+    class Output(serializers.Serializer):
+        # selectors.model_info: the served ensemble.
+        model_version = serializers.CharField()
+        calibration_version = serializers.CharField()
+        members = serializers.IntegerField()
+        superclasses = serializers.ListField(child=serializers.CharField())
+        statements = serializers.DictField(child=serializers.CharField())
+        metrics_fold9 = serializers.DictField()
+        input = serializers.DictField()
+
+        class Meta:
+            ref_name = "ModelInfo"
+
     @extend_schema(operation_id="model_info", summary="Model version, label space and validation metrics",
-                   responses={200: inline_serializer("ModelInfo", {
-                       "model_version": serializers.CharField(), "calibration_version": serializers.CharField(),
-                       "members": serializers.IntegerField(),
-                       "superclasses": serializers.ListField(child=serializers.CharField()),
-                       "statements": serializers.DictField(child=serializers.CharField()),
-                       "metrics_fold9": serializers.DictField(), "input": serializers.DictField()}), **ERRORS},
+                   responses={200: Output, **ERRORS},
                    examples=[OpenApiExample("Model", response_only=True, value={
                        "model_version": "resnet1d-ens3-20261127", "calibration_version": "manifest", "members": 3,
                        "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"], "statements": {"SR": "sinus rhythm"},
                        "metrics_fold9": {"superclass_macro_auc": 0.9365, "statements_macro_auc": 0.8995},
                        "input": {"fs": 100, "n_samples": 1000}})])
     def get(self, request):
-        ens = services.get_ensemble()
-        m = ens.manifest
-        return Response({"model_version": ens.version, "calibration_version": ens.calibration_version,
-                         "members": len(ens.members),
-                         "superclasses": list(ens.labels.superclasses),
-                         "statements": dict(ens.labels.descriptions), "metrics_fold9": m.get("metrics_fold9", {}),
-                         "input": m.get("input", {})})
+        return Response(self.Output(selectors.model_info(ensemble=services.get_ensemble())).data)
 
 
 

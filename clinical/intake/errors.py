@@ -7,17 +7,18 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path, PureWindowsPath
 
+from clinical.errors import ApplicationError
+
 # Characters never shown as such in a message: controls, invisible formatting (bidi overrides), surrogates.
 HIDDEN_CATEGORIES = frozenset(["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 
 
-class IntakeError(ValueError):
-    """An upload that cannot be read as a 12-lead ECG; ``message`` is for the user, ``field`` the form field."""
+class IntakeError(ApplicationError, ValueError):
+    """An upload that cannot be read as a 12-lead ECG: the application error (code "invalid", a 400 in the API) on
+    the upload's field; still a ValueError for the readers' plain-Python callers (training.bench_measure)."""
 
     def __init__(self, message: str, field: str = "file") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+        super().__init__(message, field)
 
 
 

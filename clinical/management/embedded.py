@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from clinical import demo
-from clinical.management.benchenv import free_port
+from ecgapp.ports import free_port
 from mlcore.preprocess import LEADS
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (manage.py)

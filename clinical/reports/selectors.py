@@ -10,16 +10,16 @@ from django.utils.dateparse import parse_datetime
 from clinical import measurements as ecg_measures
 from clinical import selectors
 from clinical.audit import AuditAction
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.interpretations import reading_for_report
 from clinical.models import AuditEvent, EcgRecord, Finding, Prediction
 from clinical.reports.data import ORIGINS, PRELIMINARY, Confirmation, ReportData, ReportDataError, ReportStatement
 from mlcore.preprocess import LEADS, WINDOW_S
 
-NOT_READY = "result_not_ready"  # ClinicalError.code: the API answers 409 (clinical.api.errors.CLINICAL_STATUS)
+NOT_READY = "result_not_ready"  # ApplicationError.code: the API answers 409 (clinical.api.errors.STATUS_BY_CODE)
 
 
-class ReportNotReady(ClinicalError):
+class ReportNotReady(ApplicationError):
     """The ECG has no result yet (queued, running or failed): there is nothing to report."""
 
     def __init__(self, message: str) -> None:

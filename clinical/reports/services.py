@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clinical.audit import AuditAction, audit_log
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import EcgRecord
 from clinical.reports import fhir, hl7
 from clinical.reports.pdf import PAPERS, report_pdf
@@ -33,12 +33,12 @@ def report_export(*, actor, record: EcgRecord, fmt: str, via: str, paper: str = 
     audit event. The document is built (and validated) first and the event written after, in one transaction: a
     document that fails to build is not audited as sent, and one whose audit fails is not sent.
 
-    Raises ClinicalError: an unknown format or paper (field "format" / "paper"), or ReportNotReady (no result yet).
+    Raises ApplicationError: an unknown format or paper (field "format" / "paper"), or ReportNotReady (no result yet).
     """
     if fmt not in FORMATS:
-        raise ClinicalError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}", field="format")
+        raise ApplicationError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}", field="format")
     if paper not in PAPERS:
-        raise ClinicalError(f"paper must be one of {', '.join(PAPERS)}; got {paper!r}", field="paper")
+        raise ApplicationError(f"paper must be one of {', '.join(PAPERS)}; got {paper!r}", field="paper")
     data = report_data(record=record)
     now = timezone.now()
     pdf = report_pdf(data, paper=paper)

@@ -4,14 +4,12 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from ecgapp.settings.base import *  # noqa: F403
-from ecgapp.settings.base import ENV
+from ecgapp.settings.base import DEBUG, DEVELOPMENT_SECRET_KEY, SECRET_KEY
 
-if not ENV.secret_key:
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
-if ENV.debug:
+if DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
-SECRET_KEY = ENV.secret_key
-DEBUG = False
 DEMO_MODE = False
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,24 +1,19 @@
 """Test settings: the same services as the environment gives (PostgreSQL + Redis in CI), fast hashing."""
 from __future__ import annotations
 
+from ecgapp.env import filesystem_broker_options
 from ecgapp.settings.base import *  # noqa: F403
-from ecgapp.settings.base import ENV
+from ecgapp.settings.base import REDIS_URL
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEMO_MODE = True
 
-if not ENV.redis_url:
+if not REDIS_URL:
     # Tests get their own filesystem broker so they never consume a running dev server's messages.
     import tempfile
     from pathlib import Path
 
-    _broker = Path(tempfile.mkdtemp(prefix="ecgapp-test-broker-"))
-    (_broker / "processed").mkdir()
-    (_broker / "control").mkdir()
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_broker), "data_folder_out": str(_broker),
-                                       "processed_folder": str(_broker / "processed"),
-                                       "control_folder": str(_broker / "control"), "store_processed": False,
-                                       "polling_interval": 0.1}
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(Path(tempfile.mkdtemp(prefix="ecgapp-test-broker-")))
 # Tests never read or extend a running app's audit checkpoints (they would name events the test database lacks).
 import tempfile as _tempfile  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402

@@ -230,23 +230,16 @@
 
   const status = document.getElementById("job-status");
   if (status && (status.dataset.state === "queued" || status.dataset.state === "running")) {
-    const url = status.dataset.statusUrl;
-    const poll = function () {
-      fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
-        .then(function (r) { return r.json(); })
-        .then(function (s) {
-          if (s.state === "done" || s.state === "failed") { window.location.reload(); return; }
-          const label = document.getElementById("job-state-label");
-          const stage = document.getElementById("job-stage");
-          const bar = document.getElementById("job-progress");
-          if (label) label.textContent = s.state === "running" ? "Running" : "Queued";
-          if (stage) stage.textContent = s.stage;
-          if (bar) bar.value = s.progress;
-          window.setTimeout(poll, 700);
-        })
-        .catch(function () { window.setTimeout(poll, 2000); });
-    };
-    window.setTimeout(poll, 300);
+    window.pollJson(status.dataset.statusUrl, {first: 300, every: 700, retry: 2000, until: function (s) {
+      if (s.state === "done" || s.state === "failed") { window.location.reload(); return true; }
+      const label = document.getElementById("job-state-label");
+      const stage = document.getElementById("job-stage");
+      const bar = document.getElementById("job-progress");
+      if (label) label.textContent = s.state === "running" ? "Running" : "Queued";
+      if (stage) stage.textContent = s.stage;
+      if (bar) bar.value = s.progress;
+      return false;
+    }});
   }
   // The result came before its evidence: wait for it, then load the page again with the overlays (the findings and
   // actions do not change; the browser keeps the scroll position). Not while the reader is in the middle of
@@ -262,29 +255,20 @@
     return typing || filled || ticked || measuring;
   }
   if (status && status.dataset.state === "done" && status.dataset.evidence === "pending") {
-    const url = status.dataset.statusUrl;
-    const waitEvidence = function () {
-      fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
-        .then(function (r) { return r.json(); })
-        .then(function (s) {
-          if (s.evidence_state && s.evidence_state !== "pending") {
-            if (!busy()) { window.location.reload(); return; }
-            const note = document.getElementById("evidence-status");
-            if (note) {
-              note.textContent = "Evidence on the leads is ready. ";
-              const show = document.createElement("button");
-              show.type = "button";
-              show.id = "evidence-show";
-              show.textContent = "Show the evidence (reloads the page)";
-              show.addEventListener("click", function () { window.location.reload(); });
-              note.appendChild(show);
-            }
-            return;
-          }
-          window.setTimeout(waitEvidence, 1000);
-        })
-        .catch(function () { window.setTimeout(waitEvidence, 3000); });
-    };
-    window.setTimeout(waitEvidence, 500);
+    window.pollJson(status.dataset.statusUrl, {first: 500, every: 1000, retry: 3000, until: function (s) {
+      if (!s.evidence_state || s.evidence_state === "pending") return false;
+      if (!busy()) { window.location.reload(); return true; }
+      const note = document.getElementById("evidence-status");
+      if (note) {
+        note.textContent = "Evidence on the leads is ready. ";
+        const show = document.createElement("button");
+        show.type = "button";
+        show.id = "evidence-show";
+        show.textContent = "Show the evidence (reloads the page)";
+        show.addEventListener("click", function () { window.location.reload(); });
+        note.appendChild(show);
+      }
+      return true;
+    }});
   }
 })();

@@ -15,14 +15,10 @@
   if (!status) return;
   const bar = status.querySelector("progress");
   const stage = status.querySelector(".stage");
-  function poll() {
-    fetch(status.dataset.statusUrl, {credentials: "same-origin"}).then(function (r) { return r.json(); })
-      .then(function (s) {
-        if (bar) bar.value = s.progress;
-        if (stage) stage.textContent = s.stage;
-        if (s.state === "done" || s.state === "failed") { window.location.reload(); return; }
-        window.setTimeout(poll, 1000);
-      }).catch(function () { window.setTimeout(poll, 3000); });
-  }
-  window.setTimeout(poll, 1000);
+  window.pollJson(status.dataset.statusUrl, {first: 1000, every: 1000, retry: 3000, until: function (s) {
+    if (bar) bar.value = s.progress;
+    if (stage) stage.textContent = s.stage;
+    if (s.state === "done" || s.state === "failed") { window.location.reload(); return true; }
+    return false;
+  }});
 })();

@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from clinical import demo, services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import MAX_SECONDS, MAX_UPLOAD_BYTES
 from clinical.models import AuditEvent, EcgRecord
 from clinical.tokens import api_token_create
@@ -52,7 +52,7 @@ def test_a_long_upload_with_a_noisy_middle_is_analysed_in_its_cleanest_10_s(clin
 
 
 def test_a_record_with_no_clean_10_s_is_refused_naming_the_cleanest(clinician):
-    with pytest.raises(ClinicalError, match=r"no 10 s of the 40.0 s recording is clean enough. The cleanest "):
+    with pytest.raises(ApplicationError, match=r"no 10 s of the 40.0 s recording is clean enough. The cleanest "):
         upload(clinician, long_ecg(40, noisy=(0, 40)))
     assert not EcgRecord.objects.exists()
 
@@ -120,7 +120,7 @@ def test_reanalysing_makes_a_new_ecg_and_leaves_the_reviewed_one_as_it_was(clini
 ])
 def test_a_start_outside_the_record_is_refused_and_nothing_is_stored(clinician, start, said):
     original = upload(clinician, long_ecg(40))
-    with pytest.raises(ClinicalError, match=said) as refused:
+    with pytest.raises(ApplicationError, match=said) as refused:
         services.ecg_reanalyse(actor=clinician, record=original, window_start_s=start)
     assert refused.value.field == "window_start_s"
     assert EcgRecord.objects.count() == 1 and not AuditEvent.objects.filter(action="ecg.reanalyse").exists()
@@ -128,7 +128,7 @@ def test_a_start_outside_the_record_is_refused_and_nothing_is_stored(clinician, 
 
 def test_a_window_the_quality_gate_refuses_is_refused_with_its_reasons(clinician):
     original = upload(clinician, long_ecg(40, noisy=(12, 30)))
-    with pytest.raises(ClinicalError, match=r"cannot be analysed at 15.0–25.0 s of 40.0 s: .*Choose another start"):
+    with pytest.raises(ApplicationError, match=r"cannot be analysed at 15.0–25.0 s of 40.0 s: .*Choose another start"):
         services.ecg_reanalyse(actor=clinician, record=original, window_start_s=15)
     assert EcgRecord.objects.count() == 1
 

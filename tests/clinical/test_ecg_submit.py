@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from clinical import demo, services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import AuditEvent, EcgRecord, Finding, InferenceJob, Patient, Prediction, Recommendation
 
 
@@ -38,7 +38,7 @@ def test_resubmitting_for_a_known_patient_updates_age(clinician, wfdb_pair, csv_
     ({"age": 130}, "age"), ({"age": -1}, "age"), ({"sex": "X"}, "sex"),
 ])
 def test_bad_patient_fields_store_nothing(clinician, wfdb_pair, kw, field):
-    with pytest.raises(ClinicalError) as exc:
+    with pytest.raises(ApplicationError) as exc:
         submit(clinician, wfdb_pair, **kw)
     assert exc.value.field == field
     assert not Patient.objects.exists() and not EcgRecord.objects.exists()
@@ -54,7 +54,7 @@ def test_an_age_said_to_be_unknown_is_stored_as_unknown(clinician, wfdb_pair):
 def test_quality_gate_refuses_an_unusable_record_with_reasons(clinician, ecg_500hz):
     sig = ecg_500hz.copy()
     sig[6:10] = 0.0  # four chest leads off
-    with pytest.raises(ClinicalError, match="cannot be analysed.*V1"):
+    with pytest.raises(ApplicationError, match="cannot be analysed.*V1"):
         submit(clinician, {"json": ("x.json", demo.as_json(sig, 500))})
     assert not EcgRecord.objects.exists()
 
@@ -156,7 +156,7 @@ def test_a_failed_job_can_be_retried_and_requeued(clinician, wfdb_pair, django_c
         services.inference_retry(job=job, actor=clinician)
     assert len(callbacks) == 1
     assert InferenceJob.objects.get(pk=job.pk).state == InferenceJob.State.QUEUED
-    with pytest.raises(ClinicalError, match="Only a failed"):
+    with pytest.raises(ApplicationError, match="Only a failed"):
         services.inference_retry(job=job, actor=clinician)
 
 

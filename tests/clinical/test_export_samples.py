@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clinical import services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import EcgRecord
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "ecg_samples"
@@ -53,7 +53,7 @@ def test_the_device_statements_of_the_exports_are_kept(clinician):
 
 
 def test_the_edf_recorded_without_chest_electrodes_is_refused_saying_so(clinician):
-    with pytest.raises(ClinicalError, match="chest electrodes were not connected"):
+    with pytest.raises(ApplicationError, match="chest electrodes were not connected"):
         services.ecg_submit(actor=clinician, pseudonym="PT-S3", age=None, sex="U",
                             files=_files(["edf/0000050.ECG.edf"]), fs=None)
     assert not EcgRecord.objects.exists()

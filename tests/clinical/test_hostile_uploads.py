@@ -28,12 +28,12 @@ from rest_framework.test import APIClient
 
 from clinical import services
 from clinical.audit import audit_log, current_request_id
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import MAX_UPLOAD_BYTES, IntakeError, parse_upload, shown
 from clinical.intake.wfdb_record import parse_wfdb
-from clinical.management.benchenv import free_port
 from clinical.models import AuditEvent, EcgRecord, InferenceJob, Patient
 from clinical.tokens import api_token_create
+from ecgapp.ports import free_port
 from tests.clinical.hostile import corpus
 from tests.clinical.hostile.multipart import BodyStream, MultipartBody, multipart
 
@@ -108,7 +108,7 @@ def assert_refused_on_page(case: corpus.Case, status: int, page: str) -> str:
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.direct], ids=lambda c: c.name)
 def test_service_refuses_and_audits_only_the_refusal(case, clinician, private_tmp):
-    with pytest.raises(ClinicalError) as caught:
+    with pytest.raises(ApplicationError) as caught:
         services.ecg_submit(actor=clinician, **case.submit_kwargs())
     assert caught.value.field == case.field and case.expect in caught.value.message, caught.value.message
     assert _stored() == (0, 0, 0)
@@ -298,7 +298,7 @@ def test_audit_export_neutralises_formulas_and_keeps_the_data(client, clinician,
             current_request_id.reset(token)
     # A refused upload whose file name is a formula: the name is in the event's details.
     case = next(c for c in CASES if c.name == "csv-formula-file-name")
-    with pytest.raises(ClinicalError):
+    with pytest.raises(ApplicationError):
         services.ecg_submit(actor=clinician, **case.submit_kwargs())
     client.force_login(compliance_officer)
     rows = _export(client)

@@ -8,7 +8,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from clinical import services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.interpretations import interpretation_amend, interpretation_confirm, reading_state
 from clinical.models import Acknowledgement, AuditEvent, EcgRecord, Interpretation, Prediction
 from clinical.reviews import result_acknowledge
@@ -72,7 +72,7 @@ def test_outcomes_follow_the_acknowledgement_structure_and_acknowledge_the_urgen
 
 def test_a_wrong_password_stores_nothing_but_the_failed_signature(prior_and_current, reviewer):
     _, record = prior_and_current
-    with pytest.raises(ClinicalError, match="password") as err:
+    with pytest.raises(ApplicationError, match="password") as err:
         interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"], password="wrong-one")
     assert err.value.field == "password"
     assert not Interpretation.objects.exists() and not Acknowledgement.objects.exists()
@@ -88,7 +88,7 @@ def test_bad_input_is_refused_before_anything_is_stored(prior_and_current, revie
              ({"overrides": {"qrs_ms": 5000}}, "outside"),
              ({"overrides": {"st_j_uv": 1}}, "can be set by caliper")]
     for kwargs, message in cases:
-        with pytest.raises(ClinicalError, match=message):
+        with pytest.raises(ApplicationError, match=message):
             interpretation_confirm(record=record, reviewer=reviewer, password=PW, **kwargs)
     assert not Interpretation.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="interpretation.").exists()
@@ -98,14 +98,14 @@ def test_confirming_twice_is_refused_and_the_locked_record_refuses_acknowledgeme
                                                                                    wfdb_pair):
     _, record = prior_and_current
     interpretation_confirm(record=record, reviewer=reviewer, password=PW)
-    with pytest.raises(ClinicalError, match="Already confirmed by rev-cy .* locked; amend") as err:
+    with pytest.raises(ApplicationError, match="Already confirmed by rev-cy .* locked; amend") as err:
         interpretation_confirm(record=record, reviewer=reviewer, removed=["superclass:MI"], password=PW)
     assert err.value.code == "already_confirmed"
     assert Interpretation.objects.count() == 1
     # A routine result confirmed (so not acknowledged by it): an acknowledgement afterwards is refused by the lock.
     routine = _routine(reviewer, wfdb_pair)
     interpretation_confirm(record=routine, reviewer=reviewer, password=PW)
-    with pytest.raises(ClinicalError, match="locked: amend the reading") as err:
+    with pytest.raises(ApplicationError, match="locked: amend the reading") as err:
         result_acknowledge(prediction=routine.prediction, reviewer=reviewer, verdict="agree", note="late ack")
     assert err.value.code == "locked" and not Acknowledgement.objects.filter(prediction=routine.prediction).exists()
 
@@ -126,14 +126,14 @@ def test_the_database_refuses_to_change_a_confirmed_version(prior_and_current, r
 
 def test_an_amendment_is_version_2_with_its_reason_and_keeps_version_1(prior_and_current, reviewer):
     _, record = prior_and_current
-    with pytest.raises(ClinicalError, match="no confirmed reading to amend"):
+    with pytest.raises(ApplicationError, match="no confirmed reading to amend"):
         interpretation_amend(record=record, reviewer=reviewer, reason="typo", password=PW)
     first = interpretation_confirm(record=record, reviewer=reviewer, password=PW)
     for reason in ("", "  ", "no"):
-        with pytest.raises(ClinicalError, match="needs a reason"):
+        with pytest.raises(ApplicationError, match="needs a reason"):
             interpretation_amend(record=record, reviewer=reviewer, reason=reason, removed=["superclass:MI"],
                                  password=PW)
-    with pytest.raises(ClinicalError, match="changes nothing"):
+    with pytest.raises(ApplicationError, match="changes nothing"):
         interpretation_amend(record=record, reviewer=reviewer, reason="Second look", password=PW)
     second = interpretation_amend(record=record, reviewer=reviewer, reason="Q waves are old: not acute MI",
                                   removed=["superclass:MI"], password=PW)
@@ -147,10 +147,10 @@ def test_an_amendment_is_version_2_with_its_reason_and_keeps_version_1(prior_and
 
 def test_only_reviewers_confirm_and_a_token_signs_for_its_own_user_only(prior_and_current, reviewer, clinician):
     _, record = prior_and_current
-    with pytest.raises(ClinicalError, match="Only reviewers"):
+    with pytest.raises(ApplicationError, match="Only reviewers"):
         interpretation_confirm(record=record, reviewer=clinician, password=PW)
     token, _ = api_token_create(user=clinician, name="ward")
-    with pytest.raises(ClinicalError, match="not this reviewer's"):
+    with pytest.raises(ApplicationError, match="not this reviewer's"):
         interpretation_confirm(record=record, reviewer=reviewer, api_token=token)
     own, _ = api_token_create(user=reviewer, name="reader")
     reading = interpretation_confirm(record=record, reviewer=reviewer, api_token=own)
@@ -206,16 +206,16 @@ def test_repeated_wrong_passwords_make_the_reviewer_wait(prior_and_current, revi
     right one is refused for a while."""
     _, record = prior_and_current
     for _ in range(5):
-        with pytest.raises(ClinicalError, match="not correct"):
+        with pytest.raises(ApplicationError, match="not correct"):
             interpretation_confirm(record=record, reviewer=reviewer, password="guess-again")
-    with pytest.raises(ClinicalError, match="5 wrong passwords in the last 15 minutes"):
+    with pytest.raises(ApplicationError, match="5 wrong passwords in the last 15 minutes"):
         interpretation_confirm(record=record, reviewer=reviewer, password=PW)
     assert not Interpretation.objects.exists()
 
 
 def test_a_record_without_a_result_cannot_be_confirmed(clinician, reviewer, wfdb_pair):
     record = services.ecg_submit(actor=clinician, pseudonym="PT-WAIT", age=40, sex="F", files=wfdb_pair, fs=None)
-    with pytest.raises(ClinicalError, match="no result yet") as err:
+    with pytest.raises(ApplicationError, match="no result yet") as err:
         interpretation_confirm(record=record, reviewer=reviewer, password=PW)
     assert err.value.code == "not_ready" and not AuditEvent.objects.filter(action="interpretation.sign_failed")
 

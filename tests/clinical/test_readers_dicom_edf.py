@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from clinical.intake import IntakeError, dicom, edf, parse_upload
-from clinical.services import ClinicalError, ecg_submit
+from clinical.services import ApplicationError, ecg_submit
 from mlcore.preprocess import LEADS
 from mlcore.quality import assess
 from tests.clinical.export_fixtures import edf_bytes
@@ -232,7 +232,7 @@ def test_quality_gate_alone_would_only_say_each_chest_lead_is_flat():
 
 @needs_edf
 def test_submitting_the_edf_sample_tells_the_clinician_about_the_chest_electrodes(clinician):
-    with pytest.raises(ClinicalError) as exc:
+    with pytest.raises(ApplicationError) as exc:
         ecg_submit(actor=clinician, pseudonym="edf-patient", age=50, sex="F",
                    files={"file": (EDF.name, EDF.read_bytes())}, fs=None)
     assert "the chest electrodes were not connected" in exc.value.message

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from clinical import demo, services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.intake import IntakeError, parse_upload
 from mlcore.preprocess import LEADS
 from mlcore.quality import assess
@@ -92,7 +92,7 @@ def test_a_record_the_quality_gate_refuses_is_refused_with_what_to_do(kind, clin
     assert not report.usable and report.next_step()
     assert {i.code for i in report.refusals()} == {{"flat": "flat_line", "clipped": "clipping",
                                                      "noisy": "high_frequency_noise"}[kind]}
-    with pytest.raises(ClinicalError) as refused:
+    with pytest.raises(ApplicationError) as refused:
         services.ecg_submit(actor=clinician, pseudonym="PT-QUALITY", age=60, sex="F",
                             files={"json": ("x.json", demo.as_json(sig, 500))}, fs=None)
     message = refused.value.message

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinical import services
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import Acknowledgement, Alert, AuditEvent
 from clinical.reviews import alerts_escalate, result_acknowledge
 from tests.clinical.conftest import make_result
@@ -42,12 +42,12 @@ def test_reviewer_acknowledges_once_and_the_clinician_sees_who_and_when(client, 
 
 def test_second_acknowledgement_is_refused_with_who_did_it(urgent_result, reviewer):
     result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="Seen, agree")
-    with pytest.raises(ClinicalError, match="Already acknowledged by rev-cy"):
+    with pytest.raises(ApplicationError, match="Already acknowledged by rev-cy"):
         result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="twice")
 
 
 def test_a_clinician_cannot_acknowledge(urgent_result, clinician, client):
-    with pytest.raises(ClinicalError, match="Only reviewers"):
+    with pytest.raises(ApplicationError, match="Only reviewers"):
         result_acknowledge(prediction=urgent_result, reviewer=clinician, verdict="agree", note="I agree")
     client.force_login(clinician)
     url = reverse("clinical:ecg-acknowledge", args=[urgent_result.record.public_id])
@@ -57,7 +57,7 @@ def test_a_clinician_cannot_acknowledge(urgent_result, clinician, client):
 
 @pytest.mark.parametrize("note", ["", "  ", "ok"])
 def test_a_note_is_required(urgent_result, reviewer, note):
-    with pytest.raises(ClinicalError, match="note is required"):
+    with pytest.raises(ApplicationError, match="note is required"):
         result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note=note)
 
 
@@ -110,7 +110,7 @@ def test_review_outcomes_are_the_ground_truth_per_class(client, urgent_result, r
 
 
 def test_missed_can_only_mark_an_unflagged_class(urgent_result, reviewer):
-    with pytest.raises(ClinicalError, match="did not flag can be marked as missed; not MI"):
+    with pytest.raises(ApplicationError, match="did not flag can be marked as missed; not MI"):
         result_acknowledge(prediction=urgent_result, reviewer=reviewer, verdict="agree", note="checked",
                            finding_verdicts={"superclass:MI": "missed"})
     assert not Acknowledgement.objects.exists()

@@ -1,7 +1,6 @@
 """The demo's seed: synthetic ECGs enough for real drift and fairness reports, through the real analysis path."""
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 import pytest
@@ -18,7 +17,7 @@ from monitoring.models import DriftFeature, DriftReport, FairnessMetric, Fairnes
 @pytest.fixture
 def demo_dir(settings, tmp_path):
     """The demo's data folder (example uploads, report files) in a throwaway place."""
-    settings.ENV = dataclasses.replace(django_settings.ENV, data_dir=tmp_path)
+    settings.ECG_DATA_DIR = tmp_path
     settings.MEDIA_ROOT = tmp_path / "media"
     return tmp_path
 

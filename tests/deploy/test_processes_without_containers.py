@@ -30,7 +30,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from clinical.management.benchenv import free_port
+from ecgapp.ports import free_port
 from tests.deploy import deployfiles as df
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")

@@ -219,11 +219,3 @@ def test_a_session_ends_when_idle_and_after_its_maximum_age(client, db, clock, s
     assert AuditEvent.objects.filter(action=AuditAction.AUTH_LOGOUT, actor=user).last().details == {"reason": "max_age"}
     assert settings.SESSION_COOKIE_AGE == 30 * 60 and settings.ECG_SESSION_MAX_AGE == 12 * 3600  # the defaults
 
-
-def test_session_lifetimes_come_from_the_environment(monkeypatch):
-    from ecgapp.env import read_env
-
-    monkeypatch.setenv("ECGAPP_SESSION_IDLE_MINUTES", "10")
-    monkeypatch.setenv("ECGAPP_SESSION_MAX_HOURS", "8")
-    env = read_env()
-    assert (env.session_idle_minutes, env.session_max_hours) == (10, 8)

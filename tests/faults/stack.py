@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clinical.management.benchenv import free_port
 from clinical.management.embedded import AppClient, wait_for  # noqa: F401 (tests import wait_for from here)
+from ecgapp.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from clinical.management.benchenv import free_port
+from ecgapp.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 60

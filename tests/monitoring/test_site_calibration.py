@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 
 from clinical import services
 from clinical.audit import AuditAction
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import Acknowledgement, AuditEvent, EcgRecord, Finding, Patient, Prediction
 from mlcore.calibration import sigmoid
 from monitoring import calibration
@@ -166,20 +166,20 @@ def test_activation_is_audited_and_rollback_restores_the_previous_version_exactl
 
 
 def test_refusals(ens, reviewer, compliance_officer):
-    with pytest.raises(ClinicalError, match="No reviewed results"):
+    with pytest.raises(ApplicationError, match="No reviewed results"):
         calibration.calibration_propose(ens=ens, user=compliance_officer)
     seed_site(ens, reviewer)
-    with pytest.raises(ClinicalError, match="Only compliance staff"):
+    with pytest.raises(ApplicationError, match="Only compliance staff"):
         calibration.calibration_propose(ens=ens, user=reviewer)
     stale = calibration.calibration_propose(ens=ens, user=compliance_officer)
     fresh = calibration.calibration_propose(ens=ens, user=compliance_officer)
-    with pytest.raises(ClinicalError, match="Only compliance staff"):
+    with pytest.raises(ApplicationError, match="Only compliance staff"):
         calibration.calibration_activate(version=fresh, user=reviewer)
     calibration.calibration_activate(version=fresh, user=compliance_officer)
     # Fitted over the manifest, but site-2 is in force now: its table would describe another change.
-    with pytest.raises(ClinicalError, match="propose a new version"):
+    with pytest.raises(ApplicationError, match="propose a new version"):
         calibration.calibration_activate(version=stale, user=compliance_officer)
-    with pytest.raises(ClinicalError, match="not in force"):
+    with pytest.raises(ApplicationError, match="not in force"):
         calibration.calibration_rollback(version=stale, user=compliance_officer)
     assert [e.object_id for e in _events(AuditAction.CALIBRATION_ACTIVATE)] == ["site-2"]
 
@@ -196,7 +196,7 @@ def test_a_new_result_records_model_and_calibration_version(ens, reviewer, compl
     j = ens.labels.superclasses.index("MI")
     assert prediction.operating_points["superclass"]["MI"]["threshold"] == pytest.approx(
         version.calibration["superclass"]["threshold"][j], abs=1e-4)
-    event = AuditEvent.objects.filter(action="inference.complete").latest("id")
+    event = AuditEvent.objects.filter(action=AuditAction.INFERENCE_COMPLETE).latest("id")
     assert event.details["calibration_version"] == "site-1"
     # The integrator and the clinician see both versions.
     from rest_framework.test import APIClient

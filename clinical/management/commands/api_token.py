@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.models import ApiToken
 from clinical.tokens import api_token_create, api_token_revoke
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             try:
                 user = get_user_model().objects.get(username=o["user"])
                 token, secret = api_token_create(user=user, name=o["name"], days=o["days"])
-            except (get_user_model().DoesNotExist, ClinicalError) as exc:
+            except (get_user_model().DoesNotExist, ApplicationError) as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"{secret}\n(shown once; expires {token.expires_at:%Y-%m-%d})")
         elif op == "list":

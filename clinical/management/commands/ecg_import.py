@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from clinical.errors import ClinicalError
+from clinical.errors import ApplicationError
 from clinical.imports import ImportResult, Outcome, ecg_import
 
 
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         try:
             summary = ecg_import(actor=user, path=path, manifest_path=manifest, ptbxl_rate=ptbxl_rate, inline=inline,
                                  evidence=evidence, fs=fs, limit=limit, progress=progress, on_result=heard)
-        except ClinicalError as exc:
+        except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         c = summary.counts
         self.stdout.write(

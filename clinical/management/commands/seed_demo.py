@@ -61,7 +61,7 @@ class Command(BaseCommand):
             from monitoring.tasks import reports_after_jobs
 
             transaction.on_commit(lambda: reports_after_jobs.delay(job_ids))
-        out = Path(settings.ENV.data_dir) / "demo-uploads"
+        out = Path(settings.ECG_DATA_DIR) / "demo-uploads"
         out.mkdir(parents=True, exist_ok=True)
         sample = demo.synthesize(demo.CASES[2], fs=500, seed=99)
         demo.write_wfdb(sample, 500, "demo_st_elevation_500hz", str(out))
@@ -77,7 +77,7 @@ class Command(BaseCommand):
         """Delete the embedded demo's state: its SQLite file, queued messages, report files, upload examples.
         The audit trail is append-only (a trigger refuses deletes), so the database file goes, not its rows."""
         db = settings.DATABASES["default"]
-        data_dir = Path(settings.ENV.data_dir).resolve()
+        data_dir = Path(settings.ECG_DATA_DIR).resolve()
         name = Path(str(db["NAME"])).resolve()
         if db["ENGINE"] != "django.db.backends.sqlite3" or data_dir not in name.parents:
             raise CommandError(f"--reset deletes only the embedded demo's SQLite database under {data_dir}; "

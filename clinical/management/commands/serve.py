@@ -103,7 +103,7 @@ class Command(BaseCommand):
                             help="worker or beat deaths tolerated in 5 minutes before the app exits (default 5)")
 
     def handle(self, *args, addrport: str, max_restarts: int, **options):
-        data_dir = Path(settings.ENV.data_dir)
+        data_dir = Path(settings.ECG_DATA_DIR)
         # Samples of processes from an earlier run would be merged into /metrics: start clean.
         for stale in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
             stale.unlink()

@@ -20,8 +20,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.models import Avg, Count
 
+from benchmarks.stack import bench_stack, cpu_seconds, machine_cpu_seconds, named_cpu_seconds
 from clinical import demo
-from clinical.management.benchenv import bench_stack, cpu_seconds, machine_cpu_seconds, named_cpu_seconds
 from clinical.models import Prediction
 from mlcore.preprocess import LEADS
 
@@ -189,7 +189,7 @@ class Command(BaseCommand):
             forward_s = self.forward_pass_seconds(bodies)
         lat = np.array(latencies) * 1000
         sub = np.array(submits) * 1000
-        broker = "Redis" if settings.ENV.redis_url else "filesystem broker"
+        broker = "Redis" if settings.REDIS_URL else "filesystem broker"
         self.stdout.write(
             f"API, {clients} concurrent clients, {requests} uploads ({server}, {connection.vendor}, {broker}, "
             f"{workers} worker{'s' if workers > 1 else ''}"

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from clinical.management.benchenv import throwaway_database
+from benchmarks.stack import throwaway_database
 
 
 class Command(BaseCommand):

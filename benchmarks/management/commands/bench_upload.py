@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.test import Client
 
+from benchmarks.stack import bench_stack
 from clinical import demo
-from clinical.management.benchenv import bench_stack
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         with bench_stack():
             submits, latencies = self._run(n, warmup, timeout, api)
         sub, lat = np.array(submits) * 1000, np.array(latencies) * 1000
-        broker = "redis" if settings.ENV.redis_url else "filesystem"
+        broker = "redis" if settings.REDIS_URL else "filesystem"
         via = "API JSON submit" if api else "upload page"
         self.stdout.write(
             f"{via}, {len(lat)} uploads ({connection.vendor} + {broker} broker, 1 worker): submit request median "

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,12 +15,8 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import setup_test_environment, teardown_test_environment
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for the servers benchmarks and tests start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ecgapp.env import filesystem_broker_folders, filesystem_broker_options
+from ecgapp.ports import free_port
 
 
 @contextlib.contextmanager
@@ -110,26 +105,24 @@ def bench_stack(*, web: bool = False, workers: int = 1, server: str = "runserver
                               "ECGAPP_DB_CONN_MAX_AGE": "0"}
     if connection.vendor == "sqlite":
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(tmp / "ecgapp.sqlite3")
-    if settings.ENV.redis_url:
+    if settings.REDIS_URL:
         # A Redis database of its own, so no message of a running app (or of an earlier run) mixes in.
-        bench_broker = settings.ENV.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+        bench_broker = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{redis_db}"
         env["REDIS_URL"] = bench_broker
         current_app.conf.broker_url = bench_broker
         import redis
 
         redis.Redis.from_url(bench_broker).flushdb()
     else:
-        folder = tmp / "broker"
-        for sub in ("out", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+        # The worker processes get the same folders from ECGAPP_DATA_DIR (the settings' own options).
+        options = filesystem_broker_options(tmp / "broker")
+        for folder in filesystem_broker_folders(options):
+            folder.mkdir(parents=True, exist_ok=True)
         # This process enqueues too (in-process uploads): point its producer at the worker's folder.
-        current_app.conf.broker_transport_options = {
-            "data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-            "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
-            "store_processed": False, "polling_interval": 0.1}
+        current_app.conf.broker_transport_options = options
     with throwaway_database() as test_db:
         if connection.vendor == "postgresql":
-            env["DATABASE_URL"] = settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db
+            env["DATABASE_URL"] = settings.DATABASE_URL.rsplit("/", 1)[0] + "/" + test_db
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "prometheus")
         procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
                                    "-Q", queues, "--concurrency", "1", "--pool", "prefork",

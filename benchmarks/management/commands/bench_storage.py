@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from clinical.management.benchenv import throwaway_database
+from benchmarks.stack import throwaway_database
 
 
 def _json_bytes(value) -> int:

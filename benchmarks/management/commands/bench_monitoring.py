@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
-from clinical.management.benchenv import throwaway_database
+from benchmarks.stack import throwaway_database
 from clinical.recommend import IMMEDIATE, ROUTINE, URGENT
 from mlcore.labels import SUPERCLASSES
 from mlcore.preprocess import LEADS
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 size_mb = cur.fetchone()[0] / 1e6
             self.stdout.write(f"loaded {n:,} predictions in {load_s:.0f} s (prediction table {size_mb:,.0f} MB)")
             connection.close()
-            env = os.environ | {"DATABASE_URL": settings.ENV.database_url.rsplit("/", 1)[0] + "/" + test_db,
+            env = os.environ | {"DATABASE_URL": settings.DATABASE_URL.rsplit("/", 1)[0] + "/" + test_db,
                                 "ECGAPP_DRIFT_WINDOW_HOURS": "48", "ECGAPP_FAIRNESS_WINDOW_DAYS": "30"}
             for kind in ("drift", "fairness"):
                 out = subprocess.run([sys.executable, "manage.py", "bench_monitoring", "--job", kind], env=env,

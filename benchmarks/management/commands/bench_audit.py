@@ -10,8 +10,8 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from benchmarks.stack import throwaway_database
 from clinical.audit import GENESIS, AuditAction, audit_checkpoint, audit_log, audit_verify, chain_hash
-from clinical.management.benchenv import throwaway_database
 from clinical.models import AuditEvent
 
 
