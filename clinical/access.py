@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.intake import shown
 from clinical.models import EcgRecord
 
-ECG_VIEW = "ecg.view"
-ECG_LIST = "ecg.list"
 PAGE, API = "page", "api"
 
 
 def ecg_view_audit(*, actor, record: EcgRecord, via: str, view: str, **details) -> None:
     """One person or client saw one ECG's data (signal, findings, actions)."""
-    audit_log(actor=actor, action=ECG_VIEW, object_type="EcgRecord", object_id=record.public_id,
+    audit_log(actor=actor, action=AuditAction.ECG_VIEW, object_type="EcgRecord", object_id=record.public_id,
               details={"via": via, "view": view, **details})
 
 
@@ -37,7 +35,7 @@ def ecg_list_audit(*, actor, records: Sequence[EcgRecord], via: str, view: str, 
                "ecgs": [str(r.public_id) for r in records]}
     if patient:
         # As asked for in the URL, which no pseudonym rule has checked yet: escaped and cut to fit object_id.
-        audit_log(actor=actor, action=ECG_LIST, object_type="Patient", object_id=shown(patient, 48)[:64],
+        audit_log(actor=actor, action=AuditAction.ECG_LIST, object_type="Patient", object_id=shown(patient, 48)[:64],
                   details=details)
     else:
-        audit_log(actor=actor, action=ECG_LIST, object_type="EcgRecord", object_id="list", details=details)
+        audit_log(actor=actor, action=AuditAction.ECG_LIST, object_type="EcgRecord", object_id="list", details=details)

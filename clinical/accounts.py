@@ -10,14 +10,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.models import AuditEvent
-
-USER_CREATED = "user.create"
-USER_ACTIVATED = "user.activate"
-USER_DEACTIVATED = "user.deactivate"
-USER_CHANGED = "user.change"
-USER_PASSWORD_SET = "user.password_set"
 
 # Fields whose change is audited as USER_CHANGED (is_active has its own actions; groups their signal).
 AUDITED_FIELDS = ("username", "first_name", "last_name", "email", "is_staff", "is_superuser")
@@ -34,25 +28,25 @@ def user_changes_audit(*, actor: User, user: User, before: dict[str, Any] | None
     """Audit a saved account against its state `before` the save (None: it was just created)."""
     details = {"user": user.username, **({"reason": reason} if reason else {})}
     if before is None:
-        return [audit_log(actor=actor, action=USER_CREATED, object_type="User", object_id=user.pk,
+        return [audit_log(actor=actor, action=AuditAction.USER_CREATE, object_type="User", object_id=user.pk,
                           details={**details, "is_active": user.is_active, "is_staff": user.is_staff,
                                    "is_superuser": user.is_superuser,
                                    "usable_password": user.has_usable_password()})]
     after = user_state(user)
     events = []
     if after["is_active"] != before["is_active"]:
-        events.append(audit_log(actor=actor, action=USER_ACTIVATED if after["is_active"] else USER_DEACTIVATED,
-                                object_type="User", object_id=user.pk, details=details))
+        action = AuditAction.USER_ACTIVATE if after["is_active"] else AuditAction.USER_DEACTIVATE
+        events.append(audit_log(actor=actor, action=action, object_type="User", object_id=user.pk, details=details))
     changed = {f: [before[f], after[f]] for f in AUDITED_FIELDS if before[f] != after[f]}
     if changed:
-        events.append(audit_log(actor=actor, action=USER_CHANGED, object_type="User", object_id=user.pk,
+        events.append(audit_log(actor=actor, action=AuditAction.USER_CHANGE, object_type="User", object_id=user.pk,
                                 details={**details, "fields": changed}))
     return events
 
 
 def user_password_set_audit(*, actor: User, user: User) -> AuditEvent:
     """An administrator set (or disabled) another account's password; the hash itself is never logged."""
-    return audit_log(actor=actor, action=USER_PASSWORD_SET, object_type="User", object_id=user.pk,
+    return audit_log(actor=actor, action=AuditAction.USER_PASSWORD_SET, object_type="User", object_id=user.pk,
                      details={"user": user.username, "usable_password": user.has_usable_password()})
 
 

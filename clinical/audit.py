@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from clinical.models import AuditEvent
@@ -28,6 +28,60 @@ checkpoint_log = logging.getLogger("clinical.audit.checkpoint")
 NO_CHECKPOINTS = "no checkpoints: only the chain itself was checked"
 
 
+class AuditAction(models.TextChoices):
+    """Every kind of audit event, "<object>.<verb>". The values are stored and hashed into the chain: never rename
+    one; add a member for a new kind of event (AuditEvent.action has no choices, so that needs no migration)."""
+
+    API_TOKEN_CREATE = "api_token.create"
+    API_TOKEN_REVOKE = "api_token.revoke"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_VIEW = "audit.view"
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGIN_FAILED = "auth.login_failed"
+    AUTH_LOGIN_THROTTLED = "auth.login_throttled"
+    AUTH_LOGOUT = "auth.logout"
+    CALIBRATION_ACTIVATE = "calibration.activate"
+    CALIBRATION_PROPOSE = "calibration.propose"
+    CALIBRATION_ROLLBACK = "calibration.rollback"
+    ECG_IMPORT = "ecg.import"
+    ECG_LIST = "ecg.list"
+    ECG_MEASUREMENTS_BACKFILL = "ecg.measurements_backfill"
+    ECG_REANALYSE = "ecg.reanalyse"
+    ECG_UPLOAD = "ecg.upload"
+    ECG_UPLOAD_REFUSED = "ecg.upload_refused"
+    ECG_VIEW = "ecg.view"
+    INFERENCE_COMPLETE = "inference.complete"
+    INFERENCE_EVIDENCE = "inference.evidence"
+    INFERENCE_EVIDENCE_FAILED = "inference.evidence_failed"
+    INFERENCE_EVIDENCE_REQUESTED = "inference.evidence_requested"
+    INFERENCE_FAILED = "inference.failed"
+    INFERENCE_RETRY = "inference.retry"
+    INTERPRETATION_AMEND = "interpretation.amend"
+    INTERPRETATION_CONFIRM = "interpretation.confirm"
+    INTERPRETATION_SIGN_FAILED = "interpretation.sign_failed"
+    MONITORING_ALERT = "monitoring.alert"
+    MONITORING_DRIFT_REQUESTED = "monitoring.drift_requested"
+    MONITORING_FAIRNESS_REQUESTED = "monitoring.fairness_requested"
+    OVERLAY_VIEW = "overlay.view"
+    PATIENT_CHANGE = "patient.change"
+    REPORT_DOWNLOADED = "report.downloaded"
+    REPORT_WEBHOOK = "report.webhook"
+    REPORT_WEBHOOK_ATTEMPT = "report.webhook_attempt"  # the claim, committed before the POST
+    RESULT_ACKNOWLEDGE = "result.acknowledge"
+    RESULT_ESCALATED = "result.escalated"
+    RESULT_NOTIFIED = "result.notified"
+    RESULT_NOTIFY_FAILED = "result.notify_failed"
+    ROLE_CHANGE = "role.change"
+    ROLE_PERMISSIONS_CHANGE = "role.permissions_change"
+    USER_ACTIVATE = "user.activate"
+    USER_CHANGE = "user.change"
+    USER_CREATE = "user.create"
+    USER_DEACTIVATE = "user.deactivate"
+    USER_PASSWORD_SET = "user.password_set"
+    BENCH_BULK = "bench.bulk"  # the audit benchmark's throwaway database only
+    BENCH_WRITE = "bench.write"
+
+
 def _digest(prev_hash: str, payload: dict[str, Any]) -> str:
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
@@ -38,7 +92,7 @@ def event_payload(e: AuditEvent) -> dict[str, Any]:
             "object_id": e.object_id, "request_id": e.request_id, "ip": e.ip, "details": e.details}
 
 
-def audit_log(*, actor, action: str, object_type: str, object_id: str | int,
+def audit_log(*, actor, action: AuditAction, object_type: str, object_id: str | int,
               details: dict[str, Any] | None = None) -> AuditEvent:
     """Write one event; call inside the transaction of the change it records."""
     with transaction.atomic():
@@ -51,7 +105,7 @@ def audit_log(*, actor, action: str, object_type: str, object_id: str | int,
             at=timezone.now(),
             actor=actor if getattr(actor, "pk", None) else None,
             actor_label=getattr(actor, "username", None) or "system",
-            action=action, object_type=object_type, object_id=str(object_id),
+            action=str(action), object_type=object_type, object_id=str(object_id),
             request_id=current_request_id.get(), ip=current_ip.get(), details=details or {}, prev_hash=prev,
         )
         event.hash = _digest(prev, event_payload(event))

@@ -19,13 +19,8 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from clinical.audit import audit_log, current_ip
+from clinical.audit import AuditAction, audit_log, current_ip
 from clinical.models import AuditEvent
-
-LOGIN = "auth.login"
-LOGOUT = "auth.logout"
-LOGIN_FAILED = "auth.login_failed"
-LOGIN_THROTTLED = "auth.login_throttled"
 
 # One (username, address) pair: 5 free failures, then 1, 2, 4, 8, 15, 15 ... minutes between attempts. Its
 # count starts again after a successful login from that pair, or after a quiet day.
@@ -90,11 +85,11 @@ def login_throttle_for(*, key: str, ip: str | None) -> LoginThrottle | None:
     Counting names the same way for accounts that exist and accounts that do not, so a wait reveals neither.
     """
     now = timezone.now()
-    failures = AuditEvent.objects.filter(action=LOGIN_FAILED)
+    failures = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_FAILED)
     waits: list[LoginThrottle] = []
 
     if ip:
-        last_success = (AuditEvent.objects.filter(action=LOGIN, ip=ip, details__username_key=key,
+        last_success = (AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN, ip=ip, details__username_key=key,
                                                   at__gte=now - PAIR_WINDOW)
                         .aggregate(at=Max("at"))["at"])
         pair = failures.filter(ip=ip, details__username_key=key, at__gte=last_success or now - PAIR_WINDOW)
@@ -111,7 +106,7 @@ def login_throttle_for(*, key: str, ip: str | None) -> LoginThrottle | None:
         n=Count("id"), addresses=Count("ip", distinct=True), last=Max("at"))
     if (stats["n"] >= USERNAME_FREE_FAILURES and stats["addresses"] >= USERNAME_MIN_ADDRESSES
             and stats["last"] + USERNAME_DELAY > now):
-        known = ip and AuditEvent.objects.filter(action=LOGIN, ip=ip, details__username_key=key,
+        known = ip and AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN, ip=ip, details__username_key=key,
                                                  at__gte=now - KNOWN_ADDRESS_WINDOW).exists()
         if not known:
             waits.append(LoginThrottle("username", stats["last"] + USERNAME_DELAY))
@@ -126,7 +121,8 @@ def login_failure_audit(*, username: str, typed: str | None = None) -> AuditEven
     details = {"username": name, "username_key": username_key(name)}
     if typed is not None and typed != username:
         details["typed"] = printable(typed)[:150]
-    return audit_log(actor=None, action=LOGIN_FAILED, object_type="User", object_id=name[:64], details=details)
+    return audit_log(actor=None, action=AuditAction.AUTH_LOGIN_FAILED,
+                     object_type="User", object_id=name[:64], details=details)
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -143,7 +139,8 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         name = printable(typed[:150]) if username is None else username
         throttle = login_throttle_for(key=username_key(name), ip=current_ip.get())
         if throttle:
-            audit_log(actor=None, action=LOGIN_THROTTLED, object_type="User", object_id=printable(name)[:64],
+            audit_log(actor=None, action=AuditAction.AUTH_LOGIN_THROTTLED,
+                      object_type="User", object_id=printable(name)[:64],
                       details={"username": printable(name)[:150], "username_key": username_key(name),
                                "scope": throttle.scope, "wait_seconds": throttle.wait_seconds})
             minutes = -(-throttle.wait_seconds // 60)
@@ -181,14 +178,14 @@ class SessionLifetimeMiddleware:
 def _logged_in(sender, request, user, **kwargs):
     if request is not None and hasattr(request, "session"):
         request.session[SESSION_STARTED] = int(timezone.now().timestamp())
-    audit_log(actor=user, action=LOGIN, object_type="User", object_id=user.pk,
+    audit_log(actor=user, action=AuditAction.AUTH_LOGIN, object_type="User", object_id=user.pk,
               details={"username_key": username_key(user.get_username())})
 
 
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
         reason = getattr(request, "session_end_reason", None)
-        audit_log(actor=user, action=LOGOUT, object_type="User", object_id=user.pk,
+        audit_log(actor=user, action=AuditAction.AUTH_LOGOUT, object_type="User", object_id=user.pk,
                   details={"reason": reason} if reason else None)
 
 
@@ -210,13 +207,13 @@ def _groups_changed(sender, instance, action, pk_set, reverse, **kwargs):
         users = [instance]
         groups = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
     for user in users:
-        audit_log(actor=None, action="role.change", object_type="User", object_id=user.pk,
+        audit_log(actor=None, action=AuditAction.ROLE_CHANGE, object_type="User", object_id=user.pk,
                   details={"user": user.username, "change": action.removeprefix("post_"), "groups": groups})
 
 
 def _permissions_changed(sender, instance, action, pk_set, reverse, **kwargs):
     if action in ("post_add", "post_remove", "post_clear") and not reverse:
-        audit_log(actor=None, action="role.permissions_change", object_type="Group", object_id=instance.pk,
+        audit_log(actor=None, action=AuditAction.ROLE_PERMISSIONS_CHANGE, object_type="Group", object_id=instance.pk,
                   details={"group": getattr(instance, "name", ""), "change": action.removeprefix("post_"),
                            "permission_ids": sorted(pk_set or [])})
 

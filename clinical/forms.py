@@ -22,7 +22,8 @@ from clinical.intake import (
     display_name,
     extension,
 )
-from clinical.models import Patient
+from clinical.models import Patient, Recommendation
+from mlcore.labels import STATEMENT_KEY
 
 MAX_FILES = 3  # a WFDB record: .hea, its .dat (or .mat) and, for PTB records, the .xyz
 NOTE_MAX_LENGTH = 5000  # a review note, on the page and in the API
@@ -181,7 +182,7 @@ class AcknowledgeForm(forms.Form):
             name = f"missed__{code}" if head == "superclass" else f"missed__statement__{code}"
             self.fields[name] = forms.BooleanField(label=display, required=False)
             self.missed_keys.append((name, key))
-            if key.startswith("statements:"):
+            if key.startswith(STATEMENT_KEY):
                 self.missed_statement_names.append(name)
 
     def finding_verdicts(self) -> dict[str, str]:
@@ -246,7 +247,7 @@ class ReadingForm(forms.Form):
             self.fields[name] = forms.BooleanField(required=False, initial=True, label=s["display"])
             self.keep_names.append((name, s["key"]))
         # The statement's code beside its name: several names differ by a word only.
-        self.fields["added"].choices = [(k, f"{v} ({k.split(':', 1)[1]})" if k.startswith("statements:") else v)
+        self.fields["added"].choices = [(k, f"{v} ({k.split(':', 1)[1]})" if k.startswith(STATEMENT_KEY) else v)
                                         for k, v in (choices or {}).items()]
         self.measure_names = []
         for key, spec in (editable or {}).items():
@@ -278,8 +279,7 @@ class WorklistFilterForm(forms.Form):
              ("newest", "Newest first"), ("patient", "Patient")]
     AGES = [("", "Any age"), ("1h", "Waiting over 1 hour"), ("24h", "Waiting over 24 hours"),
             ("7d", "Waiting over 7 days")]
-    urgency = forms.ChoiceField(required=False, choices=[("", "Any urgency"), ("immediate", "Immediate"),
-                                                         ("urgent", "Urgent"), ("routine", "Routine")])
+    urgency = forms.ChoiceField(required=False, choices=[("", "Any urgency"), *Recommendation.Urgency.choices])
     waiting = forms.ChoiceField(required=False, choices=AGES, label="Age of result")
     uploader = forms.CharField(required=False, max_length=150, label="Uploaded by")
     finding = forms.CharField(required=False, max_length=16, label="Finding code",

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 
 from clinical import services
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.intake import UPLOAD_EXTENSIONS
 from clinical.intake.demographics import stated_patient
@@ -280,7 +280,7 @@ def ecg_import(*, actor, path: Path, manifest_path: Path | None = None, ptbxl_ra
         summary.add(result)
         on_result(result)
     summary.seconds = time.perf_counter() - started
-    audit_log(actor=actor, action="ecg.import", object_type="Archive", object_id=path.name[:64],
+    audit_log(actor=actor, action=AuditAction.ECG_IMPORT, object_type="Archive", object_id=path.name[:64],
               details={"path": str(path), "manifest": str(manifest_path or ""), "inline": inline,
                        "evidence": evidence, "counts": summary.counts, "missing": len(summary.missing),
                        "seconds": round(summary.seconds, 1),

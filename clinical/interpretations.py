@@ -20,7 +20,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.comparison import COMPARED, MEASUREMENT_STATEMENTS, ecg_compare, latest_interpretation, prior_ecg
 from clinical.errors import ApplicationError
 from clinical.intake import shown
@@ -34,20 +34,17 @@ from clinical.models import (
     Interpretation,
     Prediction,
 )
-from clinical.recommend import dangerous_keys
+from clinical.recommend import AWAITS_REVIEW, dangerous_keys
 from clinical.reviews import MISSED, review_outcomes, webhook_post
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 
 log = logging.getLogger(__name__)
-CONFIRM, AMEND, SIGN_FAILED = "interpretation.confirm", "interpretation.amend", "interpretation.sign_failed"
-REPORT_WEBHOOK = "report.webhook"
-REPORT_WEBHOOK_ATTEMPT = "report.webhook_attempt"  # the claim, committed before the POST
 MAX_FREE_TEXT = 5000
 MIN_REASON = 3
 # Failed signatures by one reviewer within this window before further tries wait: a confirmation form must not
 # become a way around the login throttle (clinical.auth) to guess a password.
 SIGN_FAILURES_ALLOWED = 5
 SIGN_FAILURE_WINDOW = timedelta(minutes=15)
-URGENT = ("immediate", "urgent")  # the urgencies that wait in the reviewers' queue (Prediction.awaits_review)
 
 # The scalar measurements a confirmed version keeps (those compared, and the RR its QTc values were derived from).
 CONFIRMED_KEYS = ("rr_ms", *(k for k, _, _ in COMPARED))
@@ -87,11 +84,11 @@ def computer_statements(record: EcgRecord) -> list[dict]:
 def statement_choices(record: EcgRecord) -> dict[str, str]:
     """What a reviewer may add, key -> display: the model's diagnostic classes and statements (its label space)
     and the criteria by measurement; the computer's own statements are accepted or removed, not added."""
-    from clinical.services import SUPERCLASS_NAMES, statement_names
+    from clinical.services import statement_names
 
     taken = {s["key"] for s in computer_statements(record)}
-    choices = {f"superclass:{c}": n for c, n in SUPERCLASS_NAMES.items()}
-    choices |= {f"statements:{c}": n for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
+    choices = {f"{SUPERCLASS_KEY}{c}": n for c, n in SUPERCLASS_NAMES.items()}
+    choices |= {f"{STATEMENT_KEY}{c}": n for c, n in sorted(statement_names().items(), key=lambda i: i[1])}
     choices |= {f"measurement:{c}": n for c, n in MEASUREMENT_STATEMENTS.items()}
     return {k: v for k, v in choices.items() if k not in taken}
 
@@ -104,13 +101,15 @@ def _signature(*, reviewer, record: EcgRecord, password: str | None, api_token: 
                                    code="signature")
         return f"api_token:{api_token.prefix}"
     since = timezone.now() - SIGN_FAILURE_WINDOW
-    failures = AuditEvent.objects.filter(action=SIGN_FAILED, actor=reviewer, at__gte=since).count()
+    failures = AuditEvent.objects.filter(action=AuditAction.INTERPRETATION_SIGN_FAILED,
+                                         actor=reviewer, at__gte=since).count()
     if failures >= SIGN_FAILURES_ALLOWED:
         raise ApplicationError(f"{failures} wrong passwords in the last {SIGN_FAILURE_WINDOW.seconds // 60} minutes: "
                                "wait before signing again.", "password", code="signature")
     if not password or not reviewer.check_password(password):
         # Committed on its own: the refusal stores no reading, but the failed signature is kept.
-        audit_log(actor=reviewer, action=SIGN_FAILED, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=reviewer, action=AuditAction.INTERPRETATION_SIGN_FAILED,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"reason": "no password" if not password else "wrong password"})
         raise ApplicationError("Re-enter your password to sign: the one given is not correct. Nothing was stored.",
                                "password", code="signature")
@@ -179,15 +178,15 @@ def _outcomes(record: EcgRecord, statements: list[dict]) -> tuple[str, dict, dic
     missed. The dangerous statements it did not flag have their outcome fixed, as an acknowledgement fixes them."""
     prediction = record.prediction
     flagged = {s["key"] for s in statements if s["origin"] != Interpretation.Origin.REVIEWER}
-    model_labels = ({f"superclass:{c}" for c in prediction.superclass}
-                    | {f"statements:{c}" for c in (prediction.statements or {})})
+    model_labels = ({f"{SUPERCLASS_KEY}{c}" for c in prediction.superclass}
+                    | {f"{STATEMENT_KEY}{c}" for c in (prediction.statements or {})})
     verdicts = {s["key"]: "disagree" if s["action"] == Interpretation.Action.REMOVED else "agree"
                 for s in statements if s["key"] in flagged}
     verdicts |= {s["key"]: MISSED for s in statements
                  if s["action"] == Interpretation.Action.ADDED and s["key"] in model_labels}
     verdict = "agree" if all(v == "agree" for v in verdicts.values()) else "disagree"
-    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith("statement:")]
-    missable = [c for c in dangerous if c in (prediction.statements or {}) and f"statements:{c}" not in flagged]
+    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith(STATEMENT_RULE_KEY)]
+    missable = [c for c in dangerous if c in (prediction.statements or {}) and f"{STATEMENT_KEY}{c}" not in flagged]
     outcomes = review_outcomes(classes=list(prediction.superclass), flagged=flagged, verdict=verdict,
                                finding_verdicts=verdicts, statements=missable)
     return verdict, verdicts, outcomes
@@ -243,8 +242,10 @@ def _new_version(*, record: EcgRecord, reviewer, removed: list[str], added: list
                    "added": [s["key"] for s in statements if s["action"] == Interpretation.Action.ADDED],
                    "measurements": kept, "free_text": bool(free_text), "outcomes": outcomes,
                    "prior": str(prior.public_id) if prior else None, "comparison": comparison.get("lines", [])}
-        audit_log(actor=reviewer, action=AMEND if latest else CONFIRM, object_type="EcgRecord",
-                  object_id=record.public_id, details=changes | ({"reason": reason} if latest else {}))
+        audit_log(actor=reviewer,
+                  action=AuditAction.INTERPRETATION_AMEND if latest else AuditAction.INTERPRETATION_CONFIRM,
+                  object_type="EcgRecord", object_id=record.public_id,
+                  details=changes | ({"reason": reason} if latest else {}))
         _acknowledge_with(interpretation, verdict)
         if settings.ECG_REPORT_WEBHOOK_URL:
             transaction.on_commit(lambda: _enqueue_report_webhook(interpretation.pk))
@@ -277,10 +278,11 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
     with transaction.atomic():
         # Serialises two deliveries of the same message; the row itself is never changed (append-only).
         Interpretation.objects.select_for_update().get(pk=interpretation_id)
-        if AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT, object_id=str(record.public_id),
+        if AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK_ATTEMPT, object_id=str(record.public_id),
                                      details__version=interpretation.version).exists():
             return {"status": "already sent"}
-        audit_log(actor=None, action=REPORT_WEBHOOK_ATTEMPT, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=None, action=AuditAction.REPORT_WEBHOOK_ATTEMPT,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"version": interpretation.version})
     site = settings.ECG_SITE_URL
     links = {kind: f"{site}{reverse(f'api:ecg-report-{kind}', args=[record.public_id])}"
@@ -291,7 +293,7 @@ def report_webhook_send(*, interpretation_id: int) -> dict:
                             "confirmed_at": interpretation.confirmed_at.isoformat(), "links": links},
                            url=settings.ECG_REPORT_WEBHOOK_URL)
     with transaction.atomic():
-        audit_log(actor=None, action=REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=None, action=AuditAction.REPORT_WEBHOOK, object_type="EcgRecord", object_id=record.public_id,
                   details={"version": interpretation.version, **outcome})
     return outcome
 
@@ -314,17 +316,17 @@ def _acknowledge_with(interpretation: Interpretation, verdict: str) -> None:
         return
     # Locked as result_acknowledge locks it, so that one of the two acknowledges and the other sees it.
     prediction = Prediction.objects.select_for_update().get(record=interpretation.record)
-    if prediction.top_urgency not in URGENT or Acknowledgement.objects.filter(prediction=prediction).exists():
+    if prediction.top_urgency not in AWAITS_REVIEW or Acknowledgement.objects.filter(prediction=prediction).exists():
         return
     Acknowledgement.objects.create(
         prediction=prediction, reviewer=interpretation.reviewer, at=interpretation.confirmed_at, verdict=verdict,
         finding_verdicts=interpretation.finding_verdicts, outcomes=interpretation.outcomes,
         note=f"Confirmed reading, version {interpretation.version}." + (
             f" {interpretation.free_text}" if interpretation.free_text else ""))
-    audit_log(actor=interpretation.reviewer, action="result.acknowledge", object_type="EcgRecord",
+    audit_log(actor=interpretation.reviewer, action=AuditAction.RESULT_ACKNOWLEDGE, object_type="EcgRecord",
               object_id=interpretation.record.public_id,
               details={"verdict": verdict, "findings": interpretation.finding_verdicts,
-                       "urgency": prediction.top_urgency, "via": CONFIRM})
+                       "urgency": prediction.top_urgency, "via": AuditAction.INTERPRETATION_CONFIRM})
 
 
 def interpretation_confirm(*, record: EcgRecord, reviewer, removed: list[str] = (), added: list[str] = (),

@@ -186,7 +186,7 @@ class Prediction(models.Model):
     evidence_at = models.DateTimeField(null=True, blank=True)
     needs_review = models.BooleanField(default=False)
     # The most urgent recommendation: "immediate" and "urgent" results wait in the reviewers' queue.
-    top_urgency = models.CharField(max_length=10, default="routine", db_index=True)
+    top_urgency = models.CharField(max_length=10, default=recommend.ROUTINE, db_index=True)
     inference_ms = models.FloatField()
     # Indexed: monitoring reads windows of predictions by time.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -202,7 +202,7 @@ class Prediction(models.Model):
 
     @property
     def awaits_review(self) -> bool:
-        return self.top_urgency in ("immediate", "urgent") and not hasattr(self, "acknowledgement")
+        return self.top_urgency in recommend.AWAITS_REVIEW and not hasattr(self, "acknowledgement")
 
 
 class Finding(models.Model):
@@ -232,9 +232,9 @@ class Finding(models.Model):
 
 class Recommendation(models.Model):
     class Urgency(models.TextChoices):
-        IMMEDIATE = "immediate", "Immediate"
-        URGENT = "urgent", "Urgent"
-        ROUTINE = "routine", "Routine"
+        IMMEDIATE = recommend.IMMEDIATE, "Immediate"
+        URGENT = recommend.URGENT, "Urgent"
+        ROUTINE = recommend.ROUTINE, "Routine"
 
     class Kind(models.TextChoices):
         # A caveat qualifies the findings; it is never ranked first and sets no urgency (clinical.recommend).

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcore.calibration import FLOOR, MIN_THRESHOLD
+from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 
 TABLE_PATH = Path(__file__).resolve().parent / "recommendations.json"
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "mlcore" / "weights" / "manifest.json"
-URGENCY_ORDER = {"immediate": 0, "urgent": 1, "routine": 2}
-KEY_PREFIXES = ("superclass:", "statement:", "measure:", "context:")
+# How soon a ranked line asks to act (Recommendation.Urgency); results at the first two wait in the reviewers'
+# queue for an acknowledgement and are escalated when they wait too long.
+IMMEDIATE, URGENT, ROUTINE = "immediate", "urgent", "routine"
+URGENCY_ORDER = {IMMEDIATE: 0, URGENT: 1, ROUTINE: 2}
+AWAITS_REVIEW = (IMMEDIATE, URGENT)
+KEY_PREFIXES = (SUPERCLASS_KEY, STATEMENT_RULE_KEY, "measure:", "context:")
 # What a ranked line is. A caveat is a note on how far to trust the findings: never first, never raising urgency.
 RULE, CAVEAT, QUALITY, FALLBACK = "rule", "caveat", "quality", "fallback"
 KINDS = (RULE, CAVEAT, QUALITY, FALLBACK)
@@ -256,10 +261,10 @@ def not_assessed(operating_points: dict | None = None, table: dict | None = None
 def label_keys(manifest_path: str | Path = MANIFEST_PATH) -> list[tuple[str, str]]:
     """(key, description) for every superclass and statement the committed model emits."""
     labels = json.loads(Path(manifest_path).read_text())["labels"]
-    names = {"NORM": "normal ECG", "MI": "myocardial infarction", "STTC": "ST/T change",
-             "CD": "conduction disturbance", "HYP": "hypertrophy"}
-    return ([(f"superclass:{c}", names.get(c, c)) for c in labels["superclasses"]]
-            + [(f"statement:{c}", labels["descriptions"].get(c, c)) for c in labels["statements"]])
+    # In a sentence: "normal ECG", "ST/T change" (an initial of an abbreviation stays a capital).
+    names = {c: n[:1].lower() + n[1:] if n[1:2].islower() else n for c, n in SUPERCLASS_NAMES.items()}
+    return ([(f"{SUPERCLASS_KEY}{c}", names.get(c, c)) for c in labels["superclasses"]]
+            + [(f"{STATEMENT_RULE_KEY}{c}", labels["descriptions"].get(c, c)) for c in labels["statements"]])
 
 
 def table_keys(table: dict | None = None) -> list[tuple[str, str]]:

@@ -15,11 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinical import metrics
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.intake import shown
 from clinical.models import Acknowledgement, Alert, Prediction, ResultNotification
-from clinical.recommend import dangerous_keys
+from clinical.recommend import AWAITS_REVIEW, IMMEDIATE, URGENT, dangerous_keys
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ def result_acknowledge(*, prediction: Prediction, reviewer, verdict: str, note: 
             outcomes=review_outcomes(classes=list(prediction.superclass), flagged=keys, verdict=verdict,
                                      finding_verdicts=finding_verdicts,
                                      statements=[k.split(":", 1)[1] for k in missable
-                                                 if k.startswith("statements:")]))
-        audit_log(actor=reviewer, action="result.acknowledge", object_type="EcgRecord",
+                                                 if k.startswith(STATEMENT_KEY)]))
+        audit_log(actor=reviewer, action=AuditAction.RESULT_ACKNOWLEDGE, object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"verdict": verdict, "findings": finding_verdicts, "urgency": prediction.top_urgency})
     return ack
@@ -79,9 +80,9 @@ def missable_keys(prediction: Prediction, flagged: set[str]) -> set[str]:
     """What a reviewer may mark as present but missed: every diagnostic class and every dangerous statement (the
     action table's, clinical.recommend.dangerous_keys) the result did not flag. Dangerous statements are offered so
     that a miss of, say, atrial fibrillation is recorded: site calibration needs it to measure sensitivity."""
-    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith("statement:")]
-    keys = {f"superclass:{c}" for c in prediction.superclass}
-    keys |= {f"statements:{c}" for c in dangerous if c in (prediction.statements or {})}
+    dangerous = [k.split(":", 1)[1] for k in dangerous_keys() if k.startswith(STATEMENT_RULE_KEY)]
+    keys = {f"{SUPERCLASS_KEY}{c}" for c in prediction.superclass}
+    keys |= {f"{STATEMENT_KEY}{c}" for c in dangerous if c in (prediction.statements or {})}
     return keys - flagged
 
 
@@ -98,7 +99,7 @@ def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
     """
     outcomes = {}
     for code in classes:
-        key = f"superclass:{code}"
+        key = f"{SUPERCLASS_KEY}{code}"
         given = finding_verdicts.get(key)
         if key in flagged:
             if given == "agree" or (given is None and verdict == "agree"):
@@ -108,21 +109,21 @@ def review_outcomes(*, classes: list[str], flagged: set[str], verdict: str,
         else:
             outcomes[code] = "fn" if given == MISSED else "tn"
     for code in statements:
-        key = f"statements:{code}"
+        key = f"{STATEMENT_KEY}{code}"
         if key not in flagged:
             outcomes[key] = "fn" if finding_verdicts.get(key) == MISSED else "tn"
     return outcomes
 
 
 def escalation_limits() -> dict[str, timedelta]:
-    return {"immediate": timedelta(minutes=settings.ECG_ESCALATE_IMMEDIATE_MIN),
-            "urgent": timedelta(minutes=settings.ECG_ESCALATE_URGENT_MIN)}
+    return {IMMEDIATE: timedelta(minutes=settings.ECG_ESCALATE_IMMEDIATE_MIN),
+            URGENT: timedelta(minutes=settings.ECG_ESCALATE_URGENT_MIN)}
 
 
 def alerts_escalate(*, now=None) -> list[Alert]:
     """Raise one alert (and one email) per unacknowledged result per level once its limit has passed."""
     now = now or timezone.now()
-    metrics.UNACKNOWLEDGED_URGENT.set(Prediction.objects.filter(top_urgency__in=("immediate", "urgent"),
+    metrics.UNACKNOWLEDGED_URGENT.set(Prediction.objects.filter(top_urgency__in=AWAITS_REVIEW,
                                                                  acknowledgement__isnull=True).count())
     raised = []
     for level, limit in escalation_limits().items():
@@ -136,7 +137,7 @@ def alerts_escalate(*, now=None) -> list[Alert]:
                     alert.emailed_to = recipients
                     alert.save(update_fields=["emailed_to"])
                     waited = int((now - prediction.created_at).total_seconds() // 60)
-                    audit_log(actor=None, action="result.escalated", object_type="EcgRecord",
+                    audit_log(actor=None, action=AuditAction.RESULT_ESCALATED, object_type="EcgRecord",
                               object_id=prediction.record.public_id,
                               details={"level": level, "waiting_min": waited, "emailed": len(recipients)})
                     transaction.on_commit(lambda p=prediction, lv=level, r=recipients: _email(p, lv, r))
@@ -177,7 +178,6 @@ def _email(prediction: Prediction, level: str, recipients: list[str]) -> None:
 
 # -- immediate results: notified at once -----------------------------------------------------------------------------
 
-NOTIFIED, NOTIFY_FAILED = "result.notified", "result.notify_failed"
 # Publishing the notification task: brief retries, so a broker outage does not hold up the inference worker.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -189,7 +189,7 @@ def result_notify(*, prediction: Prediction) -> ResultNotification:
     notification, created = ResultNotification.objects.get_or_create(prediction=prediction)
     if created:
         public_id = prediction.record.public_id
-        audit_log(actor=None, action=NOTIFIED, object_type="EcgRecord", object_id=public_id,
+        audit_log(actor=None, action=AuditAction.RESULT_NOTIFIED, object_type="EcgRecord", object_id=public_id,
                   details={"channel": "banner", "urgency": prediction.top_urgency,
                            "reviewers": sorted(_reviewers().values_list("username", flat=True))})
         transaction.on_commit(lambda: _enqueue_notification(notification.pk, str(public_id)))
@@ -203,7 +203,7 @@ def _enqueue_notification(notification_id: int, public_id: str) -> None:
         notify_result.apply_async((notification_id,), retry=True, retry_policy=_PUBLISH_RETRY)
     except Exception as exc:  # kombu / redis connection errors: the banner stands, escalation e-mails later
         log.warning("notification %s not queued (broker unavailable): %s", notification_id, exc)
-        audit_log(actor=None, action=NOTIFY_FAILED, object_type="EcgRecord", object_id=public_id,
+        audit_log(actor=None, action=AuditAction.RESULT_NOTIFY_FAILED, object_type="EcgRecord", object_id=public_id,
                   details={"channel": "queue", "error": f"{type(exc).__name__}: {exc}"[:300]})
 
 
@@ -242,12 +242,14 @@ def notification_send(*, notification_id: int) -> ResultNotification:
         n.webhook = webhook
         n.save(update_fields=["emailed_to", "webhook"])
         if recipients:
-            audit_log(actor=None, action=NOTIFY_FAILED if email_error else NOTIFIED, object_type="EcgRecord",
-                      object_id=record.public_id,
+            audit_log(actor=None,
+                      action=AuditAction.RESULT_NOTIFY_FAILED if email_error else AuditAction.RESULT_NOTIFIED,
+                      object_type="EcgRecord", object_id=record.public_id,
                       details={"channel": "email", "recipients": recipients, **({"error": email_error}
                                                                                  if email_error else {})})
         if webhook["status"] != "off":
-            audit_log(actor=None, action=NOTIFIED if webhook["status"] == "sent" else NOTIFY_FAILED,
+            sent = webhook["status"] == "sent"
+            audit_log(actor=None, action=AuditAction.RESULT_NOTIFIED if sent else AuditAction.RESULT_NOTIFY_FAILED,
                       object_type="EcgRecord", object_id=record.public_id, details={"channel": "webhook", **webhook})
     return n
 

@@ -215,7 +215,7 @@ def review_queue() -> QuerySet[Prediction]:
     first), so an immediate result never waits below urgent ones."""
     order = Case(*(When(top_urgency=u, then=Value(i)) for i, u in enumerate(recommend.URGENCY_ORDER)),
                  default=Value(len(recommend.URGENCY_ORDER)), output_field=IntegerField())
-    return (Prediction.objects.filter(top_urgency__in=("immediate", "urgent"), acknowledgement__isnull=True)
+    return (Prediction.objects.filter(top_urgency__in=recommend.AWAITS_REVIEW, acknowledgement__isnull=True)
             .select_related("record__patient").prefetch_related("recommendations")
             .order_by(order, "created_at", "pk"))
 

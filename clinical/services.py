@@ -7,8 +7,10 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -18,7 +20,7 @@ from django.utils import timezone
 
 from clinical import compact, metrics, reviews
 from clinical import measurements as ecg_measures
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.intake import parse_upload, shown
 from clinical.models import (
@@ -30,15 +32,17 @@ from clinical.models import (
     Prediction,
     Recommendation,
 )
-from clinical.recommend import MODELS_DISAGREE, FindingInput, QualityInput, rank_actions
+from clinical.recommend import MODELS_DISAGREE, FindingInput, QualityInput, RankedAction, rank_actions
 from mlcore.features import intake_features
+from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES, LabelSpace
 from mlcore.window import WindowChoice, WindowError, choose_window, crop, user_window
+
+if TYPE_CHECKING:  # mlcore.ensemble imports torch: pages and forms that import this module do without it
+    from mlcore.ensemble import EnsembleOutput
 
 log = logging.getLogger(__name__)
 
 PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
-SUPERCLASS_NAMES = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC": "ST/T change",
-                    "CD": "Conduction disturbance", "HYP": "Hypertrophy"}
 # Evidence is computed for the top findings only: they share one batched backward pass whose cost grows with
 # the batch (about 12 ms per finding for three members on one thread).
 MAX_EXPLAINED = 5
@@ -116,7 +120,7 @@ def ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict[
             seen = IdempotencyKey.objects.select_related("record__patient").get(user=actor, key=idempotency_key)
             return _replay(seen, request_sha256=request_sha256, digest=digest, pseudonym=pseudonym)
     except ApplicationError as exc:
-        audit_log(actor=actor, action="ecg.upload_refused", object_type="Upload",
+        audit_log(actor=actor, action=AuditAction.ECG_UPLOAD_REFUSED, object_type="Upload",
                   object_id=digest[:16],
                   details={"field": exc.field, "reason": exc.message,
                            # as the client sent them (folders too: evidence of a traversal attempt), but escaped:
@@ -206,10 +210,10 @@ def _ecg_submit(*, actor, pseudonym: str, age: int | None, sex: str, files: dict
                                           request_sha256=request_sha256)
         changed = [] if created else [k for k in ("age", "sex") if getattr(patient, k) != before[k]]
         if changed:  # a shared patient's stored demographics: who changed them, from what, with which ECG
-            audit_log(actor=actor, action="patient.change", object_type="Patient", object_id=pseudonym,
+            audit_log(actor=actor, action=AuditAction.PATIENT_CHANGE, object_type="Patient", object_id=pseudonym,
                       details={"old": {k: before[k] for k in changed}, "new": {k: getattr(patient, k) for k in changed},
                                "ecg": str(record.public_id)})
-        audit_log(actor=actor, action="ecg.upload", object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=actor, action=AuditAction.ECG_UPLOAD, object_type="EcgRecord", object_id=record.public_id,
                   details={"patient": pseudonym, "format": parsed.source_format, "fs": parsed.fs,
                            "seconds": round(parsed.duration_s, 2), "sha256": digest,
                            "window": _window_audit(window),
@@ -284,7 +288,7 @@ def ecg_reanalyse(*, actor, record: EcgRecord, window_start_s: float, idempotenc
             if idempotency_key:  # a concurrent retry with the same key fails here and returns the winner's record
                 IdempotencyKey.objects.create(user=actor, key=idempotency_key, record=new,
                                               request_sha256=request_sha256)
-            audit_log(actor=actor, action="ecg.reanalyse", object_type="EcgRecord", object_id=new.public_id,
+            audit_log(actor=actor, action=AuditAction.ECG_REANALYSE, object_type="EcgRecord", object_id=new.public_id,
                       details={"reanalysis_of": str(origin.public_id), "from": str(record.public_id),
                                "patient": record.patient.pseudonym, "window": _window_audit(window),
                                "quality_warnings": [i.code for i in window.quality.warnings()]})
@@ -352,8 +356,56 @@ def _round(a: np.ndarray, digits: int = 3) -> list:
     return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A label the ensemble flagged on this ECG: a Finding row once stored, and an input to the action table."""
+
+    head: str  # the model's head, as Finding.head stores it: "superclass" or "statements"
+    code: str
+    display: str
+    probability: float
+    threshold: float
+    spread: float
+    disputed: bool  # some ensemble members, not all, reach the threshold
+
+    @property
+    def finding_key(self) -> str:
+        return f"{self.head}:{self.code}"  # "superclass:MI", "statements:AFIB" (stored in the audit details)
+
+    @property
+    def rule_key(self) -> str:
+        return (SUPERCLASS_KEY if self.head == "superclass" else STATEMENT_RULE_KEY) + self.code
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the ensemble, the measurements and the action table made of one ECG: everything inference_run stores."""
+
+    model_version: str
+    calibration_version: str
+    operating_points: dict
+    labels: LabelSpace
+    output: EnsembleOutput  # the batch of one ECG
+    candidates: list[Candidate]  # superclasses first, then statements, each by confidence
+    by_measurement: list[dict]  # criteria met by this system's measurements (clinical.measurements.statements)
+    actions: list[RankedAction]  # ranked; never empty
+    needs_review: bool
+    elapsed_ms: float
+
+
 def inference_run(*, job_id: int) -> InferenceJob:
-    """Run the ensemble on a queued job's ECG and store prediction, findings and actions. Idempotent."""
+    """Run the ensemble on a queued job's ECG and store prediction, findings and actions. Idempotent.
+
+    Three steps: claim the job (one commit), analyse its ECG (no database write), store the result (one commit)."""
+    job = _inference_claim(job_id=job_id)
+    if job.state != InferenceJob.State.RUNNING:  # done already, or failed for having crashed too often
+        return job
+    cpu_started = time.process_time()
+    return _inference_store(job=job, analysis=_inference_analyse(job.record), cpu_started=cpu_started)
+
+
+def _inference_claim(*, job_id: int) -> InferenceJob:
+    """The job marked running by this worker; or, untouched, a finished job; or failed, one that crashed too often."""
     with transaction.atomic():
         job = InferenceJob.objects.select_for_update().select_related("record").get(pk=job_id)
         if job.state in (InferenceJob.State.DONE, InferenceJob.State.FAILED):
@@ -372,105 +424,117 @@ def inference_run(*, job_id: int) -> InferenceJob:
         return inference_fail(job_id=job_id, error=(
             f"The analysis of this ECG was started {job.attempts} times and never finished (the worker process "
             "stopped each time), so it was not tried again. Check the recording, then use Retry."))
-    record = job.record
-    started, cpu_started = time.perf_counter(), time.process_time()
+    return job
+
+
+def _inference_analyse(record: EcgRecord) -> Analysis:
+    """The ensemble's findings on the analysed window, the measurement criteria and the ranked actions."""
+    started = time.perf_counter()
     ens = get_ensemble()
     signal = record.window_array()  # (12, m) mV: the analysed 10 s at the record's own rate
     pred = ens.predict([signal], record.fs)
     labels = ens.labels
 
-    candidates = []  # (head, code, display, probability, threshold, spread, disputed)
-    n_members = len(ens.members)
-    disputed = members_disagree(pred, labels, n_members)
+    candidates: list[Candidate] = []
+    disputed = members_disagree(pred, labels, len(ens.members))
     disputed_absent = []  # not flagged, yet a member is above the threshold: a possible miss
     for j, code in enumerate(labels.superclasses):
         if pred.superclass_flags[0, j]:
-            candidates.append(("superclass", code, SUPERCLASS_NAMES.get(code, code), pred.superclass[0, j],
-                               ens.threshold["superclass"][j], pred.superclass_spread[0, j],
-                               ("superclass", j) in disputed))
+            candidates.append(Candidate("superclass", code, SUPERCLASS_NAMES.get(code, code),
+                                        float(pred.superclass[0, j]), float(ens.threshold["superclass"][j]),
+                                        float(pred.superclass_spread[0, j]), ("superclass", j) in disputed))
         elif ("superclass", j) in disputed:
-            disputed_absent.append(f"superclass:{code}")
+            disputed_absent.append(f"{SUPERCLASS_KEY}{code}")
     for j, code in enumerate(labels.statements):
         # The NORM statement repeats the NORM class; listing both would read as two findings.
         if pred.statements_flags[0, j] and code not in labels.superclasses:
             text = labels.descriptions.get(code, code)
-            candidates.append(("statements", code, text[:1].upper() + text[1:], pred.statements[0, j],
-                               ens.threshold["statements"][j], pred.statements_spread[0, j],
-                               ("statements", j) in disputed))
+            candidates.append(Candidate("statements", code, text[:1].upper() + text[1:],
+                                        float(pred.statements[0, j]), float(ens.threshold["statements"][j]),
+                                        float(pred.statements_spread[0, j]), ("statements", j) in disputed))
         elif not pred.statements_flags[0, j] and ("statements", j) in disputed:
-            disputed_absent.append(f"statement:{code}")
+            disputed_absent.append(f"{STATEMENT_RULE_KEY}{code}")
     # Superclasses first, then statements, each by confidence.
-    candidates.sort(key=lambda c: (c[0] != "superclass", -c[3]))
+    candidates.sort(key=lambda c: (c.head != "superclass", -c.probability))
 
-    # The result does not wait for its evidence (issue 17): the backward pass for the top findings costs several
-    # forward passes, so it runs afterwards on the "evidence" queue (evidence_compute) and the page shows it when
-    # it arrives. A job stored without evidence (a bulk import) asks for none.
-    if not job.with_evidence:
-        evidence_state = Prediction.EvidenceState.OFF
-    elif candidates:
-        evidence_state = Prediction.EvidenceState.PENDING
-    else:  # nothing flagged, nothing to explain
-        evidence_state = Prediction.EvidenceState.READY
     # Criteria met by this system's measurements: findings of their own, after the model's, and inputs to the
     # action table like the model's (a STEMI by measurement is as immediate as one by the model).
     by_measurement = ecg_measures.statements(record.measurements, age=record.age_at_ecg, sex=record.sex_at_ecg)
     elapsed_ms = (time.perf_counter() - started) * 1000
     actions = rank_actions(
-        [*(FindingInput(("superclass:" if h == "superclass" else "statement:") + code, float(p), d)
-           for h, code, _, p, _, _, d in candidates),
+        [*(FindingInput(c.rule_key, c.probability, c.disputed) for c in candidates),
          *ecg_measures.action_inputs(by_measurement)],
         quality=[QualityInput(i["code"], i["message"], i.get("lead"))
                  for i in record.quality.get("issues", []) if i.get("severity") == "warn"],
         disputed_absent=disputed_absent)
-    # "Needs review" only when the members disagree about a dangerous finding (the action table's caveat).
-    needs_review = any(a.rule_id == MODELS_DISAGREE for a in actions)
+    return Analysis(
+        model_version=ens.version, calibration_version=ens.calibration_version,
+        operating_points=ens.operating_points, labels=labels, output=pred, candidates=candidates,
+        by_measurement=by_measurement, actions=actions,
+        # "Needs review" only when the members disagree about a dangerous finding (the action table's caveat).
+        needs_review=any(a.rule_id == MODELS_DISAGREE for a in actions), elapsed_ms=elapsed_ms)
 
+
+def _inference_store(*, job: InferenceJob, analysis: Analysis, cpu_started: float) -> InferenceJob:
+    """Prediction, findings and actions of a claimed job in one transaction with the job's end and its audit event;
+    the job as it is if another delivery of the same message stored its result first."""
+    a, pred, labels, top_action, record = analysis, analysis.output, analysis.labels, analysis.actions[0], job.record
+    # The result does not wait for its evidence (issue 17): the backward pass for the top findings costs several
+    # forward passes, so it runs afterwards on the "evidence" queue (evidence_compute) and the page shows it when
+    # it arrives. A job stored without evidence (a bulk import) asks for none.
+    if not job.with_evidence:
+        evidence_state = Prediction.EvidenceState.OFF
+    elif a.candidates:
+        evidence_state = Prediction.EvidenceState.PENDING
+    else:  # nothing flagged, nothing to explain
+        evidence_state = Prediction.EvidenceState.READY
     with transaction.atomic():
-        job = InferenceJob.objects.select_for_update().get(pk=job_id)
+        job = InferenceJob.objects.select_for_update().get(pk=job.pk)
         if job.state == InferenceJob.State.DONE:  # another delivery of the same message won the race
             return job
         Prediction.objects.filter(record=record).delete()
         prediction = Prediction.objects.create(
-            record=record, model_version=ens.version,
+            record=record, model_version=a.model_version,
             superclass=dict(zip(labels.superclasses, _round(pred.superclass[0], 4))),
             statements=dict(zip(labels.statements, _round(pred.statements[0], 4))),
             spread={"superclass": dict(zip(labels.superclasses, _round(pred.superclass_spread[0], 4))),
                     "statements": dict(zip(labels.statements, _round(pred.statements_spread[0], 4)))},
-            operating_points=ens.operating_points, calibration_version=ens.calibration_version,
+            operating_points=a.operating_points, calibration_version=a.calibration_version,
             embedding=_round(pred.embedding[0], 4), evidence_state=evidence_state,
             evidence_queued_at=timezone.now() if evidence_state == Prediction.EvidenceState.PENDING else None,
-            needs_review=needs_review,
-            top_urgency=actions[0].urgency,
-            inference_ms=round(elapsed_ms, 1),
+            needs_review=a.needs_review,
+            top_urgency=top_action.urgency,
+            inference_ms=round(a.elapsed_ms, 1),
         )
         Finding.objects.bulk_create([
-            Finding(prediction=prediction, head=h, code=code, display=display, probability=float(p),
-                    threshold=float(t), spread=float(s), needs_review=d, rank=i)
-            for i, (h, code, display, p, t, s, d) in enumerate(candidates)] + [
+            Finding(prediction=prediction, head=c.head, code=c.code, display=c.display, probability=c.probability,
+                    threshold=c.threshold, spread=c.spread, needs_review=c.disputed, rank=i)
+            for i, c in enumerate(a.candidates)] + [
             Finding(prediction=prediction, head=Finding.Head.MEASUREMENT, code=st["code"], display=st["text"][:128],
-                    probability=None, threshold=None, spread=None, rank=len(candidates) + i)
-            for i, st in enumerate(by_measurement)])
+                    probability=None, threshold=None, spread=None, rank=len(a.candidates) + i)
+            for i, st in enumerate(a.by_measurement)])
         Recommendation.objects.bulk_create([
-            Recommendation(prediction=prediction, rank=i, action=a.action, urgency=a.urgency, reasoning=a.reasoning,
-                           source=a.source, triggered_by=a.triggered_by, confidence=a.confidence,
-                           table_version=a.table_version, kind=a.kind, rule_id=a.rule_id)
-            for i, a in enumerate(actions)])
+            Recommendation(prediction=prediction, rank=i, action=r.action, urgency=r.urgency, reasoning=r.reasoning,
+                           source=r.source, triggered_by=r.triggered_by, confidence=r.confidence,
+                           table_version=r.table_version, kind=r.kind, rule_id=r.rule_id)
+            for i, r in enumerate(a.actions)])
         top = int(np.argmax(pred.superclass[0]))
-        transaction.on_commit(lambda: _count_result(elapsed_ms, labels.superclasses[top],
-                                                    float(pred.superclass[0, top]), actions[0].urgency))
+        transaction.on_commit(lambda: _count_result(a.elapsed_ms, labels.superclasses[top],
+                                                    float(pred.superclass[0, top]), top_action.urgency))
         job.state, job.progress, job.stage = InferenceJob.State.DONE, 100, "Done"
         job.finished_at = timezone.now()
         job.save()
         if prediction.top_urgency == Recommendation.Urgency.IMMEDIATE:  # at once, not after the escalation limit
             reviews.result_notify(prediction=prediction)
-        audit_log(actor=None, action="inference.complete", object_type="EcgRecord", object_id=record.public_id,
-                  details={"model_version": ens.version, "calibration_version": ens.calibration_version,
-                           "findings": [f"{c[0]}:{c[1]}" for c in candidates],
+        audit_log(actor=None, action=AuditAction.INFERENCE_COMPLETE,
+                  object_type="EcgRecord", object_id=record.public_id,
+                  details={"model_version": a.model_version, "calibration_version": a.calibration_version,
+                           "findings": [c.finding_key for c in a.candidates],
                            "measurements": {k: record.measurements.get(k) for k in ecg_measures.API_KEYS},
                            "measurement_version": record.measurements.get("version"),
-                           "criteria": [st["code"] for st in by_measurement],
-                           "top_urgency": actions[0].urgency, "needs_review": needs_review,
-                           "ms": round(elapsed_ms, 1)})
+                           "criteria": [st["code"] for st in a.by_measurement],
+                           "top_urgency": top_action.urgency, "needs_review": a.needs_review,
+                           "ms": round(a.elapsed_ms, 1)})
         if evidence_state == Prediction.EvidenceState.PENDING:
             transaction.on_commit(lambda: _send_evidence(prediction.pk))
     metrics.WORKER_CPU_SECONDS.labels(step="analysis").observe(time.process_time() - cpu_started)
@@ -500,7 +564,7 @@ def evidence_request(*, prediction: Prediction, actor) -> Prediction:
             return locked
         locked.evidence_state, locked.evidence_queued_at = Prediction.EvidenceState.PENDING, timezone.now()
         locked.save(update_fields=["evidence_state", "evidence_queued_at"])
-        audit_log(actor=actor, action="inference.evidence_requested", object_type="EcgRecord",
+        audit_log(actor=actor, action=AuditAction.INFERENCE_EVIDENCE_REQUESTED, object_type="EcgRecord",
                   object_id=locked.record.public_id, details={"model_version": locked.model_version})
         transaction.on_commit(lambda: _send_evidence(locked.pk))
     return locked
@@ -539,7 +603,7 @@ def evidence_compute(*, prediction_id: int) -> Prediction:
         prediction.evidence_state, prediction.evidence_ms = Prediction.EvidenceState.READY, round(elapsed_ms, 1)
         prediction.evidence_at = timezone.now()
         prediction.save(update_fields=["explanations", "evidence", "evidence_state", "evidence_ms", "evidence_at"])
-        audit_log(actor=None, action="inference.evidence", object_type="EcgRecord",
+        audit_log(actor=None, action=AuditAction.INFERENCE_EVIDENCE, object_type="EcgRecord",
                   object_id=prediction.record.public_id,
                   details={"model_version": ens.version, "findings": list(maps), "ms": round(elapsed_ms, 1)})
     metrics.WORKER_CPU_SECONDS.labels(step="evidence").observe(time.process_time() - cpu_started)
@@ -554,7 +618,7 @@ def evidence_fail(*, prediction_id: int, error: str) -> Prediction:
             return prediction
         prediction.evidence_state, prediction.evidence_at = Prediction.EvidenceState.FAILED, timezone.now()
         prediction.save(update_fields=["evidence_state", "evidence_at"])
-        audit_log(actor=None, action="inference.evidence_failed", object_type="EcgRecord",
+        audit_log(actor=None, action=AuditAction.INFERENCE_EVIDENCE_FAILED, object_type="EcgRecord",
                   object_id=prediction.record.public_id, details={"error": error[:500]})
     return prediction
 
@@ -574,7 +638,8 @@ def inference_fail(*, job_id: int, error: str) -> InferenceJob:
         transaction.on_commit(metrics.JOB_FAILURES.inc)
         job.finished_at = timezone.now()
         job.save()
-        audit_log(actor=None, action="inference.failed", object_type="EcgRecord", object_id=job.record.public_id,
+        audit_log(actor=None, action=AuditAction.INFERENCE_FAILED,
+                  object_type="EcgRecord", object_id=job.record.public_id,
                   details={"error": error[:500], "attempts": job.attempts})
     return job
 
@@ -588,7 +653,8 @@ def inference_retry(*, job: InferenceJob, actor) -> InferenceJob:
         job.state, job.progress, job.stage, job.error = InferenceJob.State.QUEUED, 0, "Waiting for a worker", ""
         job.enqueued_at, job.attempts = timezone.now(), 0
         job.save()
-        audit_log(actor=actor, action="inference.retry", object_type="EcgRecord", object_id=job.record.public_id)
+        audit_log(actor=actor, action=AuditAction.INFERENCE_RETRY,
+                  object_type="EcgRecord", object_id=job.record.public_id)
         _enqueue(job)
     return job
 

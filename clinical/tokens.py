@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.models import ApiToken
 
@@ -29,7 +29,7 @@ def api_token_create(*, user, name: str, days: int = 90, actor=None) -> tuple[Ap
     with transaction.atomic():
         token = ApiToken.objects.create(user=user, name=name[:100], prefix=prefix, digest=_digest(secret),
                                         expires_at=timezone.now() + timedelta(days=days))
-        audit_log(actor=actor, action="api_token.create", object_type="ApiToken", object_id=prefix,
+        audit_log(actor=actor, action=AuditAction.API_TOKEN_CREATE, object_type="ApiToken", object_id=prefix,
                   details={"user": user.username, "name": name, "days": days})
     return token, secret
 
@@ -40,7 +40,7 @@ def api_token_revoke(*, prefix: str, actor=None) -> ApiToken:
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at"])
-            audit_log(actor=actor, action="api_token.revoke", object_type="ApiToken", object_id=prefix,
+            audit_log(actor=actor, action=AuditAction.API_TOKEN_REVOKE, object_type="ApiToken", object_id=prefix,
                       details={"user": token.user.username})
     return token
 

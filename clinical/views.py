@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from clinical import access, interpretations, reviews, selectors, services
 from clinical import measurements as ecg_measures
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.comparison import ecg_acquired_at, ecg_compare, latest_interpretation, prior_ecg
 from clinical.ecgplot import Overlay, ecg_paper_figure, overview_figure, plotly_js_path
 from clinical.errors import ApplicationError
@@ -34,7 +34,7 @@ from clinical.intake.device import measurement_rows
 from clinical.models import EcgRecord, Interpretation, Prediction
 from clinical.reports.services import PDF, report_export
 from clinical.reviews import notification_opened, result_acknowledge
-from clinical.services import SUPERCLASS_NAMES
+from mlcore.labels import STATEMENT_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 from mlcore.preprocess import WINDOW_S
 
 
@@ -103,10 +103,10 @@ def _ack_form(prediction, data=None) -> AcknowledgeForm:
     findings = list(prediction.findings.all())
     missable = reviews.missable_keys(prediction, {f.overlay_key for f in findings})
     names = services.statement_names()
-    classes = [(f"superclass:{c}", SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass
-               if f"superclass:{c}" in missable]
+    classes = [(f"{SUPERCLASS_KEY}{c}", SUPERCLASS_NAMES.get(c, c)) for c in prediction.superclass
+               if f"{SUPERCLASS_KEY}{c}" in missable]
     statements = sorted((k, names.get(k.split(":", 1)[1], k.split(":", 1)[1]))
-                        for k in missable if k.startswith("statements:"))
+                        for k in missable if k.startswith(STATEMENT_KEY))
     return AcknowledgeForm(data, findings=findings, missable=classes, missable_statements=statements)
 
 
@@ -241,7 +241,7 @@ def ecg_overlay_viewed(request: HttpRequest, public_id) -> JsonResponse:
     prediction = getattr(record, "prediction", None)
     if not prediction or key not in prediction.explanations:
         return JsonResponse({"error": "unknown overlay"}, status=400)
-    audit_log(actor=request.user, action="overlay.view", object_type="EcgRecord", object_id=record.public_id,
+    audit_log(actor=request.user, action=AuditAction.OVERLAY_VIEW, object_type="EcgRecord", object_id=record.public_id,
               details={"overlay": key})
     return JsonResponse({"ok": True})
 
@@ -381,7 +381,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     events = list(selectors.audit_events(filters=request.GET)[:51])
     next_cursor = events[49].id if len(events) > 50 else None
     # Audit rows name patients and who saw them: reading them is audited like the CSV export.
-    audit_log(actor=request.user, action="audit.view", object_type="AuditEvent", object_id="list",
+    audit_log(actor=request.user, action=AuditAction.AUDIT_VIEW, object_type="AuditEvent", object_id="list",
               details={**{k: str(v) for k, v in filters.items() if v}, "after": after, "count": len(events[:50])})
     query = request.GET.copy()
     query.pop("cursor", None)
@@ -423,7 +423,7 @@ def audit_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     filters = form.filters() if form.is_bound else {}
     query = request.GET.copy()
     query.pop("cursor", None)  # the export is the whole filtered trail, not the page a link was on
-    audit_log(actor=request.user, action="audit.export", object_type="AuditEvent", object_id="csv",
+    audit_log(actor=request.user, action=AuditAction.AUDIT_EXPORT, object_type="AuditEvent", object_id="csv",
               details={k: str(v) for k, v in filters.items() if v})
     writer = csv.writer(_Echo())
     header = ["id", "at", "actor", "action", "object_type", "object_id", "request_id", "ip", "details", "prev_hash",

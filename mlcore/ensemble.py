@@ -34,8 +34,9 @@ class EnsembleLoadError(RuntimeError):
 
 
 @dataclass
-class Prediction:
-    """Outputs for a batch of b ECGs. Probabilities are calibrated; spread is the std across members."""
+class EnsembleOutput:
+    """What :meth:`Ensemble.predict` returns for a batch of b ECGs (clinical.models.Prediction is the stored row).
+    Probabilities are calibrated; spread is the std across members."""
 
     superclass: np.ndarray  # (b, 5)
     statements: np.ndarray  # (b, 71)
@@ -160,7 +161,7 @@ class Ensemble:
         """preprocess() every signal: (b, 12, 1000) float32 tensor."""
         return torch.from_numpy(np.stack([preprocess(s, fs, self.standardizer, leads) for s in signals]))
 
-    def predict(self, signals: Sequence[np.ndarray], fs: float, leads: Sequence[str] | None = None) -> Prediction:
+    def predict(self, signals: Sequence[np.ndarray], fs: float, leads: Sequence[str] | None = None) -> EnsembleOutput:
         """Calibrated probabilities for a batch of ECGs, each (12, n) in mV sampled at ``fs``."""
         x = self.prepare(signals, fs, leads)  # (b, 12, 1000)
         with torch.inference_mode():
@@ -176,7 +177,7 @@ class Ensemble:
             result[f"{head}_spread"] = member_p.std(0)
             result[f"{head}_flags"] = p >= self.threshold[head]
             result[f"{head}_members_above"] = (member_p >= self.threshold[head]).sum(0)
-        return Prediction(**result)
+        return EnsembleOutput(**result)
 
     # -- explanation ------------------------------------------------------------------------------
 
@@ -251,5 +252,5 @@ def load_cached(path: str = str(DEFAULT_WEIGHTS), threads: int | None = None) ->
     return Ensemble.load(path, threads)
 
 
-__all__ = ["Ensemble", "EnsembleLoadError", "MANIFEST_CALIBRATION", "Prediction", "Explanation", "load_cached",
+__all__ = ["Ensemble", "EnsembleLoadError", "EnsembleOutput", "MANIFEST_CALIBRATION", "Explanation", "load_cached",
            "TARGET_FS", "LEADS"]

@@ -14,6 +14,16 @@ from pathlib import Path
 import numpy as np
 
 SUPERCLASSES: tuple[str, ...] = ("NORM", "MI", "STTC", "CD", "HYP")
+# What the pages, reports and model card call each superclass (the statements' names come from the manifest).
+SUPERCLASS_NAMES: dict[str, str] = {"NORM": "Normal ECG", "MI": "Myocardial infarction", "STTC": "ST/T change",
+                                    "CD": "Conduction disturbance", "HYP": "Hypertrophy"}
+# A label's key is a prefix and its code. Both spellings below are stored, so they stay as they are: finding keys
+# ("superclass:MI", "statements:AFIB": the model's head name) in acknowledgement outcomes and verdicts, readings,
+# evidence maps and audit details; the action table's keys ("statement:AFIB") in clinical/recommendations.json and
+# in Recommendation.triggered_by / rule_id.
+SUPERCLASS_KEY = "superclass:"  # a finding and a rule alike
+STATEMENT_KEY = "statements:"  # a finding
+STATEMENT_RULE_KEY = "statement:"  # a rule of the action table
 
 
 @dataclass(frozen=True)

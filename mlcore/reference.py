@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from mlcore.features import FEATURE_NAMES
+from mlcore.labels import SUPERCLASSES
 from mlcore.preprocess import LEADS
 
 REFERENCE_FILE = "reference_fold9.npz"
 N_EMBEDDING_PCS = 3  # principal components of the embedding tracked one by one
 N_DISTANCE_PCS = 16  # the whitened distance from the reference centre uses this many components
 
-SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 SEXES = ("M", "F")  # PTB-XL codes 0 = male, 1 = female
 QUALITY_FLAG_BUCKETS = ("0", "1", "2", "3+")
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from monitoring import metrics
 from monitoring.models import DriftReport, FairnessReport, MonitoringAlert
 
@@ -35,7 +35,7 @@ def alert_raise(*, report: DriftReport | FairnessReport, metric: str, value: flo
         with transaction.atomic():
             alert = MonitoringAlert.objects.create(kind=kind, metric=metric, value=value, threshold=threshold,
                                                    message=message, created_at=now, emailed_to=recipients, **link)
-            audit_log(actor=None, action="monitoring.alert", object_type=type(report).__name__,
+            audit_log(actor=None, action=AuditAction.MONITORING_ALERT, object_type=type(report).__name__,
                       object_id=report.pk, details={"metric": metric, "value": value, "threshold": threshold,
                                                     "emailed": len(recipients)})
             transaction.on_commit(lambda: metrics.ALERTS.labels(kind=kind).inc())

@@ -24,13 +24,13 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.models import Acknowledgement, Interpretation, Prediction
 from clinical.recommend import dangerous_keys
 from clinical.reviews import MISSED
-from clinical.services import SUPERCLASS_NAMES
 from mlcore.calibration import HEADS, MANIFEST_CALIBRATION
+from mlcore.labels import STATEMENT_KEY, STATEMENT_RULE_KEY, SUPERCLASS_NAMES
 from monitoring.models import CalibrationVersion
 from training.operating_points import MIN_SUPPORT
 from training.site_calibration import NEGATIVE, POSITIVE, UNKNOWN, fit_site
@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # the pages need no torch; only inference and a proposal hold
     from mlcore.ensemble import Ensemble
 
 PERMISSION = "monitoring.manage_calibration"
-PROPOSED, ACTIVATED, ROLLED_BACK = "calibration.propose", "calibration.activate", "calibration.rollback"
 # Stored probabilities have 4 decimals: 0.0 and 1.0 stand for "below 0.00005" and "above 0.99995".
 _P_CLIP = 5e-5
 STATEMENTS_KEPT = ("kept: the review records misses only for diagnostic classes and dangerous statements, so this "
@@ -150,9 +149,9 @@ def site_outcomes(*, ens: Ensemble, since: datetime | None = None) -> tuple[dict
             else:
                 # A dangerous statement the review offered as missable has its outcome fixed at acknowledgement
                 # (clinical.reviews.review_outcomes); any other statement has one only where it was flagged.
-                row_outcome = [_CLASS_OUTCOME[ack.outcomes[f"statements:{c}"]] if f"statements:{c}" in ack.outcomes
-                               else _statement_outcome(f"statements:{c}", flagged, ack.verdict, ack.finding_verdicts)
-                               for c in codes[head]]
+                row_outcome = [_CLASS_OUTCOME[ack.outcomes[k]] if k in ack.outcomes
+                               else _statement_outcome(k, flagged, ack.verdict, ack.finding_verdicts)
+                               for k in (f"{STATEMENT_KEY}{c}" for c in codes[head])]
             # A label the stored result lacks (NaN) has no score to refit on.
             outcomes[head].append([UNKNOWN if np.isnan(stored.get(c, np.nan)) else o
                                    for c, o in zip(codes[head], row_outcome)])
@@ -175,8 +174,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
     current = _block(ens, parent)
     codes = {"superclass": list(ens.labels.superclasses), "statements": list(ens.labels.statements)}
     fitted = fit_site(logits, outcomes, current, codes, set(dangerous_keys()), min_count,
-                      not_refittable={f"statements:{c}": STATEMENTS_KEPT for c in codes["statements"]
-                                      if f"statement:{c}" not in dangerous_keys()})
+                      not_refittable={f"{STATEMENT_KEY}{c}": STATEMENTS_KEPT for c in codes["statements"]
+                                      if f"{STATEMENT_RULE_KEY}{c}" not in dangerous_keys()})
     span = {"first": min(a.at for a in acks), "last": max(a.at for a in acks)}
     calibration = {
         **fitted["calibration"],
@@ -193,7 +192,8 @@ def calibration_propose(*, ens: Ensemble, user, since: datetime | None = None,
                     version=f"site-{taken + 1 + attempt}", model_version=ens.version, parent=parent,
                     calibration=calibration, labels=fitted["labels"], n_outcomes=n, outcomes_from=span["first"],
                     outcomes_to=span["last"], min_count=min_count, created_by=user)
-                audit_log(actor=user, action=PROPOSED, object_type="CalibrationVersion", object_id=version.version,
+                audit_log(actor=user, action=AuditAction.CALIBRATION_PROPOSE,
+                          object_type="CalibrationVersion", object_id=version.version,
                           details={"model_version": ens.version, "parent": version.parent_version, "outcomes": n,
                                    "refit": [f"{r['head']}:{r['code']}" for r in fitted["labels"] if r["refit"]],
                                    "min_count": min_count})
@@ -226,7 +226,8 @@ def calibration_activate(*, version: CalibrationVersion, user) -> CalibrationVer
         version.status, version.replaced = CalibrationVersion.Status.ACTIVE, current
         version.activated_by, version.activated_at = user, now
         version.save(update_fields=["status", "replaced", "activated_by", "activated_at"])
-        audit_log(actor=user, action=ACTIVATED, object_type="CalibrationVersion", object_id=version.version,
+        audit_log(actor=user, action=AuditAction.CALIBRATION_ACTIVATE,
+                  object_type="CalibrationVersion", object_id=version.version,
                   details={"model_version": version.model_version, "replaced": version.replaced_version,
                            "refit": version.n_refit, "outcomes": version.n_outcomes})
     return version
@@ -249,7 +250,8 @@ def calibration_rollback(*, version: CalibrationVersion, user) -> CalibrationVer
             restored = CalibrationVersion.objects.select_for_update().get(pk=restored.pk)
             restored.status, restored.activated_by, restored.activated_at = CalibrationVersion.Status.ACTIVE, user, now
             restored.save(update_fields=["status", "activated_by", "activated_at"])
-        audit_log(actor=user, action=ROLLED_BACK, object_type="CalibrationVersion", object_id=version.version,
+        audit_log(actor=user, action=AuditAction.CALIBRATION_ROLLBACK,
+                  object_type="CalibrationVersion", object_id=version.version,
                   details={"model_version": version.model_version, "restored": version.replaced_version})
     return restored
 

@@ -21,9 +21,10 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.models import Prediction
-from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, SUPERCLASSES, Reference, drift_rows
+from mlcore.labels import SUPERCLASSES
+from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, Reference, drift_rows
 from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import DriftFeature, DriftReport
@@ -45,7 +46,7 @@ def drift_report_create(*, requested_by=None, now=None) -> DriftReport:
                 "max_rows": settings.ECG_DRIFT_MAX_ROWS, "alpha": settings.ECG_DRIFT_ALPHA,
                 "num_method": "ks", "cat_method": "chisquare"})
     if requested_by is not None:
-        audit_log(actor=requested_by, action="monitoring.drift_requested", object_type="DriftReport",
+        audit_log(actor=requested_by, action=AuditAction.MONITORING_DRIFT_REQUESTED, object_type="DriftReport",
                   object_id=report.pk, details={"window_hours": settings.ECG_DRIFT_WINDOW_HOURS})
     return report
 

@@ -30,15 +30,16 @@ from django.db import transaction
 from django.db.models import Case, CharField, Count, F, Q, Value, When
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.models import Acknowledgement, Interpretation, Patient, Prediction
+from clinical.recommend import AWAITS_REVIEW
+from mlcore import metrics as scores
 from mlcore.reference import SEXES, Reference
-from monitoring import metrics, stats
+from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
 from monitoring.running import report_execute, report_progress
 
-URGENT = ("immediate", "urgent")
 # Patients whose age the uploader marked unknown form their own band, as sex "U" forms its own group: left out,
 # they would vanish from the age comparisons without anyone seeing that they are there.
 UNKNOWN_AGE_BAND = "Unknown"
@@ -85,7 +86,7 @@ def fairness_report_create(*, requested_by=None, now=None) -> FairnessReport:
                 "parity_min_ratio": settings.ECG_FAIRNESS_PARITY_MIN_RATIO,
                 "eo_max_difference": settings.ECG_FAIRNESS_EO_MAX_DIFFERENCE})
     if requested_by is not None:
-        audit_log(actor=requested_by, action="monitoring.fairness_requested", object_type="FairnessReport",
+        audit_log(actor=requested_by, action=AuditAction.MONITORING_FAIRNESS_REQUESTED, object_type="FairnessReport",
                   object_id=report.pk, details={"window_days": settings.ECG_FAIRNESS_WINDOW_DAYS})
     return report
 
@@ -102,7 +103,7 @@ def urgent_counts(start, end, bands) -> dict[tuple[str, str], Counts]:
                        for label, lo, hi in bands], default=Value(UNKNOWN_AGE_BAND), output_field=CharField())
     cells = (Prediction.objects.filter(created_at__gte=start, created_at__lt=end)
              .annotate(band=band_case, sex=F("record__sex_at_ecg")).values("band", "sex")
-             .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=URGENT))).order_by())
+             .annotate(n=Count("id"), urgent=Count("id", filter=Q(top_urgency__in=AWAITS_REVIEW))).order_by())
     out: dict[tuple[str, str], Counts] = defaultdict(Counts)
     for cell in cells:
         for key in group_keys(cell["sex"], cell["band"] or None):
@@ -153,9 +154,9 @@ def validation_auc(ref: Reference, bands, min_group: int) -> list[FairnessMetric
             rows.append(FairnessMetric(dimension=dimension, group=group, metric="auc", n=len(idx),
                                        status=FairnessMetric.Status.TOO_SMALL))
             continue
-        low, high = stats.bootstrap_macro_auc(y[idx], p[idx], seed=len(idx))
+        low, high = scores.bootstrap_macro_auc_ci(y[idx], p[idx], level=0.95, seed=len(idx))
         rows.append(FairnessMetric(dimension=dimension, group=group, metric="auc", n=len(idx),
-                                   value=stats.macro_auc(y[idx], p[idx]), ci_low=low, ci_high=high,
+                                   value=scores.macro_auc(y[idx], p[idx]), ci_low=low, ci_high=high,
                                    status=FairnessMetric.Status.OK))
     return rows
 
@@ -164,7 +165,7 @@ def _rate(dimension: str, group: str, metric: str, events: int, n: int, min_grou
     if n < min_group:
         return FairnessMetric(dimension=dimension, group=group, metric=metric, n=n, events=events,
                               status=FairnessMetric.Status.TOO_SMALL)
-    low, high = stats.wilson(events, n)
+    low, high = scores.wilson(events, n)
     return FairnessMetric(dimension=dimension, group=group, metric=metric, n=n, events=events, value=events / n,
                           ci_low=low, ci_high=high, status=FairnessMetric.Status.OK)
 
@@ -191,11 +192,11 @@ def _compare(rows: list[FairnessMetric], dimension: str, metric: str, kind: str,
             comparison.value, comparison.note = 1.0, "no events in any group"
             return comparison
         comparison.value = lo.value / hi.value
-        comparison.ci_low, comparison.ci_high = stats.ratio_ci(lo.events, lo.n, hi.events, hi.n)
+        comparison.ci_low, comparison.ci_high = scores.ratio_ci(lo.events, lo.n, hi.events, hi.n)
         comparison.breached = comparison.value < threshold and comparison.ci_high < 1.0
     else:
         comparison.value = hi.value - lo.value
-        comparison.ci_low, comparison.ci_high = stats.newcombe_difference(hi.events, hi.n, lo.events, lo.n)
+        comparison.ci_low, comparison.ci_high = scores.newcombe_difference(hi.events, hi.n, lo.events, lo.n)
         comparison.breached = comparison.value > threshold and comparison.ci_low > 0.0
     return comparison
 

@@ -21,8 +21,8 @@ from django.shortcuts import render
 from django.utils.safestring import SafeString, mark_safe
 from plotly.subplots import make_subplots
 
-from clinical.services import SUPERCLASS_NAMES
-from mlcore.reference import REFERENCE_FILE, SUPERCLASSES, Reference
+from mlcore.labels import SUPERCLASS_NAMES, SUPERCLASSES
+from mlcore.reference import REFERENCE_FILE, Reference
 from monitoring.calibration import calibration_active
 from monitoring.charts import AXIS, DIMENSION_COLOURS, DIMENSION_NAMES, axis, layout, script_json
 

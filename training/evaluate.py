@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlcore.ensemble import Ensemble, Prediction
-from mlcore.ptbxl import Split, fingerprint, load_folds
-from training.metrics import (
+from mlcore.ensemble import Ensemble, EnsembleOutput
+from mlcore.metrics import (
     bootstrap_macro_auc_ci,
     expected_calibration_error,
     f1_score_at,
@@ -19,6 +18,7 @@ from training.metrics import (
     scorable,
     true_positive_rate_at,
 )
+from mlcore.ptbxl import Split, fingerprint, load_folds
 from training.runrecord import git_commit
 from training.tracking import metric_name, tracked_run
 
@@ -28,10 +28,11 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
 SEXES = {0: "male", 1: "female"}
 
 
-def predict_split(ens: Ensemble, split: Split, batch: int = 256) -> Prediction:
+def predict_split(ens: Ensemble, split: Split, batch: int = 256) -> EnsembleOutput:
     """Run Ensemble.predict (the serving path) over a split's 100 Hz signals, in batches."""
     parts = [ens.predict(split.signals[i:i + batch], fs=100) for i in range(0, len(split), batch)]
-    return Prediction(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__})
+    return EnsembleOutput(**{k: np.concatenate([getattr(p, k) for p in parts])
+                             for k in EnsembleOutput.__dataclass_fields__})
 
 
 def _subgroup(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, names: Sequence[str]) -> dict:
@@ -72,7 +73,7 @@ def build_report(ens: Ensemble, split: Split, folds: Sequence[int], n_boot: int 
         "superclass": {
             "n_records": int(m.sum()),
             "macro_auc": float(np.nanmean(aucs)),
-            "macro_auc_ci90": list(bootstrap_macro_auc_ci(ys, ps, n_resamples=n_boot)),
+            "macro_auc_ci90": list(bootstrap_macro_auc_ci(ys, ps, level=0.90, n_resamples=n_boot)),
             "per_class_auc": {n: float(a) for n, a in zip(sup_names, aucs)},
             "ece": {n: expected_calibration_error(ys[:, j], ps[:, j]) for j, n in enumerate(sup_names)},
             "f1_at_threshold": {n: f1_score_at(ys[:, j], ps[:, j], th[j]) for j, n in enumerate(sup_names)},

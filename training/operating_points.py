@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from mlcore.calibration import HEADS, MIN_THRESHOLD, fit_threshold
+from mlcore.labels import STATEMENT_RULE_KEY
+from mlcore.metrics import wilson
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "mlcore" / "weights"
 TABLE = Path(__file__).resolve().parents[1] / "clinical" / "recommendations.json"
@@ -35,18 +37,8 @@ NORM_SPECIFICITY_TARGET = 0.95
 # With 30 positives a sensitivity of 0.90 is known to about +-0.09 (90 % Wilson interval 0.77-0.96 for 27 of 30);
 # below that a target "met" on the validation data says little (project policy).
 MIN_SUPPORT = 30
-Z90 = 1.6449
+CI_LEVEL = 0.90  # of the Wilson intervals written beside each achieved rate
 SPLIT_SEED = 0
-
-
-def wilson(k: int, n: int, z: float = Z90) -> tuple[float, float] | None:
-    """Wilson score interval for k successes in n (Wilson EB, J Am Stat Assoc 1927;22:209)."""
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def threshold_for_sensitivity(p: np.ndarray, y: np.ndarray, target: float) -> float:
@@ -116,7 +108,7 @@ def operating_point(p: np.ndarray, y: np.ndarray, metric: str | None, target: fl
             kb, nb = _metric(metric, p[b], y[b], tb)
             if nb:
                 oos.append(kb / nb)
-    ci = wilson(k, n)
+    ci = wilson(k, n, level=CI_LEVEL)
     record.update(name=f"{metric}_target", achieved=round(k / n, 4),
                   achieved_ci90=[round(ci[0], 4), round(ci[1], 4)],
                   achieved_out_of_sample=round(float(np.mean(oos)), 4) if oos else None)
@@ -127,7 +119,7 @@ def policy(head: str, code: str, dangerous: set[str]) -> tuple[str | None, float
     """The target metric and value of one label (see the module docstring)."""
     if code == "NORM":
         return "specificity", NORM_SPECIFICITY_TARGET
-    if head == "statements" and f"statement:{code}" in dangerous:
+    if head == "statements" and f"{STATEMENT_RULE_KEY}{code}" in dangerous:
         return "sensitivity", SENSITIVITY_TARGET
     return None, None
 

@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mlcore.calibration import HEADS, TEMPERATURE_BOUNDS, fit_temperature, operating_points, sigmoid
-from training.operating_points import MIN_SUPPORT, operating_point, policy, wilson
+from mlcore.metrics import wilson
+from training.operating_points import CI_LEVEL, MIN_SUPPORT, operating_point, policy
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
 
@@ -31,8 +32,8 @@ POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
 def _rate(hits: np.ndarray) -> dict:
     """A proportion with its 90 % Wilson interval: {"value", "ci90", "k", "n"} (value None when n is 0)."""
     k, n = int(hits.sum()), int(hits.size)
-    ci = wilson(k, n)
-    return {"value": round(k / n, 4) if n else None, "ci90": [round(ci[0], 4), round(ci[1], 4)] if ci else None,
+    ci = wilson(k, n, level=CI_LEVEL)
+    return {"value": round(k / n, 4) if n else None, "ci90": [round(ci[0], 4), round(ci[1], 4)] if n else None,
             "k": k, "n": n}
 
 

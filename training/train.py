@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mlcore.metrics import macro_auc
 from mlcore.model import EcgResNet, ModelConfig, count_parameters
 from mlcore.preprocess import Standardizer, preprocess
 from mlcore.ptbxl import Split, fingerprint, load_folds
-from training.metrics import macro_auc
 from training.runrecord import git_commit, seed_everything
 from training.tracking import tracked_run
 

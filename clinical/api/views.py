@@ -34,6 +34,7 @@ from clinical.models import Prediction as PredictionRow
 from clinical.reports.pdf import PAPERS
 from clinical.reports.services import report_export
 from clinical.reviews import MISSED, result_acknowledge
+from mlcore.labels import STATEMENT_KEY, SUPERCLASS_KEY, SUPERCLASS_NAMES
 from mlcore.preprocess import LEADS
 
 EVIDENCE_POINTS = 100  # per lead: 10 s of evidence at 10 Hz is plenty for an EHR thumbnail
@@ -537,7 +538,7 @@ class EcgResultApi(APIView):
         class Action(serializers.Serializer):
             rank = serializers.IntegerField()
             action = serializers.CharField()
-            urgency = serializers.ChoiceField(choices=["immediate", "urgent", "routine"])
+            urgency = serializers.ChoiceField(choices=Recommendation.Urgency.values)
             reasoning = serializers.CharField()
             source = serializers.CharField()
             triggered_by = serializers.CharField()
@@ -748,7 +749,7 @@ class EcgAcknowledgeApi(APIView):
         missed = serializers.ListField(
             child=serializers.CharField(max_length=16), required=False, max_length=32,
             help_text="Diagnostic classes (superclass codes: "
-                      f"{', '.join(services.SUPERCLASS_NAMES)}) and dangerous statements (e.g. AFIB, STE_, 3AVB; the "
+                      f"{', '.join(SUPERCLASS_NAMES)}) and dangerous statements (e.g. AFIB, STE_, 3AVB; the "
                       "action table's dangerous set) present on the ECG that the model did not flag, recorded as "
                       "missed. Only one this result did not flag is accepted; any other code is refused with 400.")
 
@@ -782,7 +783,7 @@ class EcgAcknowledgeApi(APIView):
         d = s.validated_data
         # The page's "present but not flagged" boxes, in the service's terms.
         verdicts = dict(d.get("findings") or {}) | {
-            (f"superclass:{code}" if code in services.SUPERCLASS_NAMES else f"statements:{code}"): MISSED
+            (f"{SUPERCLASS_KEY}{code}" if code in SUPERCLASS_NAMES else f"{STATEMENT_KEY}{code}"): MISSED
             for code in d.get("missed", [])}
         ack = result_acknowledge(prediction=prediction, reviewer=request.user, verdict=d["verdict"],
                                  note=d["note"], finding_verdicts=verdicts)

@@ -9,14 +9,12 @@ from django.utils.dateparse import parse_datetime
 
 from clinical import measurements as ecg_measures
 from clinical import selectors
+from clinical.audit import AuditAction
 from clinical.errors import ApplicationError
 from clinical.interpretations import reading_for_report
 from clinical.models import AuditEvent, EcgRecord, Finding, Prediction
 from clinical.reports.data import ORIGINS, PRELIMINARY, Confirmation, ReportData, ReportDataError, ReportStatement
 from mlcore.preprocess import LEADS, WINDOW_S
-
-RESULT_EVENT = "inference.complete"
-
 
 NOT_READY = "result_not_ready"  # ApplicationError.code: the API answers 409 (clinical.api.errors.STATUS_BY_CODE)
 
@@ -53,7 +51,8 @@ def _acquired(record: EcgRecord) -> datetime | None:
 
 
 def _audit_reference(record: EcgRecord) -> str:
-    return (AuditEvent.objects.filter(action=RESULT_EVENT, object_type="EcgRecord", object_id=str(record.public_id))
+    return (AuditEvent.objects.filter(action=AuditAction.INFERENCE_COMPLETE,
+                                      object_type="EcgRecord", object_id=str(record.public_id))
             .order_by("-id").values_list("hash", flat=True).first()) or ""
 
 

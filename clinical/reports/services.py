@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.models import EcgRecord
 from clinical.reports import fhir, hl7
 from clinical.reports.pdf import PAPERS, report_pdf
 from clinical.reports.selectors import report_data
 
-REPORT_DOWNLOADED = "report.downloaded"
 PDF, FHIR, HL7 = "pdf", "fhir", "hl7"
 FORMATS = (PDF, FHIR, HL7)
 
@@ -54,7 +53,8 @@ def report_export(*, actor, record: EcgRecord, fmt: str, via: str, paper: str = 
         out = ReportFile(hl7.report_oru(data, pdf, sent_at=now).encode(), hl7.CONTENT_TYPE, f"{stem}.hl7",
                          data.status)
     with transaction.atomic():
-        audit_log(actor=actor, action=REPORT_DOWNLOADED, object_type="EcgRecord", object_id=record.public_id,
+        audit_log(actor=actor, action=AuditAction.REPORT_DOWNLOADED,
+                  object_type="EcgRecord", object_id=record.public_id,
                   details={"format": fmt, "via": via, "paper": paper, "status": data.status,
                            "version": data.version, "bytes": len(out.content),
                            "sha256": hashlib.sha256(out.content).hexdigest()})

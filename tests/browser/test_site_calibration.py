@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from clinical import services
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent
 from clinical.roles import roles_ensure
-from monitoring import calibration
 from monitoring.models import CalibrationVersion
 from tests.browser.conftest import CHROMIUM, log_in, person, shot
 from tests.monitoring.test_site_calibration import seed_site
@@ -40,7 +40,7 @@ def test_compliance_proposes_reviews_activates_and_rolls_back(live_server, page,
     page.click("#activate-calibration")
     page.wait_for_selector("#rollback-calibration")
     assert page.inner_text("#calibration-status") == "Active"
-    assert AuditEvent.objects.filter(action=calibration.ACTIVATED, actor__username="comp-site").exists()
+    assert AuditEvent.objects.filter(action=AuditAction.CALIBRATION_ACTIVATE, actor__username="comp-site").exists()
     page.goto(f"{base}/monitoring/model-card/")
     assert page.inner_text("#calibration-in-force #calibration-version") == "site-1"
     shot(page, "site-calibration-model-card")
@@ -49,7 +49,7 @@ def test_compliance_proposes_reviews_activates_and_rolls_back(live_server, page,
     page.click("#calibration-versions >> text=site-1")
     page.click("#rollback-calibration")
     page.wait_for_selector("#calibration-status:has-text('Retired')")
-    assert AuditEvent.objects.filter(action=calibration.ROLLED_BACK).exists()
+    assert AuditEvent.objects.filter(action=AuditAction.CALIBRATION_ROLLBACK).exists()
     page.goto(f"{base}/monitoring/calibration/")
     assert page.inner_text("#active-calibration") == "manifest"
     shot(page, "site-calibration-rolled-back")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
-from clinical import accounts
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent
 from clinical.roles import roles_ensure
 from tests.browser.conftest import CHROMIUM, log_in, person, shot
@@ -78,6 +78,6 @@ def test_admin_creates_a_clinician_who_can_upload_then_deactivates_them(live_ser
     shot(clinician, "user-admin-deactivated-login")
 
     by_admin = AuditEvent.objects.filter(actor=admin, object_id=str(new_user.pk))
-    assert set(by_admin.values_list("action", flat=True)) == {accounts.USER_CREATED, accounts.USER_DEACTIVATED}
+    assert set(by_admin.values_list("action", flat=True)) == {AuditAction.USER_CREATE, AuditAction.USER_DEACTIVATE}
     assert AuditEvent.objects.filter(action="role.change", object_id=str(new_user.pk)).count() == 1
     assert not page.js_errors, page.js_errors

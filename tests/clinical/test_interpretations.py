@@ -303,7 +303,8 @@ def test_a_signed_reading_is_announced_once_per_version_to_the_report_webhook(
     from unittest import mock
 
     from clinical import tasks
-    from clinical.interpretations import REPORT_WEBHOOK, report_webhook_send
+    from clinical.audit import AuditAction
+    from clinical.interpretations import report_webhook_send
     from tests.clinical.conftest import WebhookReceiver
 
     settings.ECG_REPORT_WEBHOOK_URL = webhook_server
@@ -321,7 +322,7 @@ def test_a_signed_reading_is_announced_once_per_version_to_the_report_webhook(
     assert [(h["event"], h["version"]) for h in hooks] == [("ecg.report.final", 1), ("ecg.report.amended", 2)]
     assert hooks[0]["ecg_id"] == str(record.public_id) and "patient" not in hooks[0]
     assert hooks[1]["links"]["fhir"].endswith(f"/api/v1/ecgs/{record.public_id}/report/fhir/")
-    events = AuditEvent.objects.filter(action=REPORT_WEBHOOK).order_by("id")
+    events = AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK).order_by("id")
     assert [(e.details["version"], e.details["status"]) for e in events] == [(1, "sent"), (2, "sent")]
 
 
@@ -334,7 +335,8 @@ def test_the_report_webhook_is_posted_after_its_claim_commits_outside_any_transa
     from django.db import connection
 
     from clinical import interpretations, tasks
-    from clinical.interpretations import REPORT_WEBHOOK, REPORT_WEBHOOK_ATTEMPT, report_webhook_send
+    from clinical.audit import AuditAction
+    from clinical.interpretations import report_webhook_send
 
     settings.ECG_REPORT_WEBHOOK_URL = webhook_server
     _, record = prior_and_current
@@ -347,7 +349,7 @@ def test_the_report_webhook_is_posted_after_its_claim_commits_outside_any_transa
 
     def post(payload, url=None):
         seen["atomic_depth"] = len(connection.atomic_blocks)
-        seen["claimed"] = AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT,
+        seen["claimed"] = AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK_ATTEMPT,
                                                     details__version=first.version).count()
         return real_post(payload, url=url)
 
@@ -355,8 +357,8 @@ def test_the_report_webhook_is_posted_after_its_claim_commits_outside_any_transa
         assert report_webhook_send(interpretation_id=first.pk)["status"] == "sent"
         assert report_webhook_send(interpretation_id=first.pk) == {"status": "already sent"}
     assert seen == {"atomic_depth": outside, "claimed": 1}
-    assert AuditEvent.objects.filter(action=REPORT_WEBHOOK_ATTEMPT).count() == 1
-    assert [e.details["status"] for e in AuditEvent.objects.filter(action=REPORT_WEBHOOK)] == ["sent"]
+    assert AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK_ATTEMPT).count() == 1
+    assert [e.details["status"] for e in AuditEvent.objects.filter(action=AuditAction.REPORT_WEBHOOK)] == ["sent"]
 
 
 def test_without_a_report_webhook_nothing_is_sent(prior_and_current, reviewer, settings,

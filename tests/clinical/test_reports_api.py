@@ -17,12 +17,12 @@ from hl7apy.parser import parse_message
 from rest_framework.test import APIClient
 
 from clinical import demo, services
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent, EcgRecord
 from clinical.reports import selectors as report_selectors
 from clinical.reports.data import Confirmation, ReportDataError, ReportStatement
 from clinical.reports.fhir import check_bundle
 from clinical.reports.selectors import report_data
-from clinical.reports.services import REPORT_DOWNLOADED
 from clinical.tokens import api_token_create
 from mlcore.preprocess import LEADS
 from tests.mlcore.synthetic_beats import BeatSpec, ecg
@@ -50,7 +50,8 @@ def api(user) -> APIClient:
 
 
 def downloads(record) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=REPORT_DOWNLOADED, object_id=str(record.public_id)).order_by("id"))
+    return list(AuditEvent.objects.filter(action=AuditAction.REPORT_DOWNLOADED, object_id=str(record.public_id))
+                .order_by("id"))
 
 
 def test_the_selector_builds_the_preliminary_report_from_the_stored_result(analysed):

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 
-from clinical import accounts
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent
 from clinical.roles import ROLES, roles_ensure
 
@@ -80,14 +80,14 @@ def test_creating_a_user_is_audited_and_needs_a_ten_character_password(client, s
     short = client.post(add, {"username": "dr-new", "usable_password": "true", "password1": "short-pw1",
                               "password2": "short-pw1"})
     assert short.status_code == 200 and b"at least 10 characters" in short.content
-    assert not User.objects.filter(username="dr-new").exists() and not events(accounts.USER_CREATED)
+    assert not User.objects.filter(username="dr-new").exists() and not events(AuditAction.USER_CREATE)
 
     resp = client.post(add, {"username": "dr-new", "usable_password": "true", "password1": "a-long-pass-9",
                              "password2": "a-long-pass-9"})
     assert resp.status_code == 302
     new = User.objects.get(username="dr-new")
     assert new.check_password("a-long-pass-9") and not new.is_staff and not new.is_superuser
-    [created] = events(accounts.USER_CREATED)
+    [created] = events(AuditAction.USER_CREATE)
     assert created.actor == site_admin and created.object_id == str(new.pk)
     assert created.details == {"user": "dr-new", "is_active": True, "is_staff": False, "is_superuser": False,
                                "usable_password": True}
@@ -102,7 +102,7 @@ def test_assigning_a_role_is_audited_once_by_the_role_signal(client, site_admin,
     changes = [e for e in events("role.change") if e.object_id == str(nurse.pk)]
     # One from the fixture (clinician), one for this save: Django's set() adds only the new group.
     assert [e.details["groups"] for e in changes] == [["clinician"], ["reviewer"]]
-    assert not events(accounts.USER_CHANGED)  # nothing else changed
+    assert not events(AuditAction.USER_CHANGE)  # nothing else changed
 
 
 def test_deactivating_and_activating_are_audited(client, site_admin, nurse):
@@ -110,20 +110,20 @@ def test_deactivating_and_activating_are_audited(client, site_admin, nurse):
     assert client.post(change_url(nurse), change_form(nurse, is_active=False)).status_code == 302
     nurse.refresh_from_db()
     assert not nurse.is_active
-    [off] = events(accounts.USER_DEACTIVATED)
+    [off] = events(AuditAction.USER_DEACTIVATE)
     assert off.actor == site_admin and off.details == {"user": "nurse-hal"}
 
     resp = client.post(CHANGELIST, {"action": "activate", "_selected_action": [nurse.pk]})
     assert resp.status_code == 302
     nurse.refresh_from_db()
-    assert nurse.is_active and len(events(accounts.USER_ACTIVATED)) == 1
-    assert not events(accounts.USER_CHANGED)
+    assert nurse.is_active and len(events(AuditAction.USER_ACTIVATE)) == 1
+    assert not events(AuditAction.USER_CHANGE)
 
 
 def test_the_deactivate_action_spares_the_administrator_and_superusers(client, site_admin, nurse, root):
     client.force_login(site_admin)
     client.post(CHANGELIST, {"action": "deactivate", "_selected_action": [nurse.pk, site_admin.pk, root.pk]})
-    assert [e.object_id for e in events(accounts.USER_DEACTIVATED)] == [str(nurse.pk)]
+    assert [e.object_id for e in events(AuditAction.USER_DEACTIVATE)] == [str(nurse.pk)]
     assert User.objects.get(pk=site_admin.pk).is_active and User.objects.get(pk=root.pk).is_active
 
 
@@ -132,20 +132,20 @@ def test_a_password_reset_by_an_administrator_is_audited_without_the_password(cl
     url = reverse("admin:auth_user_password_change", args=[nurse.pk])
     short = client.post(url, {"password1": "short-pw1", "password2": "short-pw1", "set-password": "1",
                               "usable_password": "true"})
-    assert short.status_code == 200 and not events(accounts.USER_PASSWORD_SET)
+    assert short.status_code == 200 and not events(AuditAction.USER_PASSWORD_SET)
     resp = client.post(url, {"password1": "a-new-password-2", "password2": "a-new-password-2",
                              "set-password": "1", "usable_password": "true"})
     assert resp.status_code == 302
     nurse.refresh_from_db()
     assert nurse.check_password("a-new-password-2")
-    [reset] = events(accounts.USER_PASSWORD_SET)
+    [reset] = events(AuditAction.USER_PASSWORD_SET)
     assert reset.actor == site_admin and reset.details == {"user": "nurse-hal", "usable_password": True}
 
 
 def test_other_field_changes_are_audited_with_old_and_new_values(client, site_admin, nurse):
     client.force_login(site_admin)
     client.post(change_url(nurse), change_form(nurse, is_staff=True, email="hal@ward.invalid"))
-    [change] = events(accounts.USER_CHANGED)
+    [change] = events(AuditAction.USER_CHANGE)
     assert change.actor == site_admin
     assert change.details["fields"] == {"is_staff": [False, True], "email": ["", "hal@ward.invalid"]}
 
@@ -155,7 +155,7 @@ def test_giving_the_admin_role_makes_the_user_staff_audited(client, site_admin, 
     client.post(change_url(nurse), change_form(nurse, groups=[role("admin")]))
     nurse.refresh_from_db()
     assert nurse.is_staff
-    [change] = events(accounts.USER_CHANGED)
+    [change] = events(AuditAction.USER_CHANGE)
     assert change.details == {"user": "nurse-hal", "reason": "admin role", "fields": {"is_staff": [False, True]}}
     client.force_login(nurse)
     assert client.get(CHANGELIST).status_code == 200
@@ -171,7 +171,7 @@ def test_an_admin_who_is_not_a_superuser_cannot_grant_superuser_or_permissions(c
     for user in (nurse, site_admin):
         user.refresh_from_db()
         assert not user.is_superuser and not user.user_permissions.exists()
-    assert not events(accounts.USER_CHANGED)
+    assert not events(AuditAction.USER_CHANGE)
 
 
 def test_an_admin_who_is_not_a_superuser_cannot_take_over_a_superuser(client, site_admin, root):
@@ -182,7 +182,7 @@ def test_an_admin_who_is_not_a_superuser_cannot_take_over_a_superuser(client, si
     assert client.post(url, {"password1": "taken-over-pw-1", "password2": "taken-over-pw-1",
                              "set-password": "1", "usable_password": "true"}).status_code == 403
     root.refresh_from_db()
-    assert root.is_active and root.check_password(PASSWORD) and not events(accounts.USER_PASSWORD_SET)
+    assert root.is_active and root.check_password(PASSWORD) and not events(AuditAction.USER_PASSWORD_SET)
 
 
 def test_an_admin_can_assign_only_the_roles_and_cannot_edit_their_permissions(client, site_admin, nurse):
@@ -208,7 +208,7 @@ def test_a_superuser_may_grant_superuser_and_it_is_audited(client, root, nurse):
     client.post(change_url(nurse), change_form(nurse, is_superuser=True))
     nurse.refresh_from_db()
     assert nurse.is_superuser
-    [change] = events(accounts.USER_CHANGED)
+    [change] = events(AuditAction.USER_CHANGE)
     assert change.actor == root and change.details["fields"] == {"is_superuser": [False, True]}
 
 

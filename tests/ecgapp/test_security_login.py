@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import auth
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent
 from clinical.roles import roles_ensure
 
@@ -64,9 +64,10 @@ def test_a_look_alike_username_is_throttled_as_the_account_it_logs_in_to(client,
         attempt(client, "\uff56ictim2", "wrong-password", "10.0.0.2")
     resp = attempt(client, "victim2", PASSWORD, "10.0.0.2")
     assert THROTTLED in resp.content and not signed_in(client)
-    failed = AuditEvent.objects.filter(action=auth.LOGIN_FAILED, details__username_key="victim2")
+    failed = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_FAILED, details__username_key="victim2")
     assert failed.count() == 5 and failed.first().details["typed"] == "\uff56ictim2"
-    assert AuditEvent.objects.filter(action=auth.LOGIN_THROTTLED, details__username_key="victim2").count() == 16
+    throttled = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_THROTTLED, details__username_key="victim2")
+    assert throttled.count() == 16
 
 
 # Row 2 ---------------------------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def test_the_admin_login_is_the_throttled_app_login(client, db, clock):
                        REMOTE_ADDR="10.0.0.3")
     assert resp.status_code == 302 and resp["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
-    assert AuditEvent.objects.filter(action=auth.LOGIN, actor__username="compliance").count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN, actor__username="compliance").count() == 1
 
 
 def test_a_signed_in_person_without_admin_rights_is_refused_not_sent_round_in_circles(client, clinician):
@@ -121,8 +122,8 @@ def test_a_stranger_backs_off_exponentially_and_cannot_keep_the_real_user_out(cl
     # The real user, from their own workstation, logs in at once.
     resp = attempt(client, "dr-victim", PASSWORD, "10.20.30.40")
     assert resp.status_code == 302 and signed_in(client)
-    failed = AuditEvent.objects.filter(action=auth.LOGIN_FAILED, ip=stranger)
-    throttled = AuditEvent.objects.filter(action=auth.LOGIN_THROTTLED, ip=stranger)
+    failed = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_FAILED, ip=stranger)
+    throttled = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_THROTTLED, ip=stranger)
     assert failed.count() == 10 and throttled.count() == 9
     assert {e.details["scope"] for e in throttled} == {"pair"}
 
@@ -145,7 +146,7 @@ def test_an_address_spraying_many_usernames_is_throttled_as_a_whole(client, db, 
         assert INVALID in attempt(client, f"user-{i}", "Spring2025!", sprayer).content
     resp = attempt(client, "dr-sprayed", PASSWORD, sprayer)
     assert THROTTLED in resp.content and not signed_in(client)
-    assert AuditEvent.objects.filter(action=auth.LOGIN_THROTTLED).last().details["scope"] == "address"
+    assert AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_THROTTLED).last().details["scope"] == "address"
     assert attempt(client, "dr-sprayed", PASSWORD, "10.9.9.9").status_code == 302
 
 
@@ -157,7 +158,7 @@ def test_many_addresses_against_one_username_slow_only_addresses_it_never_logged
     for i in range(20):  # a botnet, auth.USERNAME_FREE_FAILURES: 4 tries from each of 5 addresses, under the pair limit
         attempt(client, "dr-target", "guess", f"198.18.0.{i % 5 + 1}")
     assert THROTTLED in attempt(client, "dr-target", PASSWORD, "198.18.7.7").content  # a new address waits
-    assert AuditEvent.objects.filter(action=auth.LOGIN_THROTTLED).last().details["scope"] == "username"
+    assert AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN_THROTTLED).last().details["scope"] == "username"
     resp = attempt(client, "dr-target", PASSWORD, "10.0.0.50")
     assert resp.status_code == 302 and int(client.session["_auth_user_id"]) == user.pk
     client.logout()
@@ -183,7 +184,7 @@ def test_a_successful_login_clears_its_own_failures(client, db, clock):
 def test_a_nul_byte_in_the_username_is_an_ordinary_failed_login(client, db):
     resp = attempt(client, "a\x00b", "whatever", "10.0.0.70")
     assert resp.status_code == 200 and INVALID in resp.content
-    event = AuditEvent.objects.get(action=auth.LOGIN_FAILED)
+    event = AuditEvent.objects.get(action=AuditAction.AUTH_LOGIN_FAILED)
     assert event.details["username"] == "a\\x00b" and event.object_id == "a\\x00b"
 
 
@@ -215,6 +216,6 @@ def test_a_session_ends_when_idle_and_after_its_maximum_age(client, db, clock, s
         assert client.get(reverse("clinical:ecg-list")).status_code == 200
     clock.advance(minutes=1)
     assert client.get(reverse("clinical:ecg-list")).status_code == 302
-    assert AuditEvent.objects.filter(action=auth.LOGOUT, actor=user).last().details == {"reason": "max_age"}
+    assert AuditEvent.objects.filter(action=AuditAction.AUTH_LOGOUT, actor=user).last().details == {"reason": "max_age"}
     assert settings.SESSION_COOKIE_AGE == 30 * 60 and settings.ECG_SESSION_MAX_AGE == 12 * 3600  # the defaults
 

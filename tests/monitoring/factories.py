@@ -7,8 +7,9 @@ import numpy as np
 from django.contrib.auth.models import User
 
 from clinical.models import Acknowledgement, EcgRecord, Patient, Prediction
+from mlcore.labels import SUPERCLASSES
 from mlcore.preprocess import LEADS
-from mlcore.reference import N_EMBEDDING_PCS, SUPERCLASSES, Reference
+from mlcore.reference import N_EMBEDDING_PCS, Reference
 
 _serial = itertools.count()
 

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 
 from clinical.models import AuditEvent
+from mlcore import metrics as scores
 from mlcore.reference import Reference
-from monitoring import stats
 from monitoring.fairness import UNKNOWN_AGE_BAND, age_bands, band_of, fairness_report_create, fairness_report_run
 from monitoring.models import FairnessComparison, FairnessMetric, MonitoringAlert
 from tests.monitoring.factories import reference_sample, seed_predictions, seed_reviews
@@ -59,7 +59,7 @@ def test_biased_outcomes_raise_parity_and_equal_opportunity_alerts_with_cis(
 
     female = FairnessMetric.objects.get(report=report, dimension="sex", group="Female", metric="urgent_rate")
     assert (female.events, female.n) == (20, 200) and female.value == pytest.approx(0.10)
-    assert (female.ci_low, female.ci_high) == pytest.approx(stats.wilson(20, 200))
+    assert (female.ci_low, female.ci_high) == pytest.approx(scores.wilson(20, 200))
     assert female.ci_low < 0.10 < female.ci_high
 
     parity = FairnessComparison.objects.get(report=report, dimension="sex", metric="demographic_parity_ratio")
@@ -154,6 +154,6 @@ def test_age_bands_follow_the_configured_edges():
 
 def test_wilson_interval_matches_a_published_value():
     # Newcombe (1998), Table I: 81/263 -> 0.2553 to 0.3662.
-    assert stats.wilson(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert scores.wilson(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
     # Newcombe (1998), difference example: 56/70 vs 48/80 -> 0.0524 to 0.3339.
-    assert stats.newcombe_difference(56, 70, 48, 80) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    assert scores.newcombe_difference(56, 70, 48, 80) == pytest.approx((0.0524, 0.3339), abs=1e-4)

@@ -11,7 +11,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from mlcore.reference import SUPERCLASSES, Reference
+from mlcore.labels import SUPERCLASSES
+from mlcore.reference import Reference
 from monitoring import modelcard
 
 URL = "/monitoring/model-card/"

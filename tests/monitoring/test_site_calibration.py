@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from clinical import services
+from clinical.audit import AuditAction
 from clinical.errors import ApplicationError
 from clinical.models import Acknowledgement, AuditEvent, EcgRecord, Finding, Patient, Prediction
 from mlcore.calibration import sigmoid
@@ -113,7 +114,7 @@ def test_a_proposal_moves_a_shifted_label_down_keeps_the_thin_ones_and_is_audite
     assert version.calibration["statements"]["threshold"] == list(ens.threshold["statements"])
     # Proposing changes nothing in force.
     assert services.get_ensemble().calibration_version == "manifest"
-    [event] = _events(calibration.PROPOSED)
+    [event] = _events(AuditAction.CALIBRATION_PROPOSE)
     assert event.actor == compliance_officer and event.object_id == "site-1"
     assert "superclass:MI" in event.details["refit"]
 
@@ -132,7 +133,7 @@ def test_activation_is_audited_and_rollback_restores_the_previous_version_exactl
         _row(first, "superclass", "MI")["after"]["threshold"], abs=1e-4)
     first_bytes = {h: (served.threshold[h].tobytes(), served.temperature[h].tobytes())
                    for h in ("superclass", "statements")}
-    [event] = _events(calibration.ACTIVATED)
+    [event] = _events(AuditAction.CALIBRATION_ACTIVATE)
     assert event.actor == compliance_officer and event.object_id == "site-1"
     assert event.details["replaced"] == "manifest"
 
@@ -152,7 +153,7 @@ def test_activation_is_audited_and_rollback_restores_the_previous_version_exactl
             for h in ("superclass", "statements")} == first_bytes
     second.refresh_from_db()
     assert second.status == "retired" and second.retired_by == compliance_officer
-    [event] = _events(calibration.ROLLED_BACK)
+    [event] = _events(AuditAction.CALIBRATION_ROLLBACK)
     assert event.object_id == "site-2" and event.details["restored"] == "site-1"
 
     # Rolled back once more: the manifest's own numbers, exactly.
@@ -180,7 +181,7 @@ def test_refusals(ens, reviewer, compliance_officer):
         calibration.calibration_activate(version=stale, user=compliance_officer)
     with pytest.raises(ApplicationError, match="not in force"):
         calibration.calibration_rollback(version=stale, user=compliance_officer)
-    assert [e.object_id for e in _events(calibration.ACTIVATED)] == ["site-2"]
+    assert [e.object_id for e in _events(AuditAction.CALIBRATION_ACTIVATE)] == ["site-2"]
 
 
 def test_a_new_result_records_model_and_calibration_version(ens, reviewer, compliance_officer, clinician, wfdb_pair,
@@ -195,7 +196,7 @@ def test_a_new_result_records_model_and_calibration_version(ens, reviewer, compl
     j = ens.labels.superclasses.index("MI")
     assert prediction.operating_points["superclass"]["MI"]["threshold"] == pytest.approx(
         version.calibration["superclass"]["threshold"][j], abs=1e-4)
-    event = AuditEvent.objects.filter(action="inference.complete").latest("id")
+    event = AuditEvent.objects.filter(action=AuditAction.INFERENCE_COMPLETE).latest("id")
     assert event.details["calibration_version"] == "site-1"
     # The integrator and the clinician see both versions.
     from rest_framework.test import APIClient

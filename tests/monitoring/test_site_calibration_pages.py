@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from clinical.audit import AuditAction
 from clinical.models import AuditEvent
 from monitoring import calibration
 from monitoring.models import CalibrationVersion
@@ -45,12 +46,13 @@ def test_propose_review_activate_and_roll_back_from_the_pages(client, ens, revie
     # Activation needs the confirmation box; without it nothing changes.
     client.post(f"{LIST}{version.pk}/activate/")
     version.refresh_from_db()
-    assert version.status == "proposed" and not AuditEvent.objects.filter(action=calibration.ACTIVATED).exists()
+    activated = AuditEvent.objects.filter(action=AuditAction.CALIBRATION_ACTIVATE)
+    assert version.status == "proposed" and not activated.exists()
     assert client.get(f"{LIST}{version.pk}/activate/").status_code == 405  # a change is a POST, never a link
     client.post(f"{LIST}{version.pk}/activate/", {"confirm": "yes"})
     version.refresh_from_db()
     assert version.status == "active"
-    assert AuditEvent.objects.get(action=calibration.ACTIVATED).actor == compliance_officer
+    assert AuditEvent.objects.get(action=AuditAction.CALIBRATION_ACTIVATE).actor == compliance_officer
     card = client.get("/monitoring/model-card/").content.decode()
     assert 'id="calibration-version">site-1<' in card
     page = client.get(f"{LIST}{version.pk}/").content.decode()
@@ -58,5 +60,5 @@ def test_propose_review_activate_and_roll_back_from_the_pages(client, ens, revie
     client.post(f"{LIST}{version.pk}/rollback/")
     version.refresh_from_db()
     assert version.status == "retired"
-    assert AuditEvent.objects.get(action=calibration.ROLLED_BACK).details["restored"] == "manifest"
+    assert AuditEvent.objects.get(action=AuditAction.CALIBRATION_ROLLBACK).details["restored"] == "manifest"
     assert 'id="active-calibration">manifest<' in client.get(LIST).content.decode()

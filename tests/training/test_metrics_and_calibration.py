@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlcore.calibration import fit_temperature, fit_threshold, sigmoid
-from training.metrics import bootstrap_macro_auc_ci, expected_calibration_error, macro_auc, per_class_auc
+from mlcore.metrics import bootstrap_macro_auc_ci, expected_calibration_error, macro_auc, per_class_auc
 
 
 def test_temperature_scaling_recovers_a_known_overconfidence():
@@ -30,7 +30,7 @@ def test_macro_auc_skips_unscorable_columns_and_ci_brackets_it():
     score = y + rng.normal(0, 0.8, y.shape)
     aucs = per_class_auc(y, score)
     assert np.isnan(aucs[2]) and 0.7 < aucs[0] < 1
-    lo, hi = bootstrap_macro_auc_ci(y, score, n_resamples=200)
+    lo, hi = bootstrap_macro_auc_ci(y, score, level=0.90, n_resamples=200)
     assert lo < macro_auc(y, score) < hi and hi - lo < 0.1
 
 

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from mlcore.calibration import MIN_THRESHOLD
+from mlcore.metrics import wilson
 from training.operating_points import (
+    CI_LEVEL,
     MIN_SUPPORT,
     WEIGHTS,
     operating_point,
     threshold_for_sensitivity,
     threshold_for_specificity,
-    wilson,
 )
 
 rng = np.random.default_rng(0)
@@ -56,9 +58,9 @@ def test_too_few_positives_are_not_validated_and_keep_the_f1_threshold():
 
 
 def test_wilson_interval():
-    lo, hi = wilson(27, 30)  # 0.90
+    lo, hi = wilson(27, 30, level=CI_LEVEL)  # 0.90
     assert 0.77 < lo < 0.78 and 0.95 < hi < 0.97
-    assert wilson(0, 0) is None
+    assert all(math.isnan(v) for v in wilson(0, 0, level=CI_LEVEL))
 
 
 def test_the_committed_manifest_records_an_operating_point_for_every_label():

@@ -15,11 +15,21 @@ import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from clinical.recommend import CAVEAT, FindingInput, QualityInput, dangerous_keys, load_table, rank_actions
-from mlcore.ensemble import Ensemble, Prediction
+from clinical.recommend import (
+    AWAITS_REVIEW,
+    CAVEAT,
+    FindingInput,
+    QualityInput,
+    dangerous_keys,
+    load_table,
+    rank_actions,
+)
+from mlcore.ensemble import Ensemble, EnsembleOutput
+from mlcore.labels import STATEMENT_RULE_KEY, SUPERCLASS_KEY
+from mlcore.metrics import wilson
 from mlcore.ptbxl import load_folds
 from mlcore.quality import assess
-from training.operating_points import wilson
+from training.operating_points import CI_LEVEL
 
 
 class Command(BaseCommand):
@@ -36,8 +46,8 @@ class Command(BaseCommand):
         ens = Ensemble.load(settings.ECG_WEIGHTS_DIR)
         split = load_folds(data_dir, [int(f) for f in folds.split(",")], cache_dir)
         parts = [ens.predict(split.signals[i:i + 256], fs=100) for i in range(0, len(split), 256)]
-        pred = Prediction(**{k: np.concatenate([getattr(p, k) for p in parts])
-                             for k in Prediction.__dataclass_fields__})
+        pred = EnsembleOutput(**{k: np.concatenate([getattr(p, k) for p in parts])
+                             for k in EnsembleOutput.__dataclass_fields__})
         labels = ens.labels
         dangerous = dangerous_keys()
         records = []
@@ -50,14 +60,14 @@ class Command(BaseCommand):
             n = len(ens.members)
             split_s, split_t = (0 < pred.superclass_members_above[i]) & (pred.superclass_members_above[i] < n), \
                 (0 < pred.statements_members_above[i]) & (pred.statements_members_above[i] < n)
-            findings = [(f"superclass:{c}", float(pred.superclass[i, j]), bool(split_s[j]))
+            findings = [(f"{SUPERCLASS_KEY}{c}", float(pred.superclass[i, j]), bool(split_s[j]))
                         for j, c in enumerate(labels.superclasses) if pred.superclass_flags[i, j]]
-            findings += [(f"statement:{c}", float(pred.statements[i, j]), bool(split_t[j]))
+            findings += [(f"{STATEMENT_RULE_KEY}{c}", float(pred.statements[i, j]), bool(split_t[j]))
                          for j, c in enumerate(labels.statements)
                          if pred.statements_flags[i, j] and c not in labels.superclasses]
-            absent = [f"statement:{c}" for j, c in enumerate(labels.statements)
+            absent = [f"{STATEMENT_RULE_KEY}{c}" for j, c in enumerate(labels.statements)
                       if split_t[j] and not pred.statements_flags[i, j]]
-            truth = [f"statement:{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
+            truth = [f"{STATEMENT_RULE_KEY}{c}" for j, c in enumerate(labels.statements) if split.statements[i, j]]
             records.append({"ecg_id": int(split.ecg_id[i]), "findings": findings, "disputed_absent": absent,
                             "truth": truth,
                             "quality": [[w.code, w.message, w.lead] for w in quality.warnings()]})
@@ -76,16 +86,16 @@ def dangerous_sensitivity(p: np.ndarray, y: np.ndarray, codes, ens: Ensemble, da
     out = {}
     points = ens.operating_points["statements"]
     for j, code in enumerate(codes):
-        if f"statement:{code}" not in dangerous:
+        if f"{STATEMENT_RULE_KEY}{code}" not in dangerous:
             continue
         pos = y[:, j]
         point = points[code]
         hits = int((p[pos, j] >= point["threshold"]).sum())
-        ci = wilson(hits, int(pos.sum()))
+        ci = wilson(hits, int(pos.sum()), level=CI_LEVEL)
         out[code] = {"positives": int(pos.sum()), "threshold": point["threshold"], "point": point["name"],
                      "validated": point["validated"],
                      "sensitivity": round(hits / pos.sum(), 3) if pos.any() else None,
-                     "sensitivity_ci90": [round(ci[0], 3), round(ci[1], 3)] if ci else None,
+                     "sensitivity_ci90": [round(ci[0], 3), round(ci[1], 3)] if pos.any() else None,
                      "specificity": round(float((p[~pos, j] < point["threshold"]).mean()), 4)}
     return out
 
@@ -110,5 +120,5 @@ def score(records: list[dict], dangerous: frozenset[str]) -> dict:
             "dangerous_label_with_own_finding_listed": own_listed, "with_a_caveat": caveats,
             "with_a_quality_warning": quality,
             "urgent_or_immediate_share_without_dangerous_label": round(
-                float(np.divide(sum(top["no_dangerous_label"][u] for u in ("urgent", "immediate")),
+                float(np.divide(sum(top["no_dangerous_label"][u] for u in AWAITS_REVIEW),
                                 max(1, sum(top["no_dangerous_label"].values())))), 3)}

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from benchmarks.stack import throwaway_database
-from clinical.audit import GENESIS, audit_checkpoint, audit_log, audit_verify, chain_hash
+from clinical.audit import GENESIS, AuditAction, audit_checkpoint, audit_log, audit_verify, chain_hash
 from clinical.models import AuditEvent
 
 
@@ -28,12 +28,13 @@ class Command(BaseCommand):
         with throwaway_database(), override_settings(ECG_AUDIT_CHECKPOINTS=checkpoints):
             t0 = time.perf_counter()
             for i in range(writes):
-                audit_log(actor=None, action="bench.write", object_type="T", object_id=i, details={"i": i})
+                audit_log(actor=None, action=AuditAction.BENCH_WRITE, object_type="T", object_id=i, details={"i": i})
             write_s = time.perf_counter() - t0
             prev = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS
             rows, now = [], timezone.now()
             for i in range(n - writes):
-                e = AuditEvent(at=now, actor_label="system", action="bench.bulk", object_type="T", object_id=str(i),
+                e = AuditEvent(at=now, actor_label="system", action=AuditAction.BENCH_BULK,
+                               object_type="T", object_id=str(i),
                                details={"i": i}, prev_hash=prev)
                 e.hash = prev = chain_hash(prev, e)
                 rows.append(e)

@@ -20,6 +20,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from clinical import demo
+from clinical.audit import AuditAction
 from clinical.management.embedded import EmbeddedApp
 from mlcore.preprocess import LEADS
 
@@ -227,7 +228,7 @@ class RunningApp:
     def refusals(self) -> int:
         from clinical.models import AuditEvent
 
-        return AuditEvent.objects.filter(action="ecg.upload_refused").count()
+        return AuditEvent.objects.filter(action=AuditAction.ECG_UPLOAD_REFUSED).count()
 
     def audit_verify(self) -> str:
         from clinical.audit import audit_verify

@@ -26,8 +26,10 @@ from django.db import connection
 from django.utils import timezone
 
 from benchmarks.stack import throwaway_database
+from clinical.recommend import IMMEDIATE, ROUTINE, URGENT
+from mlcore.labels import SUPERCLASSES
 from mlcore.preprocess import LEADS
-from mlcore.reference import SUPERCLASSES, Reference
+from mlcore.reference import Reference
 
 CHUNK = 50_000
 N_STATEMENTS = 71
@@ -121,8 +123,8 @@ class Command(BaseCommand):
             patient = rng.integers(1, n_patients + 1, m)
             created = [(now - timedelta(seconds=float(s))).isoformat() for s in rng.uniform(60, 20 * 3600, m)]
             level = np.where(rng.random(m) < URGENT_SHARE,
-                             np.where(rng.random(m) < 0.3, "immediate", "urgent"), "routine")
-            reviewed = (level != "routine") & (rng.random(m) < REVIEWED_SHARE)
+                             np.where(rng.random(m) < 0.3, IMMEDIATE, URGENT), ROUTINE)
+            reviewed = (level != ROUTINE) & (rng.random(m) < REVIEWED_SHARE)
             ids = range(start + 1, start + m + 1)
             records = ([rid, str(uuid.uuid4()), int(patient[k]), int(ages[patient[k] - 1]), sexes[patient[k] - 1],
                         user.pk, created[k], "wfdb", "[]", "0" * 64, 500.0, 5000, "\\x", "{}", feature_json[idx[k]]]

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clinical import measurements as ecg_measures
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.models import EcgRecord
 from mlcore.window import crop
 
@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 m["backfilled_at"] = timezone.now().isoformat()
                 record.measurements = m
                 record.save(update_fields=["measurements"])
-                audit_log(actor=None, action="ecg.measurements_backfill", object_type="EcgRecord",
+                audit_log(actor=None, action=AuditAction.ECG_MEASUREMENTS_BACKFILL, object_type="EcgRecord",
                           object_id=record.public_id,
                           details={"window_start_s": record.window_start_s, "version": m.get("version"),
                                    **{k: m.get(k) for k in ("heart_rate_bpm", "pr_ms", "qrs_ms", "qt_ms")}})
