@@ -43,7 +43,7 @@ test: $(STAMP)
 # test database, Redis database and Prometheus folder: ecgapp/settings/test.py). Under 3 minutes on two cores.
 FAST := --ignore=tests/browser --ignore=tests/faults
 test-fast: $(STAMP)
-	$(BIN)/pytest $(FAST) -n 2 -q
+	$(BIN)/pytest $(FAST) -n 2 --dist worksteal -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
