@@ -40,7 +40,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The fast suite: everything but the browser and fault tests, in two processes (pytest-xdist; each gets its own
-# test database, Redis database and Prometheus folder: ecgapp/settings/test.py). Under 3 minutes on two cores.
+# test database, Redis database and Prometheus folder: ecgapp/settings/test.py).
 FAST := --ignore=tests/browser --ignore=tests/faults
 test-fast: $(STAMP)
 	$(BIN)/pytest $(FAST) -n 2 --dist worksteal -q
