@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: venv run reset-demo test lint bench clean
+.PHONY: venv run reset-demo test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,12 @@ reset-demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The fast suite: everything but the browser and fault tests, in two processes (pytest-xdist; each gets its own
+# test database, Redis database and Prometheus folder: ecgapp/settings/test.py).
+FAST := --ignore=tests/browser --ignore=tests/faults
+test-fast: $(STAMP)
+	$(BIN)/pytest $(FAST) -n 2 --dist worksteal -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

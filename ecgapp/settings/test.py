@@ -1,9 +1,24 @@
 """Test settings: the same services as the environment gives (PostgreSQL + Redis in CI), fast hashing."""
 from __future__ import annotations
 
-from ecgapp.env import filesystem_broker_options
-from ecgapp.settings.base import *  # noqa: F403
-from ecgapp.settings.base import REDIS_URL
+import os
+import tempfile
+
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
+    # Under pytest-xdist (make test-fast) each worker process gets what pytest-django gives it for the database: its
+    # own Redis database (throttle counters, queues and locks; the URL's db + 1 + worker number, mod 16) and its own
+    # Prometheus folder, so that one worker's tests never count another's requests. Set before base reads them.
+    from urllib.parse import urlsplit
+
+    if os.environ.get("REDIS_URL"):
+        _url = urlsplit(os.environ["REDIS_URL"])
+        _db = (int(_url.path.strip("/") or 0) + 1 + int(_worker[2:])) % 16
+        os.environ["REDIS_URL"] = _url._replace(path=f"/{_db}").geturl()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"ecgapp-test-prometheus-{_worker}-")
+
+from ecgapp.env import filesystem_broker_options  # noqa: E402
+from ecgapp.settings.base import *  # noqa: E402, F403
+from ecgapp.settings.base import REDIS_URL  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEMO_MODE = True

@@ -7,17 +7,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 
 from clinical import demo
-from clinical.roles import roles_ensure
+from tests.factories import UserFactory, result_stored
 
 
 def _user(username: str, role: str) -> User:
-    roles_ensure()
-    user = User.objects.create_user(username=username, password="pw-for-tests-1")
-    user.groups.add(Group.objects.get(name=role))
-    return user
+    return UserFactory(username=username, role=role)
 
 
 @pytest.fixture
@@ -74,27 +71,7 @@ def admin_user_role(db) -> User:
 
 def make_result(record, urgency: str = "immediate", created_at=None):
     """A stored result with one finding and one action, without running the model (for workflow tests)."""
-    from django.utils import timezone
-
-    from clinical import compact
-    from clinical.models import Finding, InferenceJob, Prediction, Recommendation
-
-    explanations, evidence = compact.evidence_encode({"superclass:MI": compact.Evidence(
-        gradcam=np.zeros(1000), lead_maps=np.zeros((12, 1000)), lead_relevance=np.full(12, 1 / 12))})
-    pred = Prediction.objects.create(
-        record=record, model_version="test", superclass={"MI": 0.9}, statements={}, spread={},
-        embedding=[], explanations=explanations, evidence=evidence, evidence_state="ready", top_urgency=urgency,
-        inference_ms=1.0)
-    if created_at is not None:
-        Prediction.objects.filter(pk=pred.pk).update(created_at=created_at)
-        pred.refresh_from_db()
-    Finding.objects.create(prediction=pred, head="superclass", code="MI", display="Myocardial infarction",
-                           probability=0.9, threshold=0.4, spread=0.02, rank=0)
-    Recommendation.objects.create(prediction=pred, rank=0, action="Act now", urgency=urgency, reasoning="r",
-                                  source="s", triggered_by="superclass:MI", confidence=0.9, table_version="t",
-                                  rule_id="superclass:MI")
-    InferenceJob.objects.filter(record=record).update(state="done", progress=100, finished_at=timezone.now())
-    return pred
+    return result_stored(record, urgency, created_at)
 
 
 class WebhookReceiver(BaseHTTPRequestHandler):

@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from clinical import demo
+from clinical import demo, services
 from clinical.models import EcgRecord, InferenceJob, Patient
 from monitoring.fairness import age_bands, band_of
 from monitoring.models import DriftFeature, DriftReport, FairnessMetric, FairnessReport
@@ -64,9 +64,12 @@ def test_reset_deletes_nothing_but_the_demos_own_database(db, settings, demo_dir
 
 
 def test_seed_analyses_200_ecgs_then_the_first_reports_run_by_themselves(
-        db, settings, demo_dir, weights_dir, django_capture_on_commit_callbacks):
+        db, settings, demo_dir, weights_dir, django_capture_on_commit_callbacks, monkeypatch):
     # Eager Celery: the same tasks and services as the worker, run in this process when their message is sent.
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Not the evidence: nothing here reads it (tests/clinical/test_evidence_after_result.py does), and its backward
+    # passes were a fifth of this test's time.
+    monkeypatch.setattr(services, "_send_evidence", lambda prediction_id: None)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo")
 
