@@ -19,9 +19,10 @@ ROLE_ACCOUNT_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "admin": ("view_user", "add_user", "change_user", "view_group"),
 }
 # Site calibration (monitoring.CalibrationVersion): compliance reviews a refit and decides whether it goes live.
+# Model versions (monitoring.registry): compliance imports, promotes with sign-off and rolls back.
 ROLE_MONITORING_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "compliance": ("manage_calibration",),
-    "admin": ("manage_calibration",),
+    "compliance": ("manage_calibration", "manage_models"),
+    "admin": ("manage_calibration", "manage_models"),
 }
 
 

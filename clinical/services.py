@@ -334,14 +334,18 @@ def _statement_names(weights_dir: str) -> dict[str, str]:
 
 def statement_names() -> dict[str, str]:
     """Statement code -> its description, capitalised, from the model's manifest (no torch: for pages and forms)."""
-    return _statement_names(str(settings.ECG_WEIGHTS_DIR))
+    from monitoring.registry import serving_weights_dir
+
+    return _statement_names(serving_weights_dir())
 
 
 def get_model():
-    """The committed ensemble with the manifest's calibration, loaded once per process (no database read)."""
+    """The served ensemble with its manifest's calibration: the version compliance promoted (monitoring.registry;
+    the image's weights while none is registered), loaded once per process and version."""
     from mlcore.ensemble import load_cached
+    from monitoring.registry import serving_weights_dir  # monitoring reads clinical's models
 
-    return load_cached(settings.ECG_WEIGHTS_DIR, settings.ECG_TORCH_THREADS)
+    return load_cached(serving_weights_dir(), settings.ECG_TORCH_THREADS)
 
 
 def get_ensemble():

@@ -28,6 +28,7 @@ from mlcore.reference import CATEGORICAL, FEATURES, NUMERICAL, Reference, drift_
 from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import DriftFeature, DriftReport
+from monitoring.registry import serving_weights_dir
 from monitoring.running import report_execute, report_progress
 
 CHUNK = 2000
@@ -152,7 +153,7 @@ def drift_report_run(*, report_id: int) -> DriftReport:
 
 def _run(report: DriftReport) -> None:
     cfg = report.config
-    ref = Reference.load(settings.ECG_WEIGHTS_DIR)
+    ref = Reference.load(serving_weights_dir())
     total, ids = _window_ids(report.window_start, report.window_end, cfg["max_rows"], seed=report.pk)
     report.n_current, report.model_version = total, ref.model_version
     if total < cfg["min_rows"]:

@@ -38,6 +38,7 @@ from mlcore.reference import SEXES, Reference
 from monitoring import metrics
 from monitoring.alerts import alert_raise
 from monitoring.models import FairnessComparison, FairnessMetric, FairnessReport
+from monitoring.registry import serving_weights_dir
 from monitoring.running import report_execute, report_progress
 
 # Patients whose age the uploader marked unknown form their own band, as sex "U" forms its own group: left out,
@@ -222,7 +223,7 @@ def _run(report: FairnessReport) -> None:
         rows.append(_rate(dim, group, "fpr", t["fp"], t["fp"] + t["tn"], min_group))
 
     report_progress(report, 60, "AUC per group on the validation data")
-    ref = Reference.load(settings.ECG_WEIGHTS_DIR)
+    ref = Reference.load(serving_weights_dir())
     report.model_version = ref.model_version
     rows += validation_auc(ref, bands, min_group)
 

@@ -9,6 +9,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from monitoring import workers
+from monitoring.registry import serving_weights_dir
 
 
 def live(request: HttpRequest) -> JsonResponse:
@@ -46,8 +47,15 @@ def ready(request: HttpRequest) -> JsonResponse:
         if not problems:
             problems.append(f"workers: {exc}")
     model_version = None
-    manifest = Path(settings.ECG_WEIGHTS_DIR) / "manifest.json"
-    if not manifest.exists():
+    try:
+        manifest = Path(serving_weights_dir()) / "manifest.json"
+    except Exception as exc:  # the database is down (said above), or a stored model file is corrupt
+        manifest = None
+        if not problems:
+            problems.append(f"model registry: {exc}")
+    if manifest is None:
+        pass
+    elif not manifest.exists():
         problems.append("model weights: manifest.json missing")
     else:
         try:

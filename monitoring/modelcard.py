@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
-from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -368,7 +367,10 @@ def model_card_context(weights_dir: str | Path) -> dict:
 @login_required
 @permission_required("clinical.view_monitoring", raise_exception=True)
 def model_card(request: HttpRequest) -> HttpResponse:
-    ctx = model_card_context(settings.ECG_WEIGHTS_DIR)
+    from monitoring import registry
+
+    ctx = model_card_context(registry.serving_weights_dir())
+    ctx["model_versions"], ctx["model_history"] = registry.model_versions(), registry.model_history()
     manifest = ctx.get("manifest")
     ctx["calibration_in_force"] = calibration_active(model_version=manifest["model_version"]) if manifest else None
     return render(request, "monitoring/model_card.html", ctx)

@@ -241,3 +241,96 @@ class CalibrationVersion(models.Model):
     @property
     def n_refit(self) -> int:
         return sum(1 for row in self.labels if row.get("refit"))
+
+
+class ModelFile(models.Model):
+    """One file of a registered model version (a member's weights, the manifest, the calibration, reports), kept
+    in the database by its sha256 so that every web and worker process, on any machine, can put the same bytes on
+    its own disk (monitoring.registry); shared by versions whose files are the same."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.PositiveBigIntegerField()
+    content = models.BinaryField()
+
+
+class ModelVersion(models.Model):
+    """A model the site can serve: weights + manifest + calibration + evaluation reports (monitoring.registry).
+
+    candidate (imported, verified) -> serving (promoted with sign-off) -> retired (replaced or rolled back); a
+    retired version can be promoted again. "shadow" is reserved for a candidate run beside the serving model on
+    live traffic (not built yet: issue 20)."""
+
+    class State(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        SHADOW = "shadow", "Shadow"
+        SERVING = "serving", "Serving"
+        RETIRED = "retired", "Retired"
+
+    class Source(models.TextChoices):
+        IMAGE = "image", "Shipped in the image"
+        IMPORT = "import", "Imported export"
+
+    version = models.CharField(max_length=64, unique=True)  # the manifest's model_version
+    state = models.CharField(max_length=9, choices=State.choices, default=State.CANDIDATE, db_index=True)
+    source = models.CharField(max_length=6, choices=Source.choices)
+    manifest = models.JSONField()
+    files = models.JSONField()  # {file name: sha256}: every file of the version (ModelFile rows)
+    reports = models.JSONField(default=dict)  # {file name: JSON}: fold9_report.json, evaluation reports, run records
+    git_commit = models.CharField(max_length=64)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    imported_at = models.DateTimeField(default=timezone.now)
+    serving_since = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-imported_at", "-id"]
+        permissions = [("manage_models", "Can import, promote and roll back model versions")]
+        constraints = [
+            # Two serving versions would leave it to chance which one a prediction uses.
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="serving"),
+                                    name="one_serving_model_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.state})"
+
+    @property
+    def fold9(self) -> dict:
+        return (self.manifest.get("metrics_fold9") or {})
+
+    @property
+    def fold9_macro_auc(self) -> float | None:
+        return self.fold9.get("superclass_macro_auc")
+
+
+class ModelChange(models.Model):
+    """A promotion or rollback: requested and signed by one compliance user, applied at once or, under the two-person
+    rule (ECGAPP_MODEL_TWO_PERSON), when a second one approves. Never deleted: the model's history."""
+
+    class Kind(models.TextChoices):
+        PROMOTE = "promote", "Promotion"
+        ROLLBACK = "rollback", "Rollback"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a second sign-off"
+        APPLIED = "applied", "Applied"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING, db_index=True)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="changes")  # to be served
+    replaced = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=models.Q(status="pending"),
+                                    name="one_pending_model_change"),
+        ]

@@ -20,4 +20,9 @@ urlpatterns = [
     path("calibration/propose/", views.calibration_propose, name="calibration-propose"),
     path("calibration/<int:pk>/", views.calibration_detail, name="calibration-detail"),
     path("calibration/<int:pk>/<str:action>/", views.calibration_change, name="calibration-change"),
+    path("models/", views.model_list, name="model-list"),
+    path("models/rollback/", views.model_change, {"action": "rollback"}, name="model-rollback"),
+    path("models/<int:pk>/promote/", views.model_change, {"action": "promote"}, name="model-promote"),
+    path("models/changes/<int:pk>/approve/", views.model_change, {"action": "approve"}, name="model-approve"),
+    path("models/changes/<int:pk>/withdraw/", views.model_change, {"action": "withdraw"}, name="model-withdraw"),
 ]

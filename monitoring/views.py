@@ -12,10 +12,17 @@ from django.views.decorators.http import require_POST
 
 from clinical.errors import ApplicationError
 from clinical.forms import page_error
-from monitoring import calibration, charts, selectors
+from monitoring import calibration, charts, registry, selectors
 from monitoring.drift import window_label
 from monitoring.modelcard import load_manifest
-from monitoring.models import CalibrationVersion, DriftReport, FairnessMetric, FairnessReport
+from monitoring.models import (
+    CalibrationVersion,
+    DriftReport,
+    FairnessMetric,
+    FairnessReport,
+    ModelChange,
+    ModelVersion,
+)
 from monitoring.services import report_request
 
 monitoring_staff = permission_required("clinical.view_monitoring", raise_exception=True)
@@ -130,7 +137,7 @@ calibration_staff = permission_required(calibration.PERMISSION, raise_exception=
 
 def _model_version() -> str | None:
     """The served model's version, from its manifest (the pages need no loaded ensemble)."""
-    manifest = load_manifest(settings.ECG_WEIGHTS_DIR)
+    manifest = load_manifest(registry.serving_weights_dir())
     return manifest["model_version"] if manifest else None
 
 
@@ -151,7 +158,7 @@ def calibration_list(request: HttpRequest) -> HttpResponse:
 def calibration_detail(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(CalibrationVersion.objects.select_related(
         "parent", "replaced", "created_by", "activated_by", "retired_by"), pk=pk)
-    manifest = load_manifest(settings.ECG_WEIGHTS_DIR) or {}
+    manifest = load_manifest(registry.serving_weights_dir()) or {}
     return render(request, "monitoring/calibration_detail.html", {
         "version": version, **calibration.version_table(version=version, manifest=manifest),
         "in_force": calibration.calibration_active(model_version=version.model_version)})
@@ -195,3 +202,57 @@ def calibration_change(request: HttpRequest, pk: int, action: str) -> HttpRespon
     except ApplicationError as exc:
         page_error(request, exc)
     return redirect("monitoring:calibration-detail", pk=version.pk)
+
+
+# -- model versions (monitoring.registry) ---------------------------------------------------------------------------
+
+models_staff = permission_required(registry.PERMISSION, raise_exception=True)
+
+
+@login_required
+@models_staff
+def model_list(request: HttpRequest) -> HttpResponse:
+    versions = registry.model_versions()
+    history = registry.model_history()
+    image = load_manifest(settings.ECG_WEIGHTS_DIR) or {}
+    return render(request, "monitoring/model_list.html", {
+        "versions": versions, "history": history,
+        "serving": next((v for v in versions if v.state == ModelVersion.State.SERVING), None),
+        "image_version": image.get("model_version"),
+        "pending": next((c for c in history if c.status == ModelChange.Status.PENDING), None),
+        "rollback_target": registry.rollback_target(), "two_person": registry.two_person_rule(),
+        "min_reason": registry.MIN_REASON})
+
+
+@login_required
+@models_staff
+@require_POST
+def model_change(request: HttpRequest, action: str, pk: int = 0) -> HttpResponse:
+    """Promote a version, approve or withdraw a pending change, roll back: each signed with the password."""
+    password, reason = request.POST.get("password"), request.POST.get("reason", "")
+    try:
+        if action == "promote":
+            version = get_object_or_404(ModelVersion, pk=pk)
+            change = registry.model_promote(version=version, user=request.user, password=password, reason=reason)
+            if change.status == ModelChange.Status.PENDING:
+                messages.success(request, f"Promotion of {version.version} requested: it serves once another "
+                                          "compliance user signs it.")
+            else:
+                messages.success(request, f"{version.version} serves every new ECG from now on.")
+        elif action == "approve":
+            change = registry.model_change_approve(change=get_object_or_404(ModelChange, pk=pk), user=request.user,
+                                                   password=password)
+            messages.success(request, f"Signed: {change.version.version} serves every new ECG from now on.")
+        elif action == "withdraw":
+            change = registry.model_change_withdraw(change=get_object_or_404(ModelChange, pk=pk), user=request.user)
+            messages.success(request, f"The {change.get_kind_display().lower()} to {change.version.version} was "
+                                      "withdrawn.")
+        elif action == "rollback":
+            change = registry.model_rollback(user=request.user, password=password, reason=reason)
+            messages.success(request, f"Rolled back: {change.version.version} serves again "
+                                      f"({change.replaced.version} retired).")
+        else:
+            raise Http404("No such action.")
+    except ApplicationError as exc:
+        page_error(request, exc)
+    return redirect("monitoring:model-list")

@@ -157,6 +157,10 @@ ECG_NOTIFY_WEBHOOK_TIMEOUT_S = env_float("ECGAPP_NOTIFY_WEBHOOK_TIMEOUT_S", 5.0)
 # interface to fetch the FHIR/HL7 report (clinical.interpretations.report_webhook_send); empty: no webhook. Same
 # timeout as the immediate-result one.
 ECG_REPORT_WEBHOOK_URL = env_url("ECGAPP_REPORT_WEBHOOK_URL")
+# A model promotion waits for a second compliance user's signature (monitoring.registry); a rollback does not.
+ECG_MODEL_TWO_PERSON = env_bool("ECGAPP_MODEL_TWO_PERSON", True)
+# Where each process writes the registered model versions' files it serves (monitoring.registry).
+ECG_MODELS_DIR = ECG_DATA_DIR / "models"
 
 # Drift: the last window of production is compared with the reference ("fold9", the distribution shipped with the
 # model, or "production:<days>", the days before the window). Above max_rows the window is sampled; alpha is the
