@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from clinical.audit import audit_log
+from clinical.audit import AuditAction, audit_log
 from clinical.errors import ApplicationError
 from clinical.models import AuditEvent
 from monitoring.models import ModelChange, ModelFile, ModelVersion
@@ -41,9 +41,9 @@ from monitoring.models import ModelChange, ModelFile, ModelVersion
 log = logging.getLogger(__name__)
 
 PERMISSION = "monitoring.manage_models"
-IMPORTED, REQUESTED = "model.import", "model.change_request"
-PROMOTED, ROLLED_BACK, WITHDRAWN, SIGN_FAILED = ("model.promote", "model.rollback", "model.change_withdraw",
-                                                 "model.sign_failed")
+IMPORTED, REQUESTED = AuditAction.MODEL_IMPORT, AuditAction.MODEL_CHANGE_REQUEST
+PROMOTED, ROLLED_BACK = AuditAction.MODEL_PROMOTE, AuditAction.MODEL_ROLLBACK
+WITHDRAWN, SIGN_FAILED = AuditAction.MODEL_CHANGE_WITHDRAW, AuditAction.MODEL_SIGN_FAILED
 # What an export folder holds; anything else in it (a README, a notebook) is not part of the version.
 EXPORT_SUFFIXES = (".json", ".pt", ".npz")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a member is a few MB (DEVELOPERS: "keep each member small")
