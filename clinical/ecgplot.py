@@ -94,7 +94,7 @@ def ecg_paper_figure(
     Returns a JSON-serialisable dict::
 
         {
-          "figure": {"data": [...], "layout": {...}},      # plotly figure JSON (fig.to_plotly_json())
+          "figure": {"data": [...], "layout": {...}},      # plotly figure JSON, as fig.to_plotly_json() gives it
           "overlay_traces": {"MI": [14, 15, ...], ...},     # indices into figure["data"] to toggle visible
           "overlay_lead_relevance": {"MI": [{"lead": "V2", "share": 0.31}, ...], ...},  # sorted, largest first
           "paper_width": 1040,                              # CSS px at 25 mm/s: the narrowest it may be drawn
@@ -118,7 +118,7 @@ def ecg_paper_figure(
     t = np.arange(x.shape[1]) / fs  # display seconds; 0 is the first drawn sample
 
     segments = _segments(t)
-    traces: list[go.Scatter | go.Heatmap] = []
+    traces: list[dict] = []
     for seg in segments:
         sl = slice(seg.start, seg.stop)
         traces.append(_lead_trace(seg.lead, t[sl], x[LEADS.index(seg.lead), sl], ROW_BASELINES_MV[seg.row]))
@@ -145,9 +145,8 @@ def ecg_paper_figure(
         order = np.argsort(-rel, kind="stable")
         overlay_relevance[key] = [{"lead": LEADS[i], "share": round(float(rel[i]), 4)} for i in order]
 
-    fig = go.Figure(data=traces, layout=_paper_layout(title, width))
     return {
-        "figure": fig.to_plotly_json(),
+        "figure": {"data": traces, "layout": _paper_layout(title, width).to_plotly_json()},
         "overlay_traces": overlay_traces,
         "overlay_lead_relevance": overlay_relevance,
         "paper_width": PAPER_WIDTH_PX,
@@ -191,9 +190,17 @@ def _segments(t: np.ndarray) -> list[_Segment]:
     return [placed[lead] for lead in LEADS] + [_Segment(RHYTHM_LEAD, len(GRID_3X4), 0, len(t))]
 
 
-def _lead_trace(lead: str, t: np.ndarray, mv: np.ndarray, baseline: float) -> go.Scatter:
+def _trace(kind: str, **props) -> dict:
+    """A trace as plotly.js reads it, built as a plain dict. plotly.graph_objects checks every element of a data
+    array one by one (to_scalar_or_list) and deep-copies the figure: that was ~0.55 s of a result page's 0.7 s for
+    13 traces of 1,250 points. The layout (a few objects) still goes through go.Layout; the test
+    tests/clinical/test_ecgplot.py holds these figures equal to plotly's own validated output."""
+    return {"type": kind, **props}
+
+
+def _lead_trace(lead: str, t: np.ndarray, mv: np.ndarray, baseline: float) -> dict:
     # SVG Scatter rather than Scattergl: 13 paths of a few thousand points draw fast and print crisply.
-    return go.Scatter(
+    return _trace("scatter", 
         x=np.round(t, 4).tolist(),
         y=_json_values(mv + baseline, 3),
         customdata=_json_values(mv, 3),  # the unshifted voltage, for the hover text
@@ -213,7 +220,7 @@ def _json_values(a: np.ndarray, decimals: int) -> list[float | None]:
     return values.tolist()
 
 
-def _calibration_trace() -> go.Scatter:
+def _calibration_trace() -> dict:
     # One trace, the four pulses separated by None gaps: a 1 mV, 0.2 s step at the start of every row.
     a, up, down, b = CAL_STEPS_S
     xs: list[float | None] = []
@@ -221,7 +228,7 @@ def _calibration_trace() -> go.Scatter:
     for base in ROW_BASELINES_MV:
         xs += [a, up, up, down, down, b, None]
         ys += [base, base, base + CAL_MV, base + CAL_MV, base, base, None]
-    return go.Scatter(
+    return _trace("scatter", 
         x=xs[:-1], y=ys[:-1], mode="lines", line={"color": INK, "width": 1.4},
         name="1 mV calibration", meta="calibration", hoverinfo="skip", showlegend=False,
     )
@@ -230,7 +237,7 @@ def _calibration_trace() -> go.Scatter:
 def _evidence_trace(
     key: str, display: str, lead: str, share: str, lead_map: np.ndarray, map_t0: float,
     span: tuple[float, float], baseline: float,
-) -> go.Heatmap:
+) -> dict:
     """A one-row heatmap behind one segment: one cell per 100 Hz map sample, blank where evidence is weak.
 
     span is the segment's [start, stop) in display seconds; a map sample belongs to it when its centre does.
@@ -240,7 +247,7 @@ def _evidence_trace(
     keep = (map_t >= span[0] - eps) & (map_t < span[1] - eps)
     z = np.clip(lead_map[keep], 0.0, 1.0)
     cells = [round(float(v), 3) if v >= EVIDENCE_MIN else None for v in z]
-    return go.Heatmap(
+    return _trace("heatmap", 
         z=[cells],
         x0=round(float(map_t[keep][0]), 4) if keep.any() else 0.0,
         dx=1 / TARGET_FS,
@@ -349,10 +356,10 @@ def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: flo
     tick = next(step for step in (1, 2, 5, 10, 15, 30, 60) if record_s / step <= 12)
     window = {"type": "rect", "xref": "x", "yref": "paper", "x0": start_s, "x1": end_s, "y0": 0, "y1": 1,
               "fillcolor": WINDOW_FILL, "line": {"color": WINDOW_EDGE, "width": 2}, "layer": "below"}
-    fig = go.Figure(
-        data=[go.Scatter(x=t, y=y, mode="lines", line={"color": INK, "width": 1}, name=lead, meta=lead,
+    figure = {
+        "data": [_trace("scatter", x=t, y=y, mode="lines", line={"color": INK, "width": 1}, name=lead, meta=lead,
                          hovertemplate="%{x:.1f} s<extra></extra>", showlegend=False)],
-        layout=go.Layout(
+        "layout": go.Layout(
             template="none", height=OVERVIEW_HEIGHT_PX, margin={"l": 36, "r": 12, "t": 8, "b": 34},
             paper_bgcolor="#fff", plot_bgcolor="#fff", showlegend=False, dragmode=False, hovermode="x",
             xaxis={"range": [0, record_s], "dtick": tick, "tick0": 0, "ticksuffix": " s", "showgrid": True,
@@ -369,9 +376,9 @@ def overview_figure(signal: np.ndarray, fs: float, *, start_s: float, end_s: flo
                           "y": 1, "yref": "paper", "yanchor": "top", "yshift": -3, "showarrow": False,
                           "bgcolor": "rgba(255, 255, 255, 0.9)",
                           "font": {"size": 13, "color": WINDOW_EDGE, "family": "Arial, sans-serif"}}],
-        ),
-    )
-    return {"figure": fig.to_plotly_json(), "record_s": round(record_s, 3), "window_s": float(WINDOW_S),
+        ).to_plotly_json(),
+    }
+    return {"figure": figure, "record_s": round(record_s, 3), "window_s": float(WINDOW_S),
             "start_s": start_s}
 
 
@@ -442,7 +449,7 @@ def median_beats_figure(
     start_s, shown_s = j0 / beats_fs, (j1 - j0) / beats_fs
     pitch_s = math.ceil(round((shown_s + MEDIAN_GAP_S) / MEDIAN_MAJOR_S, 6)) * MEDIAN_MAJOR_S  # columns on major lines
     bases = ROW_BASELINES_MV[:len(GRID_3X4)]
-    traces: list[go.Scatter] = []
+    traces: list[dict] = []
     panels: list[dict] = []
     annotations: list[dict] = []
     for row, names in enumerate(GRID_3X4):
@@ -450,7 +457,7 @@ def median_beats_figure(
             x0 = col * pitch_s
             mv = np.asarray([np.nan if v is None else v for v in (leads.get(lead) or [])[j0:j1]], dtype=np.float64)
             # x0/dx instead of 325 x values; 10 µV steps are 0.1 mm on the paper, finer than a screen pixel.
-            traces.append(go.Scatter(
+            traces.append(_trace("scatter", 
                 x0=round(x0, 6), dx=1 / beats_fs, y=_json_values(mv + bases[row], 2), mode="lines",
                 line={"color": INK, "width": 1.4}, name=lead, meta=lead, hoverinfo="skip", showlegend=False))
             panels.append({"lead": lead, "x0": round(x0, 6), "x1": round(x0 + shown_s, 6),
@@ -513,7 +520,7 @@ def median_beats_figure(
                "scaleanchor": "x", "scaleratio": MEDIAN_SCALE_RATIO},
         annotations=annotations,
     )
-    return {"figure": go.Figure(data=traces, layout=layout).to_plotly_json(), "paper_width": width,
+    return {"figure": {"data": traces, "layout": layout.to_plotly_json()}, "paper_width": width,
             "start_s": round(start_s, 6),
             "calipers": {"panels": panels, "shared_time": False, "mm_per_s": MEDIAN_MM_PER_S,
                          "mm_per_mv": MM_PER_MV},
@@ -536,14 +543,14 @@ def _beat_crop(at_s: dict[str, float], n: int, beats_fs: float) -> tuple[int, in
     return j0, max(j0 + 2, min(n, math.ceil(end * beats_fs) + 1))
 
 
-def _gapped(x0: list[float], x1: list[float], y0: list[float], y1: list[float], **style) -> go.Scatter:
+def _gapped(x0: list[float], x1: list[float], y0: list[float], y1: list[float], **style) -> dict:
     """Line segments (x0[i], y0[i]) - (x1[i], y1[i]) as one trace, separated by None gaps."""
     xs: list[float | None] = []
     ys: list[float | None] = []
     for a, b, c, d in zip(x0, x1, y0, y1):
         xs += [a, b, None]
         ys += [c, d, None]
-    return go.Scatter(x=xs[:-1], y=ys[:-1], mode="lines", hoverinfo="skip", showlegend=False, **style)
+    return _trace("scatter", x=xs[:-1], y=ys[:-1], mode="lines", hoverinfo="skip", showlegend=False, **style)
 
 
 def sheet_caliper_panels() -> list[dict]:

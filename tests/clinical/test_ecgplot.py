@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from plotly.offline import get_plotlyjs_version
 
-from clinical.ecgplot import GRID_3X4, Overlay, ecg_paper_figure, plotly_js_path
+from clinical.ecgplot import GRID_3X4, Overlay, ecg_paper_figure, median_beats_figure, overview_figure, plotly_js_path
 from mlcore.preprocess import LEADS
 from tests.conftest import synthetic_ecg
 
@@ -229,3 +229,27 @@ def test_plotly_js_is_served_from_the_installed_package():
 def test_module_does_not_need_django():
     code = "import sys, clinical.ecgplot; assert not any(m.startswith('django') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_figures_built_as_dicts_are_what_plotly_itself_validates_them_to():
+    """ecgplot builds traces as plain dicts (plotly's per-element validation was most of a result page's time):
+    each figure must come out of plotly's own validation unchanged, overlays, median beats and overview included."""
+    import plotly.graph_objects as go
+
+    from clinical.measurements import ecg_measurements
+
+    rng = np.random.default_rng(3)
+    x = synthetic_ecg(rng, fs=500)
+    overlays = {"superclass:MI": Overlay(label="MI", display="Myocardial infarction",
+                                         lead_maps=rng.random((12, 1000)), lead_relevance=rng.random(12))}
+    m = ecg_measurements(x, 500)
+    figures = [ecg_paper_figure(x, 500, overlays=overlays)["figure"],
+               ecg_paper_figure(x[:, :3000], 500)["figure"],
+               overview_figure(np.concatenate([x] * 4, axis=1), 500, start_s=10, end_s=20)["figure"],
+               median_beats_figure(m["median_beats"]["leads"], beats_fs=m["median_beats"]["fs"], fs=500,
+                                   fiducials=m["fiducials"], intervals_ms={"pr": m["pr_ms"], "qrs": m["qrs_ms"],
+                                                                           "qt": m["qt_ms"]})["figure"]]
+    for fig in figures:
+        ours = json.loads(json.dumps(fig, sort_keys=True))
+        assert json.loads(json.dumps(go.Figure(fig).to_plotly_json(), sort_keys=True)) == ours
+        assert all(t["type"] in ("scatter", "heatmap") for t in fig["data"])
