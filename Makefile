@@ -36,8 +36,10 @@ reset-demo: export ECGAPP_DEMO ?= 1
 reset-demo: $(STAMP)
 	$(BIN)/python manage.py seed_demo --reset
 
-test: $(STAMP)
-	$(BIN)/pytest
+# The whole suite: the fast part in two processes, then the browser and fault tests one at a time (they start
+# servers, browsers and private PostgreSQL/Redis instances of their own, and the fault tests kill processes).
+test: test-fast
+	$(BIN)/pytest tests/browser tests/faults
 
 # The fast suite: everything but the browser and fault tests, in two processes (pytest-xdist; each gets its own
 # test database, Redis database and Prometheus folder: ecgapp/settings/test.py).
