@@ -333,8 +333,12 @@ def model_change_withdraw(*, change: ModelChange, user) -> ModelChange:
 
 
 def rollback_target() -> ModelVersion | None:
-    """The version that served before the one serving now (what a rollback puts back), or None."""
-    last = (ModelChange.objects.filter(status=ModelChange.Status.APPLIED, version__state=ModelVersion.State.SERVING)
+    """What a rollback puts back: the version the serving one was promoted over, or None.
+
+    Only a promotion can be rolled back. After a rollback the version rolled away from is not offered again as a
+    "rollback": serving it again is a promotion, with its sign-off (under the two-person rule, two signatures)."""
+    last = (ModelChange.objects.filter(status=ModelChange.Status.APPLIED, kind=ModelChange.Kind.PROMOTE,
+                                       version__state=ModelVersion.State.SERVING)
             .select_related("replaced").order_by("-applied_at", "-id").first())
     return last.replaced if last else None
 

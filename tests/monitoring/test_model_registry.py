@@ -159,6 +159,10 @@ def test_register_promote_with_two_signatures_serve_and_roll_back(
                                   queue_inference=False)
     services.inference_run(job_id=record2.job.id)
     assert Prediction.objects.get(record=record2).model_version == image
+    # The version rolled away from is not offered as a "rollback": serving it again is a promotion, signed twice.
+    assert registry.rollback_target() is None and "Roll back to" not in client.get(PAGE).content.decode()
+    with pytest.raises(ApplicationError, match="Nothing to roll back"):
+        registry.model_rollback(user=compliance_officer, password=PW, reason="Back to the candidate, quickly.")
     history = [(c.kind, c.version.version, c.status) for c in ModelChange.objects.order_by("id")]
     assert history == [("promote", candidate.version, "applied"), ("rollback", image, "applied")]
 
