@@ -224,6 +224,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "rollback_target": registry.rollback_target(), "two_person": registry.two_person_rule(),
         "min_reason": registry.MIN_REASON,
         "shadow": next((v for v in versions if v.state == ModelVersion.State.SHADOW), None),
+        "shadowable": [v for v in versions if v.state in (ModelVersion.State.CANDIDATE, ModelVersion.State.RETIRED)],
         "compared": set(ShadowPrediction.objects.values_list("version_id", flat=True).distinct())})
 
 

@@ -32,7 +32,7 @@ def test_compliance_shadows_a_candidate_and_reads_the_comparison(live_server, pa
 
     log_in(page, base, "comp-one")
     page.goto(f"{base}/monitoring/models/")
-    page.locator(f'#model-versions tr[data-version="{candidate.version}"] .shadow-form button').click()
+    page.locator(f'#model-shadow form[data-version="{candidate.version}"] button').click()
     page.wait_for_selector("#model-shadow")
     assert page.inner_text("#shadow-version") == candidate.version
 
