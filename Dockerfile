@@ -1,7 +1,7 @@
 # One image for every role; the command picks it (deploy/compose.yaml and deploy/k8s/ give each one):
 #   web (default)      gunicorn ecgapp.wsgi:application -c gunicorn.conf.py
 #   inference worker   celery -A ecgapp worker -Q inference --hostname inference@%h
-#   monitoring worker  celery -A ecgapp worker -Q monitoring,celery --hostname monitoring@%h
+#   monitoring worker  celery -A ecgapp worker -Q monitoring,celery,shadow --hostname monitoring@%h
 #   beat               celery -A ecgapp beat --schedule /tmp/celerybeat-schedule
 #   migrations         sh -c "python manage.py migrate --noinput && python manage.py setup_roles"
 # Build from the repository root: docker build -t ecgapp:0.1.0 .

@@ -64,6 +64,8 @@ class AuditAction(models.TextChoices):
     MODEL_IMPORT = "model.import"
     MODEL_PROMOTE = "model.promote"
     MODEL_ROLLBACK = "model.rollback"
+    MODEL_SHADOW_START = "model.shadow_start"
+    MODEL_SHADOW_STOP = "model.shadow_stop"
     MODEL_SIGN_FAILED = "model.sign_failed"
     MONITORING_ALERT = "monitoring.alert"
     MONITORING_DRIFT_REQUESTED = "monitoring.drift_requested"

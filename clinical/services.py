@@ -405,7 +405,7 @@ def inference_run(*, job_id: int) -> InferenceJob:
     if job.state != InferenceJob.State.RUNNING:  # done already, or failed for having crashed too often
         return job
     cpu_started = time.process_time()
-    return _inference_store(job=job, analysis=_inference_analyse(job.record), cpu_started=cpu_started)
+    return _inference_store(job=job, analysis=_inference_analyse(job.record, get_ensemble()), cpu_started=cpu_started)
 
 
 def _inference_claim(*, job_id: int) -> InferenceJob:
@@ -431,10 +431,10 @@ def _inference_claim(*, job_id: int) -> InferenceJob:
     return job
 
 
-def _inference_analyse(record: EcgRecord) -> Analysis:
-    """The ensemble's findings on the analysed window, the measurement criteria and the ranked actions."""
+def _inference_analyse(record: EcgRecord, ens) -> Analysis:
+    """The ensemble's findings on the analysed window, the measurement criteria and the ranked actions: ``ens`` the
+    serving ensemble (get_ensemble), or a shadow version's (monitoring.shadow) on the same code path."""
     started = time.perf_counter()
-    ens = get_ensemble()
     signal = record.window_array()  # (12, m) mV: the analysed 10 s at the record's own rate
     pred = ens.predict([signal], record.fs)
     labels = ens.labels
@@ -541,6 +541,7 @@ def _inference_store(*, job: InferenceJob, analysis: Analysis, cpu_started: floa
                            "ms": round(a.elapsed_ms, 1)})
         if evidence_state == Prediction.EvidenceState.PENDING:
             transaction.on_commit(lambda: _send_evidence(prediction.pk))
+        transaction.on_commit(lambda: _send_shadow(prediction.pk))
     metrics.WORKER_CPU_SECONDS.labels(step="analysis").observe(time.process_time() - cpu_started)
     return job
 
@@ -554,6 +555,20 @@ def _send_evidence(prediction_id: int) -> None:
         compute_evidence.apply_async((prediction_id,), retry=True, retry_policy=PUBLISH_RETRY)
     except Exception:
         log.exception("could not send the evidence of prediction %s; the sweeper will send it", prediction_id)
+
+
+def _send_shadow(prediction_id: int) -> None:
+    """With a version in shadow, hand the committed result to its own queue ("shadow"). Anything going wrong here is
+    logged and nothing else: the shadow must never cost the serving result."""
+    try:
+        from monitoring.registry import shadow_version  # monitoring reads clinical's models
+        from monitoring.tasks import shadow_inference
+
+        version = shadow_version()
+        if version is not None:
+            shadow_inference.apply_async((version.pk, prediction_id), retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception:
+        log.exception("could not send prediction %s to the shadow model", prediction_id)
 
 
 def evidence_request(*, prediction: Prediction, actor) -> Prediction:

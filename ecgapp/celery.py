@@ -12,10 +12,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ecgapp.settings.base")
 
 app = Celery("ecgapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("inference"), Queue("evidence"), Queue("monitoring"), Queue("celery"))
+app.conf.task_queues = (Queue("inference"), Queue("evidence"), Queue("monitoring"), Queue("celery"), Queue("shadow"))
 # Inference has its own workers; the periodic housekeeping (re-sending stale jobs, escalations) and the reports
 # go to "monitoring", so a busy inference queue never delays them. Evidence (Grad-CAM after the result) has a
 # queue of its own that the inference workers take last (-Q inference,evidence; the broker's priority order).
+# A shadow version's analyses (monitoring.shadow) go to "shadow", taken by the monitoring worker after its own
+# queues: a shadow never takes an inference worker's time from the serving path.
 app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
                        "clinical.tasks.compute_evidence": {"queue": "evidence"},
                        "clinical.tasks.requeue_stale_jobs": {"queue": "monitoring"},
@@ -23,6 +25,7 @@ app.conf.task_routes = {"clinical.tasks.run_inference": {"queue": "inference"},
                        "clinical.tasks.notify_result": {"queue": "monitoring"},
                        "clinical.tasks.send_report_webhook": {"queue": "monitoring"},
                        "clinical.tasks.audit_checkpoint": {"queue": "monitoring"},
+                       "monitoring.tasks.shadow_inference": {"queue": "shadow"},
                        "monitoring.tasks.*": {"queue": "monitoring"}}
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True

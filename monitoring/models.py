@@ -257,8 +257,9 @@ class ModelVersion(models.Model):
     """A model the site can serve: weights + manifest + calibration + evaluation reports (monitoring.registry).
 
     candidate (imported, verified) -> serving (promoted with sign-off) -> retired (replaced or rolled back); a
-    retired version can be promoted again. "shadow" is reserved for a candidate run beside the serving model on
-    live traffic (not built yet: issue 20)."""
+    retired version can be promoted again. A candidate or retired version can be put in shadow (at most one at a
+    time): it runs beside the serving model on every new ECG, on its own queue, and its outputs are stored as
+    ShadowPrediction rows that no clinical page or API reads (monitoring.shadow); promoting it serves it."""
 
     class State(models.TextChoices):
         CANDIDATE = "candidate", "Candidate"
@@ -290,6 +291,9 @@ class ModelVersion(models.Model):
             # Two serving versions would leave it to chance which one a prediction uses.
             models.UniqueConstraint(fields=["state"], condition=models.Q(state="serving"),
                                     name="one_serving_model_version"),
+            # One shadow: each new ECG costs one shadow analysis, and the comparison is of one pair.
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="shadow"),
+                                    name="one_shadow_model_version"),
         ]
 
     def __str__(self) -> str:
@@ -334,3 +338,25 @@ class ModelChange(models.Model):
             models.UniqueConstraint(fields=["status"], condition=models.Q(status="pending"),
                                     name="one_pending_model_change"),
         ]
+
+
+class ShadowPrediction(models.Model):
+    """What a shadow version (ModelVersion in state "shadow") made of an ECG the serving model analysed: stored beside
+    the serving Prediction for the comparison page (monitoring.shadow), never shown to clinicians nor used for
+    actions. One per version and serving prediction (the shadow task is idempotent)."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="shadow_predictions")
+    prediction = models.ForeignKey("clinical.Prediction", on_delete=models.CASCADE, related_name="+")
+    calibration_version = models.CharField(max_length=32, blank=True, default="")
+    superclass = models.JSONField()  # {"NORM": p, ...} under the shadow version's own calibration
+    statements = models.JSONField()
+    flagged = models.JSONField(default=list)  # ["superclass:MI", "statements:AFIB", ...] at its own thresholds
+    top_urgency = models.CharField(max_length=10)
+    rule_ids = models.JSONField(default=list)  # the rule ids of its ranked actions
+    needs_review = models.BooleanField(default=False)
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["version", "prediction"], name="one_shadow_prediction")]

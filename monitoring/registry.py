@@ -44,6 +44,7 @@ PERMISSION = "monitoring.manage_models"
 IMPORTED, REQUESTED = AuditAction.MODEL_IMPORT, AuditAction.MODEL_CHANGE_REQUEST
 PROMOTED, ROLLED_BACK = AuditAction.MODEL_PROMOTE, AuditAction.MODEL_ROLLBACK
 WITHDRAWN, SIGN_FAILED = AuditAction.MODEL_CHANGE_WITHDRAW, AuditAction.MODEL_SIGN_FAILED
+SHADOW_STARTED, SHADOW_STOPPED = AuditAction.MODEL_SHADOW_START, AuditAction.MODEL_SHADOW_STOP
 # What an export folder holds; anything else in it (a README, a notebook) is not part of the version.
 EXPORT_SUFFIXES = (".json", ".pt", ".npz")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a member is a few MB (DEVELOPERS: "keep each member small")
@@ -362,6 +363,53 @@ def model_rollback(*, user, password: str | None, reason: str) -> ModelChange:
         audit_log(actor=user, action=REQUESTED, object_type="ModelVersion", object_id=target.version,
                   details={"kind": change.kind, "change": change.pk, "reason": reason, "two_person": False})
         return _apply(change, approver=user)
+
+
+# -- shadow ---------------------------------------------------------------------------------------------------------
+
+def shadow_version() -> ModelVersion | None:
+    """The version running in shadow beside the serving one, or None (one small query per new ECG)."""
+    return ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).only("id", "version", "files").first()
+
+
+def model_shadow_start(*, version: ModelVersion, user) -> ModelVersion:
+    """Run a candidate (or a retired version) beside the serving model on every new ECG, its outputs stored for the
+    comparison page only (monitoring.shadow). One shadow at a time: stop the other first."""
+    _require(user)
+    try:
+        with transaction.atomic():
+            _image_ensure(user)
+            version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+            if version.state not in (ModelVersion.State.CANDIDATE, ModelVersion.State.RETIRED):
+                raise ApplicationError(f"{version.version} is {version.get_state_display().lower()}: only a candidate "
+                                    "or a retired version can run in shadow.", code="conflict")
+            other = ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).first()
+            if other is not None:
+                raise ApplicationError(f"{other.version} is already in shadow: stop it first (one shadow at a time).",
+                                    code="conflict")
+            before = version.state
+            version.state = ModelVersion.State.SHADOW
+            version.save(update_fields=["state"])
+            audit_log(actor=user, action=SHADOW_STARTED, object_type="ModelVersion", object_id=version.version,
+                      details={"from": before})
+    except IntegrityError as exc:  # another shadow started at the same moment (one_shadow_model_version)
+        raise ApplicationError("Another version was put in shadow at the same moment: reload the page.",
+                            code="conflict") from exc
+    return version
+
+
+def model_shadow_stop(*, version: ModelVersion, user) -> ModelVersion:
+    """Stop the shadow (back to candidate); its stored outputs stay for the comparison."""
+    _require(user)
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.state != ModelVersion.State.SHADOW:
+            raise ApplicationError(f"{version.version} is not in shadow.", code="conflict")
+        version.state = ModelVersion.State.CANDIDATE
+        version.save(update_fields=["state"])
+        audit_log(actor=user, action=SHADOW_STOPPED, object_type="ModelVersion", object_id=version.version,
+                  details={"shadow_predictions": version.shadow_predictions.count()})
+    return version
 
 
 def model_versions() -> list[ModelVersion]:

@@ -37,3 +37,28 @@ def reports_after_jobs(self, job_ids: list[int]) -> str:
     if not services.reports_after_jobs(job_ids=job_ids, force=last_try):
         raise self.retry(countdown=REPORTS_POLL_S)
     return "queued"
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, name="monitoring.tasks.shadow_inference")
+def shadow_inference(self, version_id: int, prediction_id: int) -> str:
+    """A shadow version's analysis of an ECG the serving model analysed, on the "shadow" queue. Idempotent; a
+    failure is logged and leaves the serving result as it was."""
+    import logging
+
+    from clinical.models import Prediction
+    from clinical.tasks import TRANSIENT
+    from monitoring import shadow
+
+    try:
+        row = shadow.shadow_run(version_id=version_id, prediction_id=prediction_id)
+    except Prediction.DoesNotExist:  # deleted, or re-analysed meanwhile (the new result is sent again)
+        return "missing"
+    except TRANSIENT as exc:
+        if self.request.retries >= self.max_retries:
+            logging.getLogger(__name__).exception("shadow inference gave up on prediction %s", prediction_id)
+            return "failed"
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    except Exception:
+        logging.getLogger(__name__).exception("shadow inference failed on prediction %s", prediction_id)
+        return "failed"
+    return "stored" if row is not None else "skipped"

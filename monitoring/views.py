@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from clinical.errors import ApplicationError
 from clinical.forms import page_error
-from monitoring import calibration, charts, registry, selectors
+from monitoring import calibration, charts, registry, selectors, shadow
 from monitoring.drift import window_label
 from monitoring.modelcard import load_manifest
 from monitoring.models import (
@@ -22,6 +22,7 @@ from monitoring.models import (
     FairnessReport,
     ModelChange,
     ModelVersion,
+    ShadowPrediction,
 )
 from monitoring.services import report_request
 
@@ -221,7 +222,19 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "image_version": image.get("model_version"),
         "pending": next((c for c in history if c.status == ModelChange.Status.PENDING), None),
         "rollback_target": registry.rollback_target(), "two_person": registry.two_person_rule(),
-        "min_reason": registry.MIN_REASON})
+        "min_reason": registry.MIN_REASON,
+        "shadow": next((v for v in versions if v.state == ModelVersion.State.SHADOW), None),
+        "shadowable": [v for v in versions if v.state in (ModelVersion.State.CANDIDATE, ModelVersion.State.RETIRED)],
+        "compared": set(ShadowPrediction.objects.values_list("version_id", flat=True).distinct())})
+
+
+@login_required
+@models_staff
+def model_comparison(request: HttpRequest, pk: int) -> HttpResponse:
+    """A shadow version against the serving results it ran beside (monitoring.shadow), for compliance."""
+    version = get_object_or_404(ModelVersion, pk=pk)
+    return render(request, "monitoring/model_comparison.html", {
+        "version": version, "c": shadow.comparison(version)})
 
 
 @login_required
@@ -247,6 +260,13 @@ def model_change(request: HttpRequest, action: str, pk: int = 0) -> HttpResponse
             change = registry.model_change_withdraw(change=get_object_or_404(ModelChange, pk=pk), user=request.user)
             messages.success(request, f"The {change.get_kind_display().lower()} to {change.version.version} was "
                                       "withdrawn.")
+        elif action == "shadow_start":
+            version = registry.model_shadow_start(version=get_object_or_404(ModelVersion, pk=pk), user=request.user)
+            messages.success(request, f"{version.version} runs in shadow on every new ECG from now on; clinicians "
+                                      "see only the serving model's results.")
+        elif action == "shadow_stop":
+            version = registry.model_shadow_stop(version=get_object_or_404(ModelVersion, pk=pk), user=request.user)
+            messages.success(request, f"{version.version} no longer runs in shadow; its comparison stays.")
         elif action == "rollback":
             change = registry.model_rollback(user=request.user, password=password, reason=reason)
             messages.success(request, f"Rolled back: {change.version.version} serves again "

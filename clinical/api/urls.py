@@ -24,6 +24,7 @@ urlpatterns = [
     path("ecgs/<uuid:public_id>/report/hl7/", views.EcgReportHl7Api.as_view(), name="ecg-report-hl7"),
     path("patients/<str:pseudonym>/ecgs/", views.PatientEcgListApi.as_view(), name="patient-ecgs"),
     path("model/", views.ModelInfoApi.as_view(), name="model-info"),
+    path("models/<str:version>/comparison/", views.ModelComparisonApi.as_view(), name="model-comparison"),
     # Authenticated users (session or token) and allowed addresses; the docs page is a shell that loads it.
     path("schema/", SpectacularAPIView.as_view(api_version="v1", permission_classes=[SchemaReaders]), name="schema"),
     # The split view serves Swagger UI's init script as its own response (?script), so the page needs no inline

@@ -888,6 +888,40 @@ class ModelInfoApi(APIView):
         return Response(self.Output(selectors.model_info(ensemble=services.get_ensemble())).data)
 
 
+class ModelComparisonApi(APIView):
+    class Output(serializers.Serializer):
+        # monitoring.shadow.comparison: a shadow version against the serving results it ran beside.
+        version = serializers.CharField(help_text="The shadowed model version")
+        state = serializers.CharField(help_text="Its registry state now (shadow, candidate, serving, retired)")
+        n_shadowed = serializers.IntegerField(help_text="ECGs the version analysed in shadow")
+        serving_versions = serializers.ListField(child=serializers.CharField(),
+                                                 help_text="The serving versions it was compared with")
+        agreement = serializers.ListField(child=serializers.DictField(), help_text=(
+            "Per label either model flagged: both, neither, only_serving, only_shadow, agreement_pct"))
+        urgency_changes = serializers.DictField(help_text="Top urgency, serving x shadow: counts, and how many changed")
+        outcomes = serializers.DictField(help_text=(
+            "Per superclass on reviewer-confirmed outcomes: each model's AUC (bootstrap CI), sensitivity and "
+            "specificity at its own threshold (Wilson CIs), n positives/negatives; too_few below min_outcomes"))
+        drift = serializers.DictField(help_text=(
+            "Per superclass: the shadow's probability histogram against its fold-9 reference, chi-square p-value"))
+        latency_ms = serializers.DictField(help_text="Inference p50/p95 in ms, serving and shadow")
+
+        class Meta:
+            ref_name = "ModelComparison"
+
+    @extend_schema(operation_id="model_comparison", summary="Shadow evaluation of a model version against serving",
+                   responses={200: Output, **ERRORS})
+    def get(self, request, version: str):
+        from monitoring import shadow  # monitoring reads clinical's models
+        from monitoring.models import ModelVersion
+
+        if not (request.user.has_perm("monitoring.manage_models") or request.user.has_perm("clinical.view_monitoring")):
+            raise PermissionDenied("Your role does not allow this operation.")
+        row = ModelVersion.objects.filter(version=version).first()
+        if row is None:
+            raise NotFound("No such model version.")
+        return Response(self.Output(shadow.comparison(row)).data)
+
 
 class _ReportApi(APIView):
     """A report download: the document itself on success, the API's JSON error shape otherwise.

@@ -4,15 +4,25 @@ In the same run it times the bare ensemble forward pass (this process, one torch
 signals) and reads the CPU the worker, web and client processes used from /proc, so that the CPU a result costs
 is stated as a multiple of the forward pass (issue 17). The workers consume "inference,evidence" as in production:
 evidence is computed after the results, and its CPU is reported apart (what the workers used until every pending
-evidence was stored after the last result)."""
+evidence was stored after the last result).
+
+``--shadow`` runs the same load twice in one run, without and then with a version in shadow (a copy of the committed
+weights under another version name, registered and put in shadow, its worker a separate process on the "shadow"
+queue started with nice 10 so the serving path keeps priority), and prints submit -> result p50/p95 of both."""
 from __future__ import annotations
 
 import json
+import os
 import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -60,8 +70,25 @@ class Command(BaseCommand):
         parser.add_argument("--evidence", action="store_true",
                             help="submit with \"evidence\": true (computed after each result, as a page upload "
                                  "does) instead of the API's default, evidence when first asked for")
+        parser.add_argument("--shadow", action="store_true",
+                            help="run the load twice, without and with a shadow version (the committed weights "
+                                 "under another name, on its own niced worker), and compare submit -> result")
 
-    def handle(self, *args, workers: str, **options):
+    def handle(self, *args, workers: str, shadow: bool = False, **options):
+        if shadow:
+            count = int(str(workers).split(",")[0])
+            runs = [self.run_load(workers=count, **options), self.run_load(workers=count, shadow=True, **options)]
+            self.stdout.write("Shadow inference and the serving path (same load, same run, one pass each):")
+            self.stdout.write("  shadow   results/s  submit->result p50 / p95 ms  errors  shadow results stored "
+                              "(warm-up included)")
+            for label, c in zip(("without", "with"), runs):
+                stored = f"{c['shadow_stored']} of {c['results']}" if label == "with" else "-"
+                self.stdout.write(f"  {label:>7}  {c['results_per_s']:>9.1f}  {c['p50_ms']:>12.0f} / "
+                                  f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {stored}")
+            return
+        self.scale_out(workers=workers, **options)
+
+    def scale_out(self, *, workers: str, **options):
         counts = [int(w) for w in str(workers).split(",") if w.strip()]
         curve = [self.run_load(workers=w, **options) for w in counts]
         if len(curve) > 1:
@@ -72,7 +99,8 @@ class Command(BaseCommand):
                                   f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {c['machine_ms']:>10.0f}")
 
     def run_load(self, *, clients: int, requests: int, workers: int, server: str, poll: float, redis_db: int,
-                 evidence: bool = False, web_workers: int = 2, format: str = "json", **options) -> dict:
+                 evidence: bool = False, web_workers: int = 2, format: str = "json", shadow: bool = False,
+                 **options) -> dict:
         from django.contrib.auth.models import Group, User
 
         from clinical.roles import roles_ensure
@@ -89,6 +117,7 @@ class Command(BaseCommand):
             user = User.objects.create_user("bench-api", password="bench-password-1")
             user.groups.add(Group.objects.get(name="integrator"))
             token = api_token_create(user=user, name="bench")[1]
+            shadow_worker = _shadow_start(env) if shadow else None
             connection.close()  # the web process must see these rows; SQLite wants the writer gone
             latencies: list[float] = []
             submits: list[float] = []
@@ -187,12 +216,16 @@ class Command(BaseCommand):
                                                 evidence_n=Count("evidence_ms"))
             failed_evidence = Prediction.objects.filter(evidence_state=Prediction.EvidenceState.FAILED).count()
             forward_s = self.forward_pass_seconds(bodies)
+            # Every stored result, the warm-up's too, has its shadow result once the shadow queue is drained.
+            analysed = Prediction.objects.count()
+            shadow_stored = _shadow_drained(shadow_worker, expected=analysed) if shadow else 0
         lat = np.array(latencies) * 1000
         sub = np.array(submits) * 1000
         broker = "Redis" if settings.REDIS_URL else "filesystem broker"
         self.stdout.write(
             f"API, {clients} concurrent clients, {requests} uploads ({server}, {connection.vendor}, {broker}, "
             f"{workers} worker{'s' if workers > 1 else ''}"
+            f"{', a shadow version on its own niced worker' if shadow else ''}"
             f"{f', {web_workers} web processes' if server == 'gunicorn' else ''}, {format} submits, evidence "
             f"{'after each result' if evidence else 'when asked for (none asked)'}): {len(errors)} errors; "
             f"submit request p50 {statistics.median(sub):.0f} / p95 {np.percentile(sub, 95):.0f} / "
@@ -228,7 +261,7 @@ class Command(BaseCommand):
             self.stderr.write(f"first error: {errors[0]}")
         return {"workers": workers, "results_per_s": len(lat) / wall, "p50_ms": float(np.median(lat)) if n else 0.0,
                 "p95_ms": float(np.percentile(lat, 95)) if len(lat) else 0.0, "errors": len(errors),
-                "machine_ms": per["machine"] * 1000}
+                "machine_ms": per["machine"] * 1000, "results": analysed, "shadow_stored": shadow_stored}
 
     def forward_pass_seconds(self, bodies: list[dict]) -> float:
         """Median seconds of one ensemble forward pass (preprocessing included) on the uploads' signals, one torch
@@ -249,6 +282,41 @@ class Command(BaseCommand):
                 ens.predict([sig], 500)
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
+
+
+def _shadow_start(env: dict) -> subprocess.Popen:
+    """A copy of the committed weights registered under another version name and put in shadow, and its worker: a
+    separate process on the "shadow" queue, niced so that the serving path keeps priority."""
+    from monitoring import registry
+
+    with tempfile.TemporaryDirectory() as folder:
+        export = Path(folder) / "export"
+        shutil.copytree(settings.ECG_WEIGHTS_DIR, export)
+        manifest = json.loads((export / "manifest.json").read_text())
+        manifest["model_version"] = f"{manifest['model_version']}-shadow-bench"
+        (export / "manifest.json").write_text(json.dumps(manifest))
+        version = registry.model_version_import(path=export)
+    registry.model_shadow_start(version=version, user=None)
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecgapp", "worker", "--loglevel", "WARNING",
+                             "-Q", "shadow", "--concurrency", "1", "--pool", "prefork", "-n", "bench-shadow@%h"],
+                            env=env, preexec_fn=lambda: os.nice(10))
+
+
+def _shadow_drained(worker: subprocess.Popen, *, expected: int, limit_s: float = 600) -> int:
+    """Shadow predictions stored once the shadow queue is drained (or after limit_s); the worker stopped."""
+    from monitoring.models import ShadowPrediction
+
+    t0 = time.perf_counter()
+    try:
+        while ShadowPrediction.objects.count() < expected and time.perf_counter() - t0 < limit_s:
+            time.sleep(0.5)
+        return ShadowPrediction.objects.count()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 def _wfdb_pairs(bodies: list[dict]) -> list[list[tuple[str, bytes]]]:

@@ -114,7 +114,7 @@ class Command(BaseCommand):
         # killer does) can leave the replacement child blocked on billiard's queue lock for good; with solo,
         # the process that dies is the one this supervisor restarts.
         worker = Child("celery worker", [*celery, "worker", "--pool", "solo", "--loglevel", "INFO",
-                                         "-n", WORKER_NAME, "-Q", "inference,evidence,monitoring,celery",
+                                         "-n", WORKER_NAME, "-Q", "inference,evidence,monitoring,celery,shadow",
                                          "--without-mingle", "--without-gossip"], env)
         beat = Child("celery beat", [*celery, "beat", "--loglevel", "INFO",
                                      "--schedule", str(data_dir / "celerybeat-schedule")], env)
