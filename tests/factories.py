@@ -31,7 +31,8 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, role: str = "clinician", **kwargs):
-        roles_ensure()
+        if not Group.objects.filter(name=role).exists():  # the first user of a test makes the roles (~15 ms)
+            roles_ensure()
         user = model_class.objects.create_user(*args, password=PASSWORD, **kwargs)
         user.groups.add(Group.objects.get(name=role))
         return user
