@@ -7,6 +7,7 @@ interpretive statements. Everything is little-endian; sample numbers count from 
 """
 from __future__ import annotations
 
+import binascii
 import struct
 from dataclasses import dataclass
 
@@ -33,13 +34,11 @@ def _fail(message: str) -> IntakeError:
 
 
 def crc_ccitt(data: bytes) -> int:
-    """CRC-CCITT (polynomial 0x1021, initial 0xFFFF, not reflected), the checksum of SCP records and sections."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+    """CRC-CCITT (polynomial 0x1021, initial 0xFFFF, not reflected), the checksum of SCP records and sections.
+
+    The standard library's binascii.crc_hqx is this CRC in C with the initial value given (CRC-16/CCITT-FALSE; check
+    value 0x29B1 for b"123456789"): the bit loop it replaces took ~0.7 s per MB, on every SCP upload."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -275,3 +275,22 @@ def test_device_statements_from_sections_8_and_11(scp_bytes):
 def test_rebuilt_sample_is_unchanged(scp_bytes):
     # The record builder the tests above rely on writes a record that reads exactly as the sample.
     np.testing.assert_array_equal(_upload(scp_record(_split(scp_bytes))).signal, _upload(scp_bytes).signal)
+
+
+def test_the_crc_is_crc_ccitt_with_initial_ffff():
+    """SCP-ECG's checksum (EN 1064: CRC-CCITT, polynomial 0x1021, initial 0xFFFF): the catalogue check value, and
+    the bit-by-bit definition on other inputs."""
+    import os
+
+    def bitwise(data: bytes) -> int:
+        crc = 0xFFFF
+        for byte in data:
+            crc ^= byte << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        return crc
+
+    assert scp_ecg.crc_ccitt(b"123456789") == 0x29B1
+    for n in (0, 1, 2, 17, 1000):
+        data = os.urandom(n)
+        assert scp_ecg.crc_ccitt(data) == bitwise(data)
