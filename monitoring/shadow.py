@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from clinical.models import Prediction
 from clinical.recommend import URGENCY_ORDER
@@ -25,6 +27,7 @@ from monitoring.models import ModelVersion, ShadowPrediction
 MIN_OUTCOMES = 5  # positives and negatives each, below which a label's AUC and rates say "too few"
 DRIFT_MIN_N = 20  # shadowed ECGs below which a histogram test says "too few"
 LATENCY_KEYS = ("p50", "p95")
+DEFER_FIRST_S, DEFER_MAX_STEP_S = 2.0, 30.0  # a shadow analysis's waits while serving work is in hand
 
 
 def shadow_ensemble(version: ModelVersion):
@@ -35,6 +38,24 @@ def shadow_ensemble(version: ModelVersion):
     from monitoring.registry import version_weights_dir
 
     return ensemble_calibrated(load_cached(version_weights_dir(version), settings.ECG_TORCH_THREADS))
+
+
+def serving_busy() -> bool:
+    """Serving work in hand: an ECG's analysis queued or running, or a result's evidence being computed (created
+    within the longest a shadow waits, so that a row left behind by a dead worker does not hold shadows back for
+    good). Two indexed queries."""
+    from clinical.models import InferenceJob
+
+    if InferenceJob.objects.filter(state__in=(InferenceJob.State.QUEUED, InferenceJob.State.RUNNING)).exists():
+        return True
+    since = timezone.now() - timedelta(seconds=settings.ECG_SHADOW_DEFER_MAX_S)
+    return Prediction.objects.filter(created_at__gte=since, evidence_state=Prediction.EvidenceState.PENDING).exists()
+
+
+def defer_wait_s(deferred_s: float) -> float:
+    """How long a shadow analysis that has waited deferred_s waits next: doubling from DEFER_FIRST_S up to
+    DEFER_MAX_STEP_S (a queue of waiting messages costs the database a query each per step, not a busy loop)."""
+    return min(DEFER_MAX_STEP_S, max(DEFER_FIRST_S, deferred_s))
 
 
 def shadow_run(*, version_id: int, prediction_id: int) -> ShadowPrediction | None:

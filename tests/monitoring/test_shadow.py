@@ -42,8 +42,9 @@ def shadow_eager(monkeypatch):
 
 def _analyse(clinician, ecg: demo.DemoEcg, django_capture_on_commit_callbacks):
     upload = {"csv": ("ecg.csv", demo.as_csv(ecg.signal(500)))}
+    # No evidence: its computation (another queue, no worker here) would stay pending, and the shadow waits for it.
     record = services.ecg_submit(actor=clinician, pseudonym=ecg.pseudonym, age=ecg.age, sex=ecg.sex, files=upload,
-                                 fs=500, queue_inference=False)
+                                 fs=500, queue_inference=False, evidence=False)
     with django_capture_on_commit_callbacks(execute=True):
         services.inference_run(job_id=record.job.id)
     return record
@@ -238,3 +239,58 @@ def test_a_failing_shadow_never_touches_the_serving_result(
     record2 = _analyse(clinician, ecg, django_capture_on_commit_callbacks)
     record2.job.refresh_from_db()
     assert record2.job.state == "done" and Prediction.objects.filter(record=record2).exists()
+
+
+def test_the_shadow_waits_while_serving_work_is_in_hand_then_runs(
+        candidate_dir, compliance_officer, clinician, monkeypatch, settings,  # noqa: F811
+        django_capture_on_commit_callbacks):
+    """An ECG queued (or a result's evidence being made) sends the shadow's analysis back to its queue for later,
+    waits doubling to 30 s, without computing anything; once the serving work is done it runs; after
+    ECG_SHADOW_DEFER_MAX_S of waiting it runs regardless (a row a dead worker left behind holds nothing for good)."""
+    from clinical.models import InferenceJob
+
+    candidate = registry.model_version_import(path=candidate_dir, actor=compliance_officer)
+    registry.model_shadow_start(version=candidate, user=compliance_officer)
+    done = _analyse(clinician, demo.population(1)[0], django_capture_on_commit_callbacks)
+    prediction = Prediction.objects.get(record=done)
+    waiting = services.ecg_submit(actor=clinician, pseudonym="PT-WAIT", age=50, sex="F", fs=500,
+                                  files={"csv": ("ecg.csv", demo.as_csv(demo.population(2)[1].signal(500)))},
+                                  queue_inference=False)
+    assert waiting.job.state == InferenceJob.State.QUEUED and shadow.serving_busy()
+
+    resent = []
+    monkeypatch.setattr(tasks.shadow_inference, "apply_async", lambda args, kwargs=None, **kw: resent.append(
+        (args, kwargs, kw["countdown"])))
+    monkeypatch.setattr(shadow, "shadow_ensemble", lambda version: pytest.fail("computed while serving was busy"))
+    waited = 0.0
+    for expected in (2, 2, 4, 8, 16, 30, 30):
+        assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk),
+                                            kwargs={"deferred_s": waited}).get() == "deferred"
+        args, kwargs, countdown = resent[-1]
+        assert args == (candidate.pk, prediction.pk) and countdown == expected
+        assert kwargs == {"deferred_s": waited + expected}
+        waited = kwargs["deferred_s"]
+    assert not ShadowPrediction.objects.exists()
+
+    # Running jobs count as busy too; a finished one does not.
+    InferenceJob.objects.filter(pk=waiting.job.pk).update(state=InferenceJob.State.RUNNING)
+    assert shadow.serving_busy()
+    InferenceJob.objects.filter(pk=waiting.job.pk).update(state=InferenceJob.State.DONE)
+    assert not shadow.serving_busy()
+    # Evidence being computed for a recent result is serving work; one pending since before the longest wait is not.
+    Prediction.objects.filter(pk=prediction.pk).update(evidence_state=Prediction.EvidenceState.PENDING)
+    assert shadow.serving_busy()
+    settings.ECG_SHADOW_DEFER_MAX_S = 0.0
+    assert not shadow.serving_busy()
+    settings.ECG_SHADOW_DEFER_MAX_S = 1800.0
+    Prediction.objects.filter(pk=prediction.pk).update(evidence_state=Prediction.EvidenceState.READY)
+
+    monkeypatch.undo()
+    assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk), kwargs={"deferred_s": waited}).get() \
+        == "stored"
+
+    # Waited its longest: it runs even though an ECG is queued.
+    InferenceJob.objects.filter(pk=waiting.job.pk).update(state=InferenceJob.State.QUEUED)
+    ShadowPrediction.objects.all().delete()
+    assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk), kwargs={"deferred_s": 1800.0}).get() \
+        == "stored"

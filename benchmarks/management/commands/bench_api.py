@@ -73,18 +73,31 @@ class Command(BaseCommand):
         parser.add_argument("--shadow", action="store_true",
                             help="run the load twice, without and with a shadow version (the committed weights "
                                  "under another name, on its own niced worker), and compare submit -> result")
+        parser.add_argument("--passes", type=int, default=1,
+                            help="with --shadow: how many (without, with) pairs to run, alternating (default 1)")
 
-    def handle(self, *args, workers: str, shadow: bool = False, **options):
+    def handle(self, *args, workers: str, shadow: bool = False, passes: int = 1, **options):
         if shadow:
             count = int(str(workers).split(",")[0])
-            runs = [self.run_load(workers=count, **options), self.run_load(workers=count, shadow=True, **options)]
-            self.stdout.write("Shadow inference and the serving path (same load, same run, one pass each):")
+            runs = []  # alternating, so that a slow spell of a shared machine falls on both sides
+            for _ in range(passes):
+                runs += [("without", self.run_load(workers=count, **options)),
+                         ("with", self.run_load(workers=count, shadow=True, **options))]
+            self.stdout.write(f"Shadow inference and the serving path (same load, same run, {passes} pass"
+                              f"{'es' if passes > 1 else ''} each, alternating):")
             self.stdout.write("  shadow   results/s  submit->result p50 / p95 ms  errors  shadow results stored "
-                              "(warm-up included)")
-            for label, c in zip(("without", "with"), runs):
+                              "(warm-up included)  shadow caught up after the load")
+            for label, c in runs:
                 stored = f"{c['shadow_stored']} of {c['results']}" if label == "with" else "-"
+                caught = f"{c['shadow_catch_up_s']:.0f} s" if label == "with" else "-"
                 self.stdout.write(f"  {label:>7}  {c['results_per_s']:>9.1f}  {c['p50_ms']:>12.0f} / "
-                                  f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {stored}")
+                                  f"{c['p95_ms']:<12.0f}  {c['errors']:>6}  {stored:>21}  {caught:>10}")
+            if passes > 1:
+                for label in ("without", "with"):
+                    mine = [c for lab, c in runs if lab == label]
+                    self.stdout.write(f"  {label:>7}  median of {passes}: p50 "
+                                      f"{statistics.median(c['p50_ms'] for c in mine):.0f} / p95 "
+                                      f"{statistics.median(c['p95_ms'] for c in mine):.0f} ms")
             return
         self.scale_out(workers=workers, **options)
 
@@ -219,6 +232,7 @@ class Command(BaseCommand):
             # Every stored result, the warm-up's too, has its shadow result once the shadow queue is drained.
             analysed = Prediction.objects.count()
             shadow_stored = _shadow_drained(shadow_worker, expected=analysed) if shadow else 0
+            shadow_catch_up_s = time.perf_counter() - (started + wall)  # from the load's end to the last stored
         lat = np.array(latencies) * 1000
         sub = np.array(submits) * 1000
         broker = "Redis" if settings.REDIS_URL else "filesystem broker"
@@ -261,7 +275,8 @@ class Command(BaseCommand):
             self.stderr.write(f"first error: {errors[0]}")
         return {"workers": workers, "results_per_s": len(lat) / wall, "p50_ms": float(np.median(lat)) if n else 0.0,
                 "p95_ms": float(np.percentile(lat, 95)) if len(lat) else 0.0, "errors": len(errors),
-                "machine_ms": per["machine"] * 1000, "results": analysed, "shadow_stored": shadow_stored}
+                "machine_ms": per["machine"] * 1000, "results": analysed, "shadow_stored": shadow_stored,
+                "shadow_catch_up_s": shadow_catch_up_s}
 
     def forward_pass_seconds(self, bodies: list[dict]) -> float:
         """Median seconds of one ensemble forward pass (preprocessing included) on the uploads' signals, one torch
