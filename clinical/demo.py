@@ -6,11 +6,11 @@ Einthoven's law holds and the leads relate as on a real tracing. For demos and t
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass, replace
 
 import numpy as np
+import orjson
 
 from mlcore.preprocess import LEADS
 
@@ -119,7 +119,8 @@ def population(n: int = POPULATION_SIZE) -> list[DemoEcg]:
 
 
 def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(3, n) heart vector over time."""
+    """(3, n) heart vector over time. Each wave is computed where it is not nil (its centre +- 10 widths, beyond which
+    it is below 2e-22 of its peak), so a five-minute record costs what its beats do, not beats x samples."""
     d = np.zeros((3, len(t)))
     rr_mean = 60 / case.heart_rate
     beat = 0.35
@@ -129,11 +130,18 @@ def _dipole(case: DemoCase, t: np.ndarray, rng: np.random.Generator) -> np.ndarr
             stretch = case.qrs_widen if abs(w.offset_s) < 0.05 else 1.0  # widen only the QRS waves
             if w.offset_s > T_WAVE_AFTER_S:  # repolarisation shortens with the cycle: QT scales as √RR (Bazett 1920)
                 stretch = np.sqrt(rr_mean)
-            g = np.exp(-0.5 * ((t - beat - w.offset_s * stretch) / (w.width_s * stretch)) ** 2)
-            d += np.outer(w.vector, g)
+            centre, width = beat + w.offset_s * stretch, w.width_s * stretch
+            lo, hi = np.searchsorted(t, (centre - 10 * width, centre + 10 * width))
+            g = np.exp(-0.5 * ((t[lo:hi] - beat - w.offset_s * stretch) / width) ** 2)
+            d[:, lo:hi] += np.outer(w.vector, g)
         if any(case.st_vector):
-            st = ((t > beat + 0.05) & (t < beat + 0.30)).astype(float)
-            d += np.outer(case.st_vector, np.convolve(st, np.ones(15) / 15, mode="same"))
+            # The ST plateau, smoothed by a 15-sample moving average: nil beyond 8 samples either side of it.
+            lo, hi = np.searchsorted(t, (beat + 0.05, beat + 0.30))
+            lo, hi = max(0, lo - 8), min(len(t), hi + 8)
+            part = t[lo:hi]
+            st = ((part > beat + 0.05) & (part < beat + 0.30)).astype(float)
+            smooth = np.convolve(st, np.ones(15) / 15)[7:7 + len(st)]  # "same" alignment, also for a short slice
+            d[:, lo:hi] += np.outer(case.st_vector, smooth)
         beat += rr
     if case.irregular:
         f = sum(np.sin(2 * np.pi * rng.uniform(5, 8) * t + rng.uniform(0, 6)) for _ in range(3))
@@ -158,8 +166,10 @@ def synthesize(case: DemoCase, fs: int = 500, seconds: float = 10.0, seed: int =
 
 
 def as_json(signal: np.ndarray, fs: float) -> bytes:
-    return json.dumps({"fs": fs, "units": "mV",
-                       "leads": {lead: np.round(signal[i], 4).tolist() for i, lead in enumerate(LEADS)}}).encode()
+    # orjson: the same document as json.dumps (shortest round-trip floats) in a twentieth of the time.
+    return orjson.dumps({"fs": fs, "units": "mV",
+                         "leads": {lead: np.round(signal[i].astype(np.float64), 4).tolist()
+                                   for i, lead in enumerate(LEADS)}})
 
 
 def as_csv(signal: np.ndarray) -> bytes:
