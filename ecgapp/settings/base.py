@@ -57,7 +57,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "clinical.middleware.RefuseNulBytesMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "ecgapp.static_serving.StaticFilesMiddleware",  # WhiteNoise
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
