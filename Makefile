@@ -44,6 +44,9 @@ test: test-fast
 # The fast suite: everything but the browser and fault tests, in two processes (pytest-xdist; each gets its own
 # test database, Redis database and Prometheus folder: ecgapp/settings/test.py).
 FAST := --ignore=tests/browser --ignore=tests/faults
+# Python's default, where an environment has turned it off: compiled modules (and pytest's rewritten test modules)
+# are kept in __pycache__, so the processes the tests start, and the next run, do not compile them again.
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
 test-fast: $(STAMP)
 	$(BIN)/pytest $(FAST) -n 2 --dist worksteal -q
 
