@@ -150,3 +150,23 @@ def weights_dir(tmp_path_factory, settings) -> Path:
         path = write_tiny_weights(tmp / "weights", LabelSpace.from_csv(write_statements(tmp / "s.csv")))
     settings.ECG_WEIGHTS_DIR = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Each test database starts with the roles' groups, as `setup_roles` leaves a real one but without the audit
+    events of their making (tests of the audit trail count from an empty one): making them in every test that makes
+    a user cost ~15 ms of each. A transactional test flushes them with the rest; UserFactory makes them again where
+    they are missing."""
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import m2m_changed
+
+    from clinical import auth
+    from clinical.roles import roles_ensure
+
+    with django_db_blocker.unblock():
+        m2m_changed.disconnect(sender=Group.permissions.through, dispatch_uid="audit-perm-change")
+        try:
+            roles_ensure()
+        finally:
+            auth.connect()

@@ -31,7 +31,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, role: str = "clinician", **kwargs):
-        if not Group.objects.filter(name=role).exists():  # the first user of a test makes the roles (~15 ms)
+        if not Group.objects.filter(name=role).exists():  # after a flush (tests/conftest.py: django_db_setup)
             roles_ensure()
         user = model_class.objects.create_user(*args, password=PASSWORD, **kwargs)
         user.groups.add(Group.objects.get(name=role))

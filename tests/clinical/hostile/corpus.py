@@ -142,8 +142,7 @@ def _wfdb_files(hea: bytes, dat: bytes | Payload | None = None, hea_name: str = 
 def _csv(names: list[str] | None = None, sig: np.ndarray | None = None, cell: Callable[[str], str] | None = None,
          row: int = 100, col: int = 3) -> bytes:
     """A CSV of the good ECG with optional other lead names and one cell replaced."""
-    sig = _signal() if sig is None else sig
-    lines = demo.as_csv(sig).decode().splitlines()
+    lines = (_good_csv() if sig is None else demo.as_csv(sig).decode()).splitlines()
     if names is not None:
         lines[0] = ",".join(names)
     if cell is not None:
@@ -151,6 +150,11 @@ def _csv(names: list[str] | None = None, sig: np.ndarray | None = None, cell: Ca
         cells[col] = cell(cells[col])
         lines[row] = ",".join(cells)
     return ("\n".join(lines) + "\n").encode()
+
+
+@cache
+def _good_csv() -> str:
+    return demo.as_csv(_signal()).decode()
 
 
 def _json(leads: dict | None = None, **top: object) -> bytes:
@@ -299,7 +303,7 @@ def _wfdb_cases() -> list[Case]:
 
 def _csv_cases() -> list[Case]:
     rng = random.Random(7)
-    junk = bytes(rng.randrange(256) for _ in range(200_000))
+    junk = rng.randbytes(200_000)
     row_of_zeros = ",".join(["0"] * 12) + "\n"
     microvolts = _signal() * 1000
     return [

@@ -72,19 +72,22 @@ class BodyStream:
 
     def __init__(self, body: MultipartBody) -> None:
         self._chunks = body.chunks()
-        self._buffer = b""
+        self._buffer = memoryview(b"")  # the unread rest of the current chunk: reads slice it without copying it
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
         if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+            return bytes(self._buffer) + b"".join(self._chunks)
+        out = []
+        while size > 0:
+            if not self._buffer:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._buffer = memoryview(chunk)
+            piece, self._buffer = self._buffer[:size], self._buffer[size:]
+            out.append(piece)
+            size -= len(piece)
+        return b"".join(out)
 
     def readline(self, size: int = -1) -> bytes:  # WSGI requires it; Django's parser does not use it
         return self.read(size)
