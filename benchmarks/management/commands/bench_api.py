@@ -206,6 +206,15 @@ class Command(BaseCommand):
             counter = iter(range(requests, requests + 2 * workers))
             client()
             evidence_drained(120)
+            if shadow:
+                # As in service, where the shadow's worker has long started and loaded its model: its analyses
+                # of the warm-up are stored before anything is measured.
+                from monitoring.models import ShadowPrediction
+
+                t_ready = time.perf_counter()
+                while (ShadowPrediction.objects.count() < Prediction.objects.count()
+                       and time.perf_counter() - t_ready < 300):
+                    time.sleep(0.5)
             latencies.clear()
             submits.clear()
             counter = iter(range(requests))
