@@ -27,7 +27,7 @@ from monitoring.models import ModelVersion, ShadowPrediction
 MIN_OUTCOMES = 5  # positives and negatives each, below which a label's AUC and rates say "too few"
 DRIFT_MIN_N = 20  # shadowed ECGs below which a histogram test says "too few"
 LATENCY_KEYS = ("p50", "p95")
-DEFER_FIRST_S, DEFER_MAX_STEP_S = 2.0, 30.0  # a shadow analysis's waits while serving work is in hand
+DEFER_FIRST_S, DEFER_MAX_STEP_S = 5.0, 60.0  # a shadow analysis's waits while serving work is in hand
 
 
 def shadow_ensemble(version: ModelVersion):
