@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ MIN_OUTCOMES = 5  # positives and negatives each, below which a label's AUC and 
 DRIFT_MIN_N = 20  # shadowed ECGs below which a histogram test says "too few"
 LATENCY_KEYS = ("p50", "p95")
 DEFER_FIRST_S, DEFER_MAX_STEP_S = 5.0, 60.0  # a shadow analysis's waits while serving work is in hand
+POLL_S = 1.0  # how often a dedicated shadow worker looks again
 
 
 def shadow_ensemble(version: ModelVersion):
@@ -41,15 +43,42 @@ def shadow_ensemble(version: ModelVersion):
 
 
 def serving_busy() -> bool:
-    """Serving work in hand: an ECG's analysis queued or running, or a result's evidence being computed (created
-    within the longest a shadow waits, so that a row left behind by a dead worker does not hold shadows back for
-    good). Two indexed queries."""
-    from clinical.models import InferenceJob
+    """Serving work in hand: an ECG uploaded in the last ECG_SHADOW_QUIET_S seconds (traffic is flowing: the web
+    processes and the database are at work even while no analysis is queued), an analysis queued or running, or a
+    result's evidence being computed (created within the longest a shadow waits, so that a row left behind by a
+    dead worker does not hold shadows back for good). Indexed queries only."""
+    from clinical.models import EcgRecord, InferenceJob
 
+    now = timezone.now()
+    newest = EcgRecord.objects.order_by("-pk").values_list("uploaded_at", flat=True).first()
+    if newest is not None and newest >= now - timedelta(seconds=settings.ECG_SHADOW_QUIET_S):
+        return True
     if InferenceJob.objects.filter(state__in=(InferenceJob.State.QUEUED, InferenceJob.State.RUNNING)).exists():
         return True
-    since = timezone.now() - timedelta(seconds=settings.ECG_SHADOW_DEFER_MAX_S)
+    since = now - timedelta(seconds=settings.ECG_SHADOW_DEFER_MAX_S)
     return Prediction.objects.filter(created_at__gte=since, evidence_state=Prediction.EvidenceState.PENDING).exists()
+
+
+def dedicated_worker(app) -> bool:
+    """This process is a worker that consumes the shadow queue alone (as `celery worker -Q shadow`): it may wait in
+    the task, holding nothing else up. A worker of several queues (the embedded one, compose's monitoring worker)
+    must not, and outside a worker (eager tasks) Celery lists every queue."""
+    try:
+        return set(app.amqp.queues.consume_from) == {"shadow"}
+    except Exception:  # noqa: BLE001  (no queue information: not dedicated)
+        return False
+
+
+def wait_while_busy(max_s: float, poll_s: float = POLL_S) -> float:
+    """Sleep until serving_busy() is False or max_s has passed, checking every poll_s; the seconds waited. One
+    message waits here on a dedicated worker, however many are queued behind it: a query a second in all."""
+    waited = 0.0
+    while waited < max_s:
+        time.sleep(poll_s)
+        waited += poll_s
+        if not serving_busy():
+            break
+    return waited
 
 
 def defer_wait_s(deferred_s: float) -> float:

@@ -42,9 +42,10 @@ def reports_after_jobs(self, job_ids: list[int]) -> str:
 @shared_task(bind=True, acks_late=True, max_retries=3, name="monitoring.tasks.shadow_inference")
 def shadow_inference(self, version_id: int, prediction_id: int, deferred_s: float = 0.0) -> str:
     """A shadow version's analysis of an ECG the serving model analysed, on the "shadow" queue. While serving work
-    is in hand it is sent again for later (up to ECG_SHADOW_DEFER_MAX_S in all), so that the shadow never competes
-    with the serving path for the CPU, and never holds a shared worker (the embedded one runs every queue in one
-    process) while an ECG waits. Idempotent; a failure is logged and leaves the serving result as it was."""
+    is in hand (monitoring.shadow.serving_busy) it waits, up to ECG_SHADOW_DEFER_MAX_S in all, so that the shadow
+    never competes with the serving path for the CPU: in the task on a worker of the shadow queue alone, else sent
+    again for later, so that it never holds a shared worker (the embedded one runs every queue in one process)
+    while an ECG waits. Idempotent; a failure is logged and leaves the serving result as it was."""
     import logging
 
     from django.conf import settings
@@ -56,10 +57,13 @@ def shadow_inference(self, version_id: int, prediction_id: int, deferred_s: floa
 
     try:
         if deferred_s < settings.ECG_SHADOW_DEFER_MAX_S and shadow.serving_busy():
-            wait = shadow.defer_wait_s(deferred_s)
-            shadow_inference.apply_async((version_id, prediction_id), {"deferred_s": deferred_s + wait},
-                                         countdown=wait, retry=True, retry_policy=PUBLISH_RETRY)
-            return "deferred"
+            if shadow.dedicated_worker(self.app):  # wait here: the messages behind this one cost nothing meanwhile
+                shadow.wait_while_busy(settings.ECG_SHADOW_DEFER_MAX_S - deferred_s)
+            else:
+                wait = shadow.defer_wait_s(deferred_s)
+                shadow_inference.apply_async((version_id, prediction_id), {"deferred_s": deferred_s + wait},
+                                             countdown=wait, retry=True, retry_policy=PUBLISH_RETRY)
+                return "deferred"
         row = shadow.shadow_run(version_id=version_id, prediction_id=prediction_id)
     except Prediction.DoesNotExist:  # deleted, or re-analysed meanwhile (the new result is sent again)
         return "missing"

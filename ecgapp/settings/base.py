@@ -159,8 +159,10 @@ ECG_NOTIFY_WEBHOOK_TIMEOUT_S = env_float("ECGAPP_NOTIFY_WEBHOOK_TIMEOUT_S", 5.0)
 ECG_REPORT_WEBHOOK_URL = env_url("ECGAPP_REPORT_WEBHOOK_URL")
 # A model promotion waits for a second compliance user's signature (monitoring.registry); a rollback does not.
 ECG_MODEL_TWO_PERSON = env_bool("ECGAPP_MODEL_TWO_PERSON", True)
-# A shadow version's analysis waits while serving work is in hand (an ECG queued or being analysed, evidence being
-# made), so that it never takes the serving path's CPU; after this many seconds of waiting it runs regardless.
+# A shadow version's analysis waits while serving work is in hand (an ECG arrived in the last QUIET_S seconds, one
+# queued or being analysed, evidence being made), so that it never takes the serving path's CPU; after DEFER_MAX_S
+# seconds of waiting it runs regardless.
+ECG_SHADOW_QUIET_S = env_float("ECGAPP_SHADOW_QUIET_S", 10.0)
 ECG_SHADOW_DEFER_MAX_S = env_float("ECGAPP_SHADOW_DEFER_MAX_S", 1800.0)
 # Where each process writes the registered model versions' files it serves (monitoring.registry).
 ECG_MODELS_DIR = ECG_DATA_DIR / "models"

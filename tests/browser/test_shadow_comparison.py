@@ -25,7 +25,8 @@ def test_compliance_shadows_a_candidate_and_reads_the_comparison(live_server, pa
     officer = person("comp-one", "compliance")
     clinician, reviewer = person("dr-one", "clinician"), person("rev-one", "reviewer")
     candidate = registry.model_version_import(path=_export(tmp_path / "export", "resnet1d-ens3-next"), actor=officer)
-    # The shadow's worker, in this process: its task runs as the serving result commits.
+    # The shadow's worker, in this process: its task runs as the serving result commits (no quiet time waited for).
+    settings.ECG_SHADOW_QUIET_S = 0.0
     monkeypatch.setattr(tasks.shadow_inference, "apply_async",
                         lambda args, **kw: tasks.shadow_inference.apply(args=args))
     base = live_server.url

@@ -2,12 +2,15 @@
 are stored but never shown to clinicians; compliance compares, promotes with sign-off, rolls back."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from clinical import demo, services
-from clinical.models import AuditEvent, Prediction
+from clinical.models import AuditEvent, EcgRecord, Prediction
 from clinical.reviews import result_acknowledge
 from clinical.tokens import api_token_create
 from ecgapp.celery import app as celery_app
@@ -28,8 +31,10 @@ N_REVIEWED = 30
 
 
 @pytest.fixture
-def shadow_eager(monkeypatch):
-    """The shadow task runs in this process when the serving result's transaction commits (as its worker would)."""
+def shadow_eager(monkeypatch, settings):
+    """The shadow task runs in this process when the serving result's transaction commits (as its worker would once
+    uploads pause: no quiet time is waited for here)."""
+    settings.ECG_SHADOW_QUIET_S = 0.0
     sent = []
 
     def apply_async(args, **kwargs):
@@ -253,6 +258,11 @@ def test_the_shadow_waits_while_serving_work_is_in_hand_then_runs(
     registry.model_shadow_start(version=candidate, user=compliance_officer)
     done = _analyse(clinician, demo.population(1)[0], django_capture_on_commit_callbacks)
     prediction = Prediction.objects.get(record=done)
+    # Traffic flowing: an ECG uploaded within the quiet time is serving work, though its analysis is done.
+    assert shadow.serving_busy()
+    EcgRecord.objects.update(uploaded_at=timezone.now() - timedelta(seconds=settings.ECG_SHADOW_QUIET_S + 1))
+    assert not shadow.serving_busy()
+    settings.ECG_SHADOW_QUIET_S = 0.0  # from here on, the other kinds of serving work
     waiting = services.ecg_submit(actor=clinician, pseudonym="PT-WAIT", age=50, sex="F", fs=500,
                                   files={"csv": ("ecg.csv", demo.as_csv(demo.population(2)[1].signal(500)))},
                                   queue_inference=False)
@@ -294,3 +304,27 @@ def test_the_shadow_waits_while_serving_work_is_in_hand_then_runs(
     ShadowPrediction.objects.all().delete()
     assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk), kwargs={"deferred_s": 1800.0}).get() \
         == "stored"
+
+    # A worker of the shadow queue alone waits in the task instead, looking again every second, then runs.
+    ShadowPrediction.objects.all().delete()
+    assert not shadow.dedicated_worker(celery_app)  # here, outside a worker, Celery lists every queue
+    monkeypatch.setattr(shadow, "dedicated_worker", lambda app: True)
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        if len(slept) == 3:  # the queued ECG is analysed meanwhile
+            InferenceJob.objects.filter(pk=waiting.job.pk).update(state=InferenceJob.State.DONE)
+
+    monkeypatch.setattr(shadow.time, "sleep", sleep)
+    monkeypatch.setattr(tasks.shadow_inference, "apply_async", lambda *a, **kw: pytest.fail("sent again"))
+    assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk)).get() == "stored"
+    assert slept == [shadow.POLL_S] * 3
+    # and gives up waiting after the longest wait.
+    InferenceJob.objects.filter(pk=waiting.job.pk).update(state=InferenceJob.State.QUEUED)
+    ShadowPrediction.objects.all().delete()
+    settings.ECG_SHADOW_DEFER_MAX_S = 4.0
+    slept.clear()
+    monkeypatch.setattr(shadow.time, "sleep", slept.append)  # the ECG stays queued
+    assert tasks.shadow_inference.apply(args=(candidate.pk, prediction.pk)).get() == "stored"
+    assert slept == [shadow.POLL_S] * 4
