@@ -211,6 +211,9 @@ def _groups_changed(sender, instance, action, pk_set, reverse, **kwargs):
                   details={"user": user.username, "change": action.removeprefix("post_"), "groups": groups})
 
 
+PERMISSIONS_CHANGED_UID = "audit-perm-change"  # the audit's receiver of a group's permission changes
+
+
 def _permissions_changed(sender, instance, action, pk_set, reverse, **kwargs):
     if action in ("post_add", "post_remove", "post_clear") and not reverse:
         audit_log(actor=None, action=AuditAction.ROLE_PERMISSIONS_CHANGE, object_type="Group", object_id=instance.pk,
@@ -223,7 +226,7 @@ def connect() -> None:
     from django.db.models.signals import m2m_changed
 
     m2m_changed.connect(_groups_changed, sender=User.groups.through, dispatch_uid="audit-role-change")
-    m2m_changed.connect(_permissions_changed, sender=Group.permissions.through, dispatch_uid="audit-perm-change")
+    m2m_changed.connect(_permissions_changed, sender=Group.permissions.through, dispatch_uid=PERMISSIONS_CHANGED_UID)
     user_logged_in.connect(_logged_in, dispatch_uid="audit-login")
     user_logged_out.connect(_logged_out, dispatch_uid="audit-logout")
     user_login_failed.connect(_login_failed, dispatch_uid="audit-login-failed")

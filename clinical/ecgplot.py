@@ -200,7 +200,7 @@ def _trace(kind: str, **props) -> dict:
 
 def _lead_trace(lead: str, t: np.ndarray, mv: np.ndarray, baseline: float) -> dict:
     # SVG Scatter rather than Scattergl: 13 paths of a few thousand points draw fast and print crisply.
-    return _trace("scatter", 
+    return _trace("scatter",
         x=np.round(t, 4).tolist(),
         y=_json_values(mv + baseline, 3),
         customdata=_json_values(mv, 3),  # the unshifted voltage, for the hover text
@@ -228,7 +228,7 @@ def _calibration_trace() -> dict:
     for base in ROW_BASELINES_MV:
         xs += [a, up, up, down, down, b, None]
         ys += [base, base, base + CAL_MV, base + CAL_MV, base, base, None]
-    return _trace("scatter", 
+    return _trace("scatter",
         x=xs[:-1], y=ys[:-1], mode="lines", line={"color": INK, "width": 1.4},
         name="1 mV calibration", meta="calibration", hoverinfo="skip", showlegend=False,
     )
@@ -247,7 +247,7 @@ def _evidence_trace(
     keep = (map_t >= span[0] - eps) & (map_t < span[1] - eps)
     z = np.clip(lead_map[keep], 0.0, 1.0)
     cells = [round(float(v), 3) if v >= EVIDENCE_MIN else None for v in z]
-    return _trace("heatmap", 
+    return _trace("heatmap",
         z=[cells],
         x0=round(float(map_t[keep][0]), 4) if keep.any() else 0.0,
         dx=1 / TARGET_FS,
@@ -457,7 +457,7 @@ def median_beats_figure(
             x0 = col * pitch_s
             mv = np.asarray([np.nan if v is None else v for v in (leads.get(lead) or [])[j0:j1]], dtype=np.float64)
             # x0/dx instead of 325 x values; 10 µV steps are 0.1 mm on the paper, finer than a screen pixel.
-            traces.append(_trace("scatter", 
+            traces.append(_trace("scatter",
                 x0=round(x0, 6), dx=1 / beats_fs, y=_json_values(mv + bases[row], 2), mode="lines",
                 line={"color": INK, "width": 1.4}, name=lead, meta=lead, hoverinfo="skip", showlegend=False))
             panels.append({"lead": lead, "x0": round(x0, 6), "x1": round(x0 + shown_s, 6),

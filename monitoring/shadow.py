@@ -69,16 +69,15 @@ def dedicated_worker(app) -> bool:
         return False
 
 
-def wait_while_busy(max_s: float, poll_s: float = POLL_S) -> float:
-    """Sleep until serving_busy() is False or max_s has passed, checking every poll_s; the seconds waited. One
-    message waits here on a dedicated worker, however many are queued behind it: a query a second in all."""
+def wait_while_busy(max_s: float, poll_s: float = POLL_S) -> None:
+    """Sleep until serving_busy() is False or max_s has passed, checking every poll_s. One message waits here on a
+    dedicated worker, however many are queued behind it: a query a second in all."""
     waited = 0.0
     while waited < max_s:
         time.sleep(poll_s)
         waited += poll_s
         if not serving_busy():
-            break
-    return waited
+            return
 
 
 def defer_wait_s(deferred_s: float) -> float:

@@ -165,7 +165,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     from clinical.roles import roles_ensure
 
     with django_db_blocker.unblock():
-        m2m_changed.disconnect(sender=Group.permissions.through, dispatch_uid="audit-perm-change")
+        m2m_changed.disconnect(sender=Group.permissions.through, dispatch_uid=auth.PERMISSIONS_CHANGED_UID)
         try:
             roles_ensure()
         finally:
